@@ -1,0 +1,346 @@
+"""A brand's configuration (`mappings/<brand>.yaml`), parsed into typed models at load time.
+
+A mistake in a brand file is reported with the file, the key path, what was expected and what
+was found, before any asset runs (`bspk check-config`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bspk_pipelines.entities import DEPENDENCY_ORDER, ENTITIES
+
+BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+INTERVAL = re.compile(r"^(\d+)(m|h|d|w|mo)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Dialect(Strict):
+    """How a source writes its CSV files. The defaults are the platform's own format."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote: str = Field('"', min_length=1, max_length=1)
+    encoding: Literal["utf-8", "utf-8-sig", "cp1252", "latin-1", "iso-8859-15"] = "utf-8"
+    decimal: Literal[".", ","] = "."
+    thousands: Literal["", ",", ".", " ", "'"] = ""
+    date_format: str = "%Y-%m-%d"
+    datetime_format: str = "%Y-%m-%dT%H:%M:%S"
+    # Zone of naive datetimes in the file; sales are stored in UTC as the platform requires.
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _separators_differ(self) -> Dialect:
+        if self.thousands and self.thousands == self.decimal:
+            raise ValueError(f"thousands separator {self.thousands!r} equals the decimal mark")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"an IANA time zone such as Europe/Paris, found {v!r}") from e
+        return v
+
+
+class Phone(Strict):
+    phone: str = Field(description="default ISO 3166 region for numbers without +country")
+
+
+class StripPrefix(Strict):
+    strip_prefix: str = Field(min_length=1)
+
+
+class SplitPart(Strict):
+    class Spec(Strict):
+        sep: str = Field(min_length=1)
+        index: int
+
+    split: Spec
+
+
+Transform = Annotated[
+    Literal["trim", "upper", "lower", "title"] | Phone | StripPrefix | SplitPart,
+    Field(description="trim|upper|lower|title, {phone: FR}, {strip_prefix: '0'}, {split: {sep, index}}"),
+]
+
+
+class ColumnMap(Strict):
+    """How one platform column is made from a source row."""
+
+    source: str | None = Field(None, alias="from")
+    constant: str | None = None
+    concat: list[str] | None = None
+    sep: str = " "
+    transforms: list[Transform] = []
+    values: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ColumnMap:
+        given = [k for k in ("from", "constant", "concat") if getattr(self, _FIELD[k]) is not None]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of from, constant, concat; found {given or 'none'}")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        if self.source is not None:
+            return [self.source]
+        return list(self.concat or [])
+
+
+_FIELD = {"from": "source", "constant": "constant", "concat": "concat"}
+
+
+class FileTimestamp(Strict):
+    """Where a brand-format file name carries its creation time, for first-in-first-out order."""
+
+    regex: str
+    format: str
+
+    @field_validator("regex")
+    @classmethod
+    def _has_group(cls, v: str) -> str:
+        if re.compile(v).groups < 1:
+            raise ValueError("a regular expression with one group around the timestamp")
+        return v
+
+
+class FileMap(Strict):
+    """One kind of file a brand-format source sends: which entity it feeds and how."""
+
+    pattern: str = Field(description="glob on the file name, e.g. CLIENTS_*.csv")
+    entity: str
+    timestamp: FileTimestamp | None = None
+    columns: dict[str, ColumnMap]
+
+    @field_validator("entity")
+    @classmethod
+    def _known_entity(cls, v: str) -> str:
+        if v not in ENTITIES:
+            raise ValueError(f"one of {', '.join(ENTITIES)}; found {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> FileMap:
+        entity = ENTITIES[self.entity]
+        unknown = [c for c in self.columns if c not in entity.column_names]
+        if unknown:
+            raise ValueError(
+                f"columns of {self.entity} ({', '.join(entity.column_names)}); found {', '.join(unknown)}"
+            )
+        missing_key = [k for k in entity.key if k not in self.columns and k not in entity.optional_key]
+        if missing_key:
+            raise ValueError(f"a mapping for every key column of {self.entity}; missing {', '.join(missing_key)}")
+        return self
+
+
+class Source(Strict):
+    """One brand system that sends files into a drop folder."""
+
+    format: Literal["bspk", "csv"]
+    drop: str = Field(description="folder the source drops files into; relative to the data folder")
+    dialect: Dialect = Dialect()
+    files: list[FileMap] = []
+
+    @model_validator(mode="after")
+    def _format_fits(self) -> Source:
+        if self.format == "bspk" and (self.files or self.dialect != Dialect()):
+            raise ValueError("a bspk-format source takes no files or dialect: its files are the platform's own format")
+        if self.format == "csv" and not self.files:
+            raise ValueError("a csv source needs `files`: which file patterns feed which entity")
+        return self
+
+
+class Sync(Strict):
+    interval: str | None = Field(None, description="1m ... 1mo, or a cron string")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is not None:
+            interval_to_cron(v)
+        return v
+
+
+class Brand(Strict):
+    """A tenant: its sources, its precedence rules and its schedules."""
+
+    brand: str
+    company_name: str
+    sources: dict[str, Source] = Field(min_length=1)
+    precedence: dict[str, dict[str, list[str]]] = {}
+    reject_rate_threshold: float = Field(0.05, ge=0, le=1)
+    sync: Sync = Sync()
+
+    @field_validator("brand")
+    @classmethod
+    def _brand_id(cls, v: str) -> str:
+        if not BRAND_ID.match(v):
+            raise ValueError(f"lower-case letters, digits and _, starting with a letter; found {v!r}")
+        return v
+
+    @field_validator("company_name")
+    @classmethod
+    def _company(cls, v: str) -> str:
+        if not COMPANY_NAME.match(v):
+            raise ValueError(f"a CamelCase name of letters and digits, as in the file names; found {v!r}")
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _source_ids(cls, v: dict[str, Source]) -> dict[str, Source]:
+        bad = [s for s in v if not BRAND_ID.match(s)]
+        if bad:
+            raise ValueError(f"source ids of lower-case letters, digits and _; found {', '.join(bad)}")
+        return v
+
+    @model_validator(mode="after")
+    def _precedence_fits(self) -> Brand:
+        for entity, rules in self.precedence.items():
+            if entity not in ENTITIES:
+                raise ValueError(f"precedence.{entity}: one of {', '.join(ENTITIES)}")
+            feeding = set(self.sources_of(entity))
+            columns = ENTITIES[entity].attributes
+            for attribute, order in rules.items():
+                where = f"precedence.{entity}.{attribute}"
+                if attribute != "default" and attribute not in columns:
+                    raise ValueError(f"{where}: default or an attribute of {entity} ({', '.join(columns)})")
+                strangers = [s for s in order if s not in feeding]
+                if strangers:
+                    raise ValueError(
+                        f"{where}: sources that send {entity} ({', '.join(sorted(feeding)) or 'none'}); "
+                        f"found {', '.join(strangers)}"
+                    )
+        return self
+
+    def sources_of(self, entity: str) -> list[str]:
+        """Source ids that send files for `entity`."""
+        return [
+            sid
+            for sid, s in self.sources.items()
+            if s.format == "bspk" or any(f.entity == entity for f in s.files)
+        ]
+
+    @property
+    def entities(self) -> list[str]:
+        """Entities this brand receives, in dependency order."""
+        fed = {e for e in ENTITIES if self.sources_of(e)}
+        return sorted(fed, key=DEPENDENCY_ORDER.get)
+
+    def owners(self, entity: str, attribute: str) -> list[str]:
+        """Sources that may set `attribute`, most trusted first."""
+        rules = self.precedence.get(entity, {})
+        return rules.get(attribute) or rules.get("default") or self.sources_of(entity)
+
+    @property
+    def schedule_cron(self) -> str | None:
+        return interval_to_cron(self.sync.interval) if self.sync.interval else None
+
+
+def interval_to_cron(interval: str) -> str:
+    """`1m`..`1mo` (or a cron string) as a cron string."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    m = INTERVAL.match(interval)
+    if not m:
+        if is_valid_cron_string(interval):
+            return interval
+        raise ValueError(f"an interval such as 1m, 15m, 1h, 1d, 1w, 1mo or a cron string; found {interval!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    limits = {"m": 59, "h": 23, "d": 31, "w": 1, "mo": 12}
+    if not 1 <= n <= limits[unit]:
+        raise ValueError(f"between 1{unit} and {limits[unit]}{unit}; found {interval!r}")
+    step = lambda field: field if n == 1 else f"{field}/{n}"  # noqa: E731
+    return {
+        "m": f"{step('*')} * * * *",
+        "h": f"0 {step('*')} * * *",
+        "d": f"0 0 {step('*')} * *",
+        "w": "0 0 * * 1",
+        "mo": f"0 0 1 {step('*')} *",
+    }[unit]
+
+
+class ConfigError(Exception):
+    """One or more mistakes in brand files, each naming file, key path, expected and found."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "function-after[_interval(), nullable[str]]") or "[" in str(part):
+            continue  # pydantic's names for union branches are noise to a brand engineer
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    found = err.get("input")
+    if err["type"] == "missing":
+        return "a value is required; found nothing"
+    if err["type"] == "extra_forbidden":
+        return f"no such key (a typo?); found {found!r}"
+    if "found" in msg:
+        return msg
+    return f"{msg}; found {found!r}"
+
+
+def load_brand(path: Path) -> Brand:
+    """Parse one brand file; raises ConfigError naming the file and every mistake in it."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot be read: {e}"]) from e
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: (top level): expected a mapping of keys; found {type(raw).__name__}"])
+    try:
+        brand = Brand.model_validate(raw)
+    except ValidationError as e:
+        dedup = dict.fromkeys(f"{path}: {_key_path(err['loc'])}: {_describe(err)}" for err in e.errors())
+        raise ConfigError(list(dedup)) from None
+    if brand.brand != path.stem:
+        raise ConfigError([f"{path}: brand: the file's name ({path.stem}); found {brand.brand!r}"])
+    return brand
+
+
+def mappings_dir() -> Path:
+    return Path(os.environ.get("BSPK_MAPPINGS_DIR", "mappings"))
+
+
+def load_brands(directory: Path | None = None) -> list[Brand]:
+    """Every `*.yaml` brand file in the mappings folder; all their mistakes at once."""
+    directory = directory or mappings_dir()
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: the mappings folder does not exist (BSPK_MAPPINGS_DIR)"])
+    brands, problems = [], []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            brands.append(load_brand(path))
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    return brands

@@ -1,0 +1,417 @@
+"""The platform's entities: columns, rules and keys, as the published file formats define them.
+
+Everything else (parsing, validation, the warehouse schema, the apply order) reads these
+specs, so a rule of the reference lives in exactly one place. Where the reference says
+NOT FOUND or CUT OFF, the choice made here is written next to the spec (see `DECISIONS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """How a column's text is checked and stored."""
+
+    TEXT = "text"
+    EMAIL = "email"
+    URL = "url"
+    PHONE = "phone"  # E.164
+    COUNTRY = "country"  # ISO 3166-1 alpha-2
+    CURRENCY = "currency"  # ISO 4217
+    LANGUAGE = "language"  # ISO 639-1, one value
+    LANGUAGES = "languages"  # ISO 639-1, `;` list
+    BOOL = "bool"  # TRUE / FALSE
+    INT = "int"
+    DECIMAL = "decimal"
+    DATE = "date"  # YYYY-MM-DD
+    DATETIME = "datetime"  # ISO 8601, stored as UTC without offset
+    ENUM = "enum"
+    LIST = "list"  # `;` list of free text
+    CATEGORIES = "categories"  # `;` list of `>>` paths
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind = Kind.TEXT
+    required: bool = False
+    min_len: int = 1
+    max_len: int | None = 255
+    choices: tuple[str, ...] = ()
+    # False for columns the reference does not confirm: a file may leave them out of its header.
+    in_header: bool = True
+    # product_ref and sku are case-insensitive: stored lower-cased so one record has one key.
+    case_insensitive: bool = False
+    # The column's name in the platform's file when the warehouse must call it otherwise.
+    header: str | None = None
+    # Unique per record across the entity (a shopper's mobile phone), not only the key.
+    unique: bool = False
+    # Only for INT/DECIMAL: reject values below this (quantities, prices).
+    minimum: float | None = None
+    # Only for INT/DECIMAL: most digits before the decimal point the column stores.
+    max_digits: int = 12
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A column that must name a record of another entity before the row can be applied."""
+
+    column: str
+    entity: str
+    target_column: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    file_type: str
+    versions: tuple[str, ...]
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    references: tuple[Reference, ...] = ()
+    # Key columns that may be blank in a file and are stored as '' (part of the key, never NULL).
+    optional_key: tuple[str, ...] = ()
+    # For inventory: the row with the latest value of this column wins, whatever the file order.
+    latest_by: str | None = None
+    # For images: the rows of one file are the complete set for each value of these columns.
+    replace_set_by: tuple[str, ...] = ()
+    # Sales history is large and partitioned by month of this column.
+    month_column: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def header_names(self) -> dict[str, str]:
+        """Platform file column name -> warehouse column name, where they differ."""
+        return {c.header: c.name for c in self.columns if c.header}
+
+    @property
+    def attributes(self) -> list[str]:
+        """Non-key columns: the ones precedence can give to different sources."""
+        return [c.name for c in self.columns if c.name not in self.key]
+
+
+def _ref(
+    name: str, required: bool = True, case_insensitive: bool = False, in_header: bool = True
+) -> Column:
+    return Column(
+        name, Kind.TEXT, required=required, case_insensitive=case_insensitive, in_header=in_header, max_len=255
+    )
+
+
+def _bool(name: str, required: bool = False, in_header: bool = True) -> Column:
+    return Column(name, Kind.BOOL, required=required, max_len=None, in_header=in_header)
+
+
+STORE_REGIONS = Entity(
+    name="store_regions",
+    file_type="STORE-REGION",
+    versions=("V2",),
+    columns=(
+        _ref("store_region_ref"),
+        Column("name", required=True),
+        Column("privacy_policy_link", Kind.URL),
+        Column("privacy_policy_email", Kind.EMAIL),
+    ),
+    key=("store_region_ref",),
+    notes=("STORE-REGION has no spec page: columns from the pre-reqs header example; "
+           "version V2 like the other core files; `name` required like every other name.",),
+)
+
+STORES = Entity(
+    name="stores",
+    file_type="STORE",
+    versions=("V2",),
+    columns=(
+        _ref("store_ref"),
+        Column("name", required=True),
+        Column("address"),
+        Column("city"),
+        Column("state"),
+        Column("zip_code"),
+        Column("country_code", Kind.COUNTRY, max_len=2),
+        Column("currency_code", Kind.CURRENCY, required=True, max_len=3),
+        Column("phone", Kind.PHONE),
+        Column("privacy_policy_link", Kind.URL),
+        Column("privacy_policy_email", Kind.EMAIL),
+        _ref("store_region_ref", required=False),
+        _bool("active", required=True),
+    ),
+    key=("store_ref",),
+)
+
+SALES_ASSOCIATES = Entity(
+    name="sales_associates",
+    file_type="SALES-ASSOCIATE",
+    versions=("V2",),
+    columns=(
+        _ref("sales_associate_ref"),
+        Column("first_name", required=True),
+        Column("last_name", required=True),
+        Column("email", Kind.EMAIL, min_len=5),
+        Column("mobile_phone", Kind.PHONE),
+        _ref("store_ref"),
+        _bool("active", required=True),
+    ),
+    key=("sales_associate_ref",),
+)
+
+SHOPPERS = Entity(
+    name="shoppers",
+    file_type="SHOPPER",
+    versions=("V3", "V2"),
+    columns=(
+        _ref("shopper_ref"),
+        Column("barcode", in_header=False),
+        Column("profile_type", Kind.ENUM, choices=("person", "organization"), in_header=False),
+        Column("first_name"),
+        Column("last_name"),
+        Column("alternate_first_name"),
+        Column("alternate_last_name"),
+        Column("gender", Kind.ENUM, choices=("M", "F", "NB")),
+        Column("email", Kind.EMAIL),
+        Column("title", max_len=20),
+        Column("mobile_phone", Kind.PHONE, unique=True),
+        Column("other_phone", Kind.PHONE),
+        Column("address"),
+        Column("address_2"),
+        Column("address_3"),
+        Column("address_4"),
+        Column("city"),
+        Column("state"),
+        Column("zip_code"),
+        Column("country_code", Kind.COUNTRY, max_len=2),
+        Column("preferences", Kind.LIST),
+        Column(
+            "preferred_contact_channel",
+            Kind.ENUM,
+            choices=("chat", "email", "line", "whatsapp", "wechat", "call"),
+        ),
+        Column("nationality", Kind.COUNTRY, max_len=2),
+        Column("languages", Kind.LANGUAGES),
+        _bool("email_contact"),
+        _bool("phone_call_contact"),
+        # The table is CUT OFF after phone_call_contact: these follow the Platform API client
+        # body. Accepted when present, not demanded in the header.
+        _bool("chat_contact", in_header=False),
+        _bool("do_not_contact", in_header=False),
+        _bool("interested_in_new_products", in_header=False),
+        Column("birthday", Kind.DATE, max_len=10, in_header=False),
+        Column("creation_date", Kind.DATE, max_len=10, in_header=False),
+        _ref("store_ref", required=False, in_header=False),
+        _ref("sales_associate_ref", required=False, in_header=False),
+        Column("segment", in_header=False),
+        Column("passport_number", in_header=False),
+    ),
+    key=("shopper_ref",),
+    notes=(
+        "SHOPPER is CUT OFF after phone_call_contact: the Platform API client fields "
+        "(chat_contact ... passport_number) are accepted when present, not required in the header; "
+        "so are barcode and profile_type, which only the newer copy lists.",
+        "V2 and V3 are both accepted with the same columns: their differences are NOT FOUND.",
+        "mobile_phone must be unique per shopper: a duplicate inside a file is rejected, across the "
+        "table an asset check reports it (the brand's record is never changed on its behalf).",
+        "creation_date is read as ISO YYYY-MM-DD: the API example's day/month order is not specified.",
+    ),
+)
+
+SHOPPER_ADDRESSES = Entity(
+    name="shopper_addresses",
+    file_type="SHOPPER-ADDRESS",
+    versions=("V3",),
+    columns=(
+        _ref("shopper_ref"),
+        _ref("address_ref"),
+        Column("address_1", required=True),
+        Column("first_name"),
+        Column("last_name"),
+        Column("company_name"),
+        Column("address_2"),
+        Column("address_3"),
+        Column("address_4"),
+        Column("city"),
+        Column("province"),
+        Column("province_code"),
+        Column("country"),
+        Column("country_code", Kind.COUNTRY, max_len=2),
+        Column("zip"),
+        Column("phone", Kind.PHONE, in_header=False),
+        _bool("is_default", in_header=False),
+        _bool("active", in_header=False),
+    ),
+    key=("shopper_ref", "address_ref"),
+    references=(Reference("shopper_ref", "shoppers", "shopper_ref"),),
+    notes=("SHOPPER-ADDRESS is CUT OFF after zip: phone (E.164), is_default and active "
+           "(TRUE/FALSE) are accepted when present; a blank active means TRUE (not deleted).",),
+)
+
+PRODUCTS = Entity(
+    name="products",
+    file_type="PRODUCT",
+    versions=("V2",),
+    columns=(
+        _ref("product_ref", case_insensitive=True),
+        Column("name", required=True),
+        Column("description", max_len=65535),
+        Column("categories", Kind.CATEGORIES, max_len=65535),
+        Column("language_code", Kind.LANGUAGE, max_len=2),
+        # Every warehouse table's `brand` is the tenant; the product's own brand is stored apart.
+        Column("product_brand", max_len=30, header="brand"),
+        _bool("published", required=True),
+    ),
+    key=("product_ref", "language_code"),
+    optional_key=("language_code",),
+    notes=("Localisation is CUT OFF: one row per (product_ref, language_code) is kept, so a "
+           "product's translations live side by side; a blank language_code is the default row.",),
+)
+
+PRODUCT_VARIANTS = Entity(
+    name="product_variants",
+    file_type="PRODUCT-VARIANTS",
+    versions=("V2",),
+    columns=(
+        _ref("product_ref", case_insensitive=True),
+        _ref("sku", case_insensitive=True),
+        Column("barcode"),
+        Column("option_1_name"),
+        Column("option_1_value"),
+        Column("option_2_name"),
+        Column("option_2_value"),
+        Column("option_3_name"),
+        Column("option_3_value"),
+        Column("language_code", Kind.LANGUAGE, max_len=2),
+        Column("store_refs", Kind.LIST),
+        _bool("published", required=True),
+    ),
+    key=("sku",),
+    references=(Reference("product_ref", "products", "product_ref"),),
+)
+
+PRODUCT_PRICES = Entity(
+    name="product_prices",
+    file_type="PRODUCT-PRICES",
+    versions=("V2",),
+    columns=(
+        _ref("product_ref", case_insensitive=True),
+        _ref("sku", case_insensitive=True),
+        Column("price", Kind.DECIMAL, required=True, minimum=0),
+        Column("currency_code", Kind.CURRENCY, required=True, max_len=3),
+        Column("store_refs", Kind.LIST, max_len=65535),
+        Column("starting_on", Kind.DATE, max_len=10),
+        Column("ending_on", Kind.DATE, max_len=10),
+        _bool("discounted"),
+    ),
+    key=("product_ref", "sku", "currency_code", "store_refs", "discounted", "starting_on"),
+    optional_key=("store_refs", "discounted", "starting_on"),
+    references=(Reference("product_ref", "products", "product_ref"),),
+    notes=(
+        "A price is keyed by product, sku (`*` = all), currency, stores, discounted and "
+        "starting_on: a newer standard price for the same scope replaces the current one, a "
+        "scheduled one (future starting_on) sits beside it until its date. A blank discounted "
+        "is stored FALSE, as the reference says.",
+        "ending_on is only valid on a discounted price: on a standard price it is rejected.",
+    ),
+)
+
+PRODUCT_INVENTORY = Entity(
+    name="product_inventory",
+    file_type="PRODUCT-INVENTORY",
+    versions=("V2",),
+    columns=(
+        _ref("product_ref", case_insensitive=True),
+        _ref("sku", case_insensitive=True),
+        Column("quantity", Kind.INT, required=True, max_digits=9),
+        _ref("store_ref"),
+        Column("at", Kind.DATETIME, required=True, max_len=20),
+    ),
+    key=("sku", "store_ref"),
+    latest_by="at",
+    references=(Reference("product_ref", "products", "product_ref"),),
+    notes=("Negative inventory quantities are accepted: stores oversell, and the reference "
+           "does not forbid them.",),
+)
+
+PRODUCT_IMAGES = Entity(
+    name="product_images",
+    file_type="PRODUCT-IMAGES",
+    versions=("V2",),
+    columns=(
+        _ref("product_ref", case_insensitive=True),
+        Column("skus", Kind.LIST),
+        Column("image_url", Kind.URL, required=True, max_len=65535),
+        Column("position", Kind.INT, required=True, minimum=0, max_digits=9),
+    ),
+    key=("product_ref", "position"),
+    replace_set_by=("product_ref",),
+    references=(Reference("product_ref", "products", "product_ref"),),
+)
+
+SALES = Entity(
+    name="sales",
+    file_type="SALE",
+    versions=("V2",),
+    columns=(
+        _ref("sale_ref"),
+        _ref("product_ref", case_insensitive=True),
+        Column("quantity", Kind.DECIMAL, required=True, max_len=7, max_digits=7),
+        Column("price", Kind.DECIMAL, required=True, max_len=10, max_digits=10),
+        Column("currency_code", Kind.CURRENCY, required=True, max_len=3),
+        Column("created_at", Kind.DATETIME, required=True, max_len=19),
+        _ref("sku", required=False, case_insensitive=True),
+        _ref("shopper_ref"),
+        _ref("store_ref", required=False),
+        _ref("sales_associate_ref", required=False),
+    ),
+    key=("sale_ref", "product_ref", "sku"),
+    optional_key=("sku",),
+    references=(
+        Reference("shopper_ref", "shoppers", "shopper_ref"),
+        Reference("product_ref", "products", "product_ref"),
+    ),
+    month_column="created_at",
+    notes=(
+        "Whether sale_ref is unique per line is NOT FOUND: a line is keyed by sale_ref, "
+        "product_ref and sku, so one ticket can carry several products.",
+        "Returns are NOT FOUND: negative quantities and prices are accepted as returns.",
+    ),
+)
+
+# The platform's documented dependency order; SHOPPER-ADDRESS comes right after SHOPPER.
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        STORE_REGIONS,
+        STORES,
+        SALES_ASSOCIATES,
+        SHOPPERS,
+        SHOPPER_ADDRESSES,
+        PRODUCTS,
+        PRODUCT_VARIANTS,
+        PRODUCT_PRICES,
+        PRODUCT_INVENTORY,
+        PRODUCT_IMAGES,
+        SALES,
+    )
+}
+DEPENDENCY_ORDER: dict[str, int] = {name: i for i, name in enumerate(ENTITIES)}
+BY_FILE_TYPE: dict[str, Entity] = {e.file_type: e for e in ENTITIES.values()}
+
+
+def dependents(entity: str) -> list[str]:
+    """Entities whose rows reference `entity` (and so may be held until it arrives)."""
+    return [e.name for e in ENTITIES.values() if any(r.entity == entity for r in e.references)]
+
+
+def referenced(entity: str) -> list[str]:
+    return sorted({r.entity for r in ENTITIES[entity].references}, key=DEPENDENCY_ORDER.get)

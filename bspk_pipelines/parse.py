@@ -1,0 +1,150 @@
+"""Reading a delivered CSV file into rows that remember their line, or failing the whole file.
+
+A file fails as a whole (FileFailure) when it cannot be read as the source's CSV at all: wrong
+encoding, no header, a header that does not fit. A single bad row never fails a file: it
+becomes a reject with its line and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from bspk_pipelines.config import Dialect
+
+LINE = "_line"
+# A field may be long (descriptions go to 65,535 characters); past this it is surely not data.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class FileFailure(Exception):
+    """The file as a whole cannot be applied; the message names the file and the problem."""
+
+
+@dataclass
+class RowProblem:
+    line: int
+    column: str
+    value: str
+    rule: str
+    message: str
+
+
+@dataclass
+class ParsedBatch:
+    rows: pl.DataFrame  # one Utf8 column per header column, blanks as null, plus `_line`
+    problems: list[RowProblem]
+
+
+def _decoding(dialect: Dialect) -> str:
+    # A UTF-8 byte-order mark is harmless and common (Excel writes one): read past it.
+    return "utf-8-sig" if dialect.encoding == "utf-8" else dialect.encoding
+
+
+def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
+    """Line, byte offset and bytes of the first sequence that does not decode."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line, offset = 1, 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            for i in range(len(chunk)):
+                try:
+                    decoder.decode(chunk[i : i + 1])
+                except UnicodeDecodeError:
+                    return line, offset + i, chunk[i : i + 4]
+                if chunk[i] == 0x0A:
+                    line += 1
+            offset += len(chunk)
+    return line, offset, b""
+
+
+def check_header(name: str, header: list[str], expected: list[str], optional: list[str], exact: bool) -> None:
+    """Fail the file unless its header names every expected column once (and, if exact, no others)."""
+    seen: dict[str, int] = {}
+    for pos, col in enumerate(header, start=1):
+        if col in seen:
+            raise FileFailure(f"{name}: line 1: column {col!r} appears twice in the header (positions {seen[col]} and {pos})")
+        seen[col] = pos
+    missing = [c for c in expected if c not in seen]
+    unknown = [c for c in header if c not in expected and c not in optional] if exact else []
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(c) for c in unknown)}")
+        raise FileFailure(f"{name}: line 1: the header does not fit: {'; '.join(parts)}")
+
+
+def read_batches(
+    path: Path,
+    dialect: Dialect,
+    expected: list[str],
+    optional: list[str] = (),
+    exact: bool = False,
+    batch_rows: int = 100_000,
+) -> Iterator[ParsedBatch]:
+    """Rows of a CSV file in batches, each row tagged with the line it starts on.
+
+    `expected` columns must all be in the header; with `exact` (the platform's own format) no
+    other columns than `expected` and `optional` may be. Blank lines are skipped.
+    """
+    name = path.name
+    if path.stat().st_size == 0:
+        raise FileFailure(f"{name}: the file is empty: expected a header on line 1")
+    encoding = _decoding(dialect)
+    try:
+        with path.open("r", encoding=encoding, errors="strict", newline="") as f:
+            reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=False)
+            header = next(reader, None)
+            if not header or all(not h.strip() for h in header):
+                raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
+            header = [h.strip() for h in header]
+            check_header(name, header, expected, list(optional), exact)
+            width = len(header)
+            columns: list[list[str | None]] = [[] for _ in header]
+            lines: list[int] = []
+            problems: list[RowProblem] = []
+            start = reader.line_num + 1
+            for record in reader:
+                line, start = start, reader.line_num + 1
+                if not record or record == [""]:
+                    continue
+                if len(record) != width:
+                    problems.append(
+                        RowProblem(line, "*", dialect.delimiter.join(record)[:200], "field_count",
+                                   f"expected {width} fields as in the header, found {len(record)}")
+                    )
+                    continue
+                nul = next((i for i, v in enumerate(record) if "\x00" in v), None)
+                if nul is not None:
+                    problems.append(
+                        RowProblem(line, header[nul], record[nul].replace("\x00", "\\0")[:200], "nul_byte",
+                                   "the value contains a NUL byte")
+                    )
+                    continue
+                lines.append(line)
+                for col, value in zip(columns, record):
+                    col.append(value if value.strip() else None)
+                if len(lines) >= batch_rows:
+                    yield _batch(header, columns, lines, problems)
+                    columns, lines, problems = [[] for _ in header], [], []
+            yield _batch(header, columns, lines, problems)
+    except UnicodeDecodeError:
+        line, offset, bad = _locate_decode_error(path, encoding)
+        raise FileFailure(
+            f"{name}: line {line}: not valid {dialect.encoding} text (byte offset {offset}: {bad!r})"
+        ) from None
+    except csv.Error as e:
+        raise FileFailure(f"{name}: line {reader.line_num}: not readable as CSV: {e}") from None
+
+
+def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem]) -> ParsedBatch:
+    data = {h: pl.Series(h, col, dtype=pl.Utf8) for h, col in zip(header, columns)}
+    data[LINE] = pl.Series(LINE, lines, dtype=pl.Int64)
+    return ParsedBatch(pl.DataFrame(data), problems)

@@ -1,0 +1,258 @@
+"""The platform's rules for one entity, checked on every row (pandera on polars).
+
+`validate` takes rows in the platform's columns as text and returns the rows that pass, typed,
+plus one reject per broken rule naming line, column, value and rule. The rules come from the
+entity specs; nothing here knows a particular entity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import pandera.polars as pa
+import polars as pl
+import pycountry
+
+from bspk_pipelines.entities import Column, Entity, Kind
+from bspk_pipelines.parse import LINE, RowProblem
+
+EMAIL = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
+URL = r"^https?://[^\s]+$"
+E164 = r"^\+[1-9][0-9]{6,14}$"
+BOOL = ("TRUE", "FALSE")
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+# ISO 8601 as the platform's files write it: a date, or date and time, optionally Z or an offset.
+DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+@cache
+def countries() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+@cache
+def currencies() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+@cache
+def languages() -> frozenset[str]:
+    return frozenset(lang.alpha_2 for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+
+
+MESSAGES = {
+    "required": "a value is required",
+    "length": "length must be {min}-{max} characters",
+    "email": "not an email address",
+    "url": "not an http(s) URL",
+    "e164_phone": "not an E.164 phone number such as +14155551212",
+    "country": "not an ISO 3166 alpha-2 country code such as FR",
+    "currency": "not an ISO 4217 currency code such as EUR",
+    "language": "not an ISO 639-1 language code such as fr",
+    "boolean": "expected TRUE or FALSE",
+    "integer": "not a whole number",
+    "decimal": "not a number such as 399.99",
+    "minimum": "must not be below {minimum}",
+    "overflow": "more than {digits} digits before the decimal point",
+    "date": "not a date YYYY-MM-DD",
+    "datetime": "not an ISO 8601 date-time such as 2022-01-17T10:15:18",
+    "enum": "expected one of {choices}",
+}
+
+
+def _check(rule: str, expr: pl.Expr) -> pa.Check:
+    """A pandera check from a polars expression over the column (nulls pass; `required` covers them)."""
+    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True)), name=rule)
+
+
+def _list_items(col: str) -> pl.Expr:
+    return pl.col(col).str.split(";").list.eval(pl.element().str.strip_chars())
+
+
+def checks_for(c: Column) -> list[pa.Check]:
+    col = pl.col(c.name)
+    checks = []
+    if c.max_len is not None:
+        checks.append(_check("length", col.str.len_chars().is_between(c.min_len, c.max_len)))
+    match c.kind:
+        case Kind.EMAIL:
+            checks.append(_check("email", col.str.contains(EMAIL)))
+        case Kind.URL:
+            checks.append(_check("url", col.str.contains(URL)))
+        case Kind.PHONE:
+            checks.append(_check("e164_phone", col.str.contains(E164)))
+        case Kind.COUNTRY:
+            checks.append(_check("country", col.is_in(list(countries()))))
+        case Kind.CURRENCY:
+            checks.append(_check("currency", col.is_in(list(currencies()))))
+        case Kind.LANGUAGE:
+            checks.append(_check("language", col.is_in(list(languages()))))
+        case Kind.LANGUAGES:
+            checks.append(_check("language", _list_items(c.name).list.eval(pl.element().is_in(list(languages()))).list.all()))
+        case Kind.BOOL:
+            checks.append(_check("boolean", col.is_in(BOOL)))
+        case Kind.ENUM:
+            checks.append(_check("enum", col.is_in(list(c.choices))))
+        case Kind.INT | Kind.DECIMAL:
+            pattern = r"^-?\d+$" if c.kind is Kind.INT else r"^-?\d+(\.\d+)?$"
+            checks.append(_check("integer" if c.kind is Kind.INT else "decimal", col.str.contains(pattern)))
+            digits = col.str.strip_chars_start("-").str.split(".").list.first().str.strip_chars_start("0")
+            checks.append(_check("overflow", digits.str.len_chars() <= c.max_digits))
+            if c.minimum is not None:
+                checks.append(_check("minimum", ~col.str.starts_with("-") | (col.str.strip_chars("-0.") == "")))
+        case Kind.DATE:
+            checks.append(_check("date", col.str.contains(DATE) & col.str.to_date("%Y-%m-%d", strict=False).is_not_null()))
+        case Kind.DATETIME:
+            checks.append(_check("datetime", col.str.contains(DATETIME) & _to_utc(col).is_not_null()))
+    return checks
+
+
+def _to_utc(col: pl.Expr) -> pl.Expr:
+    """ISO 8601 text to a naive UTC datetime; text with no offset is taken as UTC (as SALE says)."""
+    text = col.str.replace(" ", "T").str.replace("Z$", "+00:00")
+    text = pl.when(text.str.len_chars() == 10).then(text + "T00:00:00").otherwise(text)
+    text = pl.when(text.str.contains(r"T\d{2}:\d{2}(?:[+-]|$)")).then(text.str.replace(r"(T\d{2}:\d{2})", "${1}:00")).otherwise(text)
+    with_offset = text.str.contains(r"[+-]\d{2}:?\d{2}$")
+    aware = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC")
+    naive = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False)
+    return pl.when(with_offset).then(aware.dt.replace_time_zone(None)).otherwise(naive)
+
+
+@cache
+def _schema(entity: Entity, columns: tuple[str, ...]) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            c.name: pa.Column(pl.Utf8, checks=checks_for(c), nullable=not c.required)
+            for c in entity.columns
+            if c.name in columns
+        },
+        strict=False,
+    )
+
+
+def _message(c: Column, rule: str) -> str:
+    if rule == "not_nullable":
+        return MESSAGES["required"]
+    return MESSAGES.get(rule, rule).format(
+        min=c.min_len, max=c.max_len, minimum=c.minimum, digits=c.max_digits,
+        choices=", ".join(c.choices),
+    )
+
+
+def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
+    """Valid text rows converted to the types the warehouse stores; refs canonical."""
+    exprs = []
+    for name in frame.columns:
+        if name == LINE:
+            continue
+        c = entity.column(name)
+        col = pl.col(name)
+        match c.kind:
+            case Kind.BOOL:
+                col = col == "TRUE"
+            case Kind.INT:
+                col = col.cast(pl.Int64)
+            case Kind.DECIMAL:
+                col = col.cast(pl.Float64)
+            case Kind.DATE:
+                col = col.str.to_date("%Y-%m-%d")
+            case Kind.DATETIME:
+                col = _to_utc(col)
+            case Kind.LIST | Kind.LANGUAGES | Kind.CATEGORIES:
+                col = _list_items(name).list.join(";")
+            case _ if c.case_insensitive:
+                col = col.str.to_lowercase()
+        if name in entity.optional_key:
+            col = col.cast(pl.Utf8).fill_null("")
+        exprs.append(col.alias(name))
+    return frame.with_columns(exprs)
+
+
+@dataclass
+class Validated:
+    rows: pl.DataFrame
+    rejects: list[RowProblem]
+    superseded: int = 0
+
+
+def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str] | None = None) -> Validated:
+    """Check rows (platform columns as text, plus `_line`) against the entity's rules.
+
+    `source_columns` names, for each platform column, the column of the delivered file it came
+    from, so a reject points at what the brand can see in its own file.
+    """
+    present = tuple(c for c in frame.columns if c != LINE)
+    where = source_columns or {}
+    rejects: list[RowProblem] = []
+    bad_idx: set[int] = set()
+    try:
+        _schema(entity, present).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        cases = e.failure_cases.filter(pl.col("index").is_not_null())
+        lines = frame[LINE]
+        for case in cases.iter_rows(named=True):
+            idx, name, rule = case["index"], case["column"], case["check"]
+            bad_idx.add(idx)
+            value = case["failure_case"]
+            rejects.append(RowProblem(
+                lines[idx], where.get(name, name), "" if value in (None, "null") and rule == "not_nullable" else str(value)[:200],
+                "required" if rule == "not_nullable" else rule, _message(entity.column(name), rule),
+            ))
+    # Required columns missing from this source's rows altogether are checked at merge time.
+    good = frame.with_row_index("_idx").filter(~pl.col("_idx").is_in(list(bad_idx))).drop("_idx")
+    good, more = _row_rules(entity, good, where)
+    rejects += more
+    good = typed(entity, good)
+    good, superseded, dup = _deduplicate(entity, good, where)
+    rejects += dup
+    rejects.sort(key=lambda r: (r.line, r.column))
+    return Validated(good, rejects, superseded)
+
+
+def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, list[RowProblem]]:
+    """Rules that look at more than one column of a row."""
+    broken: list[tuple[pl.Expr, str, str, str]] = []
+    cols = set(frame.columns)
+    if {"ending_on", "discounted"} <= cols:
+        broken.append((pl.col("ending_on").is_not_null() & (pl.col("discounted").fill_null("FALSE") != "TRUE"),
+                       "ending_on", "ending_on_needs_discount", "ending_on is only valid on a discounted price"))
+    options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in cols]
+    if options and "language_code" in cols:
+        any_option = pl.any_horizontal([pl.col(c).is_not_null() for c in options])
+        broken.append((any_option & pl.col("language_code").is_null(), "language_code", "required_with_options",
+                       "language_code is required when options are given"))
+    rejects = []
+    for cond, col, rule, message in broken:
+        hit = frame.filter(cond)
+        rejects += [RowProblem(r[LINE], where.get(col, col), r[col] or "", rule, message) for r in hit.iter_rows(named=True)]
+        frame = frame.filter(~cond)
+    return frame, rejects
+
+
+def _deduplicate(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, int, list[RowProblem]]:
+    """One row per key in a file: a later duplicate is rejected, except where the latest measurement wins."""
+    key = [k for k in entity.key if k in frame.columns]
+    if not key or frame.is_empty():
+        return frame, 0, []
+    if entity.latest_by:
+        latest = frame.sort([entity.latest_by, LINE]).unique(subset=key, keep="last", maintain_order=True).sort(LINE)
+        return latest, frame.height - latest.height, []
+    rejects = []
+    ranked = frame.with_columns(pl.col(LINE).min().over(key).alias("_first"))
+    dups = ranked.filter(pl.col(LINE) != pl.col("_first"))
+    label = "+".join(where.get(k, k) for k in key)
+    for r in dups.iter_rows(named=True):
+        rejects.append(RowProblem(r[LINE], label, "|".join(str(r[k]) for k in key), "duplicate_key",
+                                  f"same key as line {r['_first']}"))
+    keep = ranked.filter(pl.col(LINE) == pl.col("_first")).drop("_first")
+    for c in entity.columns:
+        if not c.unique or c.name not in keep.columns:
+            continue
+        firsts = keep.with_columns(pl.col(LINE).min().over(c.name).alias("_first"))
+        clash = firsts.filter(pl.col(c.name).is_not_null() & (pl.col(LINE) != pl.col("_first")))
+        for r in clash.iter_rows(named=True):
+            rejects.append(RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
+                                      f"{c.name} must be unique per {entity.name}; line {r['_first']} has it"))
+        keep = firsts.filter(~pl.col(LINE).is_in(clash[LINE].implode())).drop("_first")
+    return keep, 0, rejects

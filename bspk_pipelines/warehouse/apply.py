@@ -1,0 +1,281 @@
+"""Applying a file's rows to the warehouse: only what changed is written, in one transaction.
+
+Rows are staged in a temporary table, then compared with the stored rows in SQL (IS DISTINCT
+FROM, column by column), so nothing is read back into Python row by row. Rows that reference
+a shopper or product not known yet are held, and released when it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.entities import ENTITIES, Entity, Kind, dependents
+from bspk_pipelines.parse import LINE
+from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held
+
+KEY = "_key"
+
+
+@dataclass
+class Counts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    held: int = 0
+    deleted: int = 0
+    released: int = 0
+
+    def __iadd__(self, other: Counts) -> Counts:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def with_key(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
+    """Adds `_key`: the entity key as one text value, how held rows are found again."""
+    parts = [pl.col(k).cast(pl.Utf8).fill_null("") for k in entity.key]
+    return frame.with_columns(pl.concat_str(parts, separator="|").alias(KEY))
+
+
+def _stage(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_key: tuple[str, ...] = ()) -> sa.Table:
+    """A temporary table holding the rows, typed as the target columns."""
+    cols = [c for c in frame.columns if c not in (LINE, KEY) and c not in extra_key]
+    stage = sa.Table(
+        f"stage_{entity.name}",
+        sa.MetaData(),
+        *[sa.Column(c, sa.Text) for c in extra_key],
+        *[sa.Column(c, column_type(entity, c)) for c in cols],
+        sa.Column(LINE, sa.BigInteger),
+        sa.Column(KEY, sa.Text),
+        prefixes=["TEMPORARY"],
+    )
+    stage.drop(conn, checkfirst=True)
+    stage.create(conn)
+    if frame.height:
+        ordered = frame.select(*extra_key, *cols, LINE, KEY)
+        insert = stage.insert()
+        for chunk in ordered.iter_slices(50_000):
+            conn.execute(insert, chunk.to_dicts())
+    return stage
+
+
+def _match(target: sa.Table, stage: sa.Table, brand: str, key: list[str]) -> sa.ColumnElement[bool]:
+    return sa.and_(target.c.brand == brand, *[target.c[k] == stage.c[k] for k in key])
+
+
+def upsert(
+    conn: sa.Connection,
+    entity: Entity,
+    target: sa.Table,
+    brand: str,
+    frame: pl.DataFrame,
+    file: str,
+    key: list[str],
+    hold_unresolved: bool = True,
+) -> Counts:
+    """Insert new keys, update keys whose content differs, leave the rest untouched.
+
+    `frame` holds only the columns this write owns; other columns of existing rows are kept.
+    """
+    counts = Counts()
+    frame = with_key(entity, frame) if KEY not in frame.columns else frame
+    extra_key = tuple(k for k in key if k not in entity.column_names)
+    stage = _stage(conn, entity, frame, extra_key)
+    if hold_unresolved:
+        counts.held = _hold_unresolved(conn, entity, stage, brand, frame, file)
+    values = [c.name for c in stage.columns if c.name not in (LINE, KEY, *key)]
+    match = _match(target, stage, brand, key)
+    differs = sa.or_(*[target.c[c].is_distinct_from(stage.c[c]) for c in values]) if values else sa.false()
+    newer = target.c[entity.latest_by] <= stage.c[entity.latest_by] if entity.latest_by else sa.true()
+
+    staged = conn.execute(sa.select(sa.func.count()).select_from(stage)).scalar_one()
+    counts.inserted = conn.execute(
+        sa.select(sa.func.count()).select_from(stage).where(~sa.exists().where(match))
+    ).scalar_one()
+    counts.updated = conn.execute(
+        sa.select(sa.func.count()).select_from(stage).join(target, match).where(differs, newer)
+    ).scalar_one()
+    counts.unchanged = staged - counts.inserted - counts.updated
+    stamp = {"_file": file, "_updated_at": now()}
+    if counts.updated:
+        conn.execute(
+            sa.update(target).where(match, differs, newer).values({c: stage.c[c] for c in values} | stamp)
+        )
+    if counts.inserted:
+        cols = [*key, *values]
+        select = sa.select(
+            sa.literal(brand).label("brand"), *[stage.c[c] for c in cols],
+            sa.literal(file).label("_file"), sa.literal(stamp["_updated_at"]).label("_updated_at"),
+        ).where(~sa.exists().where(match))
+        conn.execute(sa.insert(target).from_select(["brand", *cols, "_file", "_updated_at"], select))
+    if entity.replace_set_by and target is ENTITY_TABLES[entity.name]:
+        counts.deleted = _replace_sets(conn, entity, target, stage, brand)
+    stage.drop(conn)
+    return counts
+
+
+def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: sa.Table, brand: str) -> int:
+    """A file's rows are the complete set for each product it names: drop the product's other rows."""
+    in_file = sa.select(stage.c[entity.replace_set_by[0]])
+    same_set = sa.and_(*[target.c[k] == stage.c[k] for k in entity.replace_set_by])
+    still_sent = sa.exists().where(same_set, *[target.c[k] == stage.c[k] for k in entity.key])
+    result = conn.execute(
+        sa.delete(target).where(
+            target.c.brand == brand, target.c[entity.replace_set_by[0]].in_(in_file), ~still_sent
+        )
+    )
+    return result.rowcount
+
+
+def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand: str, frame: pl.DataFrame, file: str) -> int:
+    """Move rows whose shopper or product is not known yet from the stage to `held`."""
+    # A newer row for a key supersedes whatever was held for it.
+    conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_(sa.select(stage.c[KEY]))))
+    missing = []
+    for ref in entity.references:
+        if ref.column not in stage.c:
+            continue
+        referenced = ENTITY_TABLES[ref.entity]
+        unknown = sa.and_(
+            stage.c[ref.column].is_not(None),
+            ~sa.exists().where(referenced.c.brand == brand, referenced.c[ref.target_column] == stage.c[ref.column]),
+        )
+        missing.append((ref, unknown))
+    if not missing:
+        return 0
+    reasons: dict[int, list[str]] = {}
+    for ref, unknown in missing:
+        for line, value in conn.execute(sa.select(stage.c[LINE], stage.c[ref.column]).where(unknown)):
+            reasons.setdefault(line, []).append(f"{ref.column} {value!r} is not a known {ref.entity} record yet")
+    if not reasons:
+        return 0
+    rows = frame.filter(pl.col(LINE).is_in(list(reasons)))
+    stamp = now()
+    records = [
+        {
+            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file, "line": r[LINE],
+            "reason": "; ".join(reasons[r[LINE]]),
+            "payload": json.dumps({k: v for k, v in r.items() if k not in (KEY,)}, default=str),
+            "held_at": stamp,
+        }
+        for r in rows.iter_rows(named=True)
+    ]
+    conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_([r["key"] for r in records])))
+    conn.execute(held.insert(), records)
+    conn.execute(stage.delete().where(sa.or_(*[u for _, u in missing])))
+    return len(records)
+
+
+def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per key from every source's rows: each attribute from its most trusted source.
+
+    An attribute's value comes from the first source in its owner list that sent a row for
+    the key and sends that attribute at all; a source outside the list never touches it, so
+    it cannot blank it. Returns (complete rows, rows still missing a required attribute).
+    """
+    key = list(entity.key)
+    merged = rows.select(key).unique(maintain_order=True)
+    for attribute in entity.attributes:
+        candidates = [s for s in owners[attribute] if attribute in provided.get(s, set())]
+        if not candidates:
+            continue
+        value = None
+        for source in reversed(candidates):
+            part = rows.filter(pl.col("source") == source).select(*key, pl.col(attribute).alias(f"_v_{source}"), pl.lit(True).alias(f"_has_{source}"))
+            merged = merged.join(part, on=key, how="left", nulls_equal=True)
+            pick = pl.when(pl.col(f"_has_{source}").fill_null(False)).then(pl.col(f"_v_{source}"))
+            value = pick if value is None else pick.otherwise(value)
+        merged = merged.with_columns(value.alias(attribute)).drop([c for c in merged.columns if c.startswith(("_v_", "_has_"))])
+    required = [c.name for c in entity.columns if c.required and c.name in merged.columns]
+    complete = pl.all_horizontal([pl.col(c).is_not_null() for c in required]) if required else pl.lit(True)
+    return merged.filter(complete), merged.filter(~complete)
+
+
+def apply_rows(
+    conn: sa.Connection,
+    brand: str,
+    entity_name: str,
+    source: str,
+    frame: pl.DataFrame,
+    file: str,
+    owners: dict[str, list[str]] | None = None,
+    provided: dict[str, set[str]] | None = None,
+) -> Counts:
+    """Apply one file's mapped rows. With `owners` (several sources feed the entity), each source's
+    rows are kept apart and the entity's rows are merged from them by precedence."""
+    entity = ENTITIES[entity_name]
+    target = ENTITY_TABLES[entity_name]
+    if not owners:
+        return upsert(conn, entity, target, brand, frame, file, list(entity.key))
+    by_source = BY_SOURCE_TABLES[entity_name]
+    key = list(entity.key)
+    upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
+           ["source", *key], hold_unresolved=False)
+    keys = frame.select(key).unique()
+    stage = _stage(conn, entity, keys.with_columns(pl.lit(0).alias(LINE), pl.lit("").alias(KEY)))
+    cols = [c for c in by_source.columns if c.name not in ("brand", "_file", "_updated_at")]
+    query = sa.select(*cols).join(stage, sa.and_(*[by_source.c[k] == stage.c[k] for k in key])).where(by_source.c.brand == brand)
+    rows = pl.DataFrame(
+        [dict(r._mapping) for r in conn.execute(query)],
+        schema={"source": pl.Utf8} | _polars_schema(entity),
+    )
+    stage.drop(conn)
+    if rows.is_empty():
+        return Counts()
+    complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {})
+    lines = frame.select(*key, LINE)
+    complete = complete.join(lines, on=key, how="left", nulls_equal=True)
+    counts = upsert(conn, entity, target, brand, complete, file, key)
+    counts.held += incomplete.height
+    return counts
+
+
+def _polars_schema(entity: Entity) -> dict[str, pl.DataType]:
+    types = {Kind.BOOL: pl.Boolean, Kind.INT: pl.Int64, Kind.DECIMAL: pl.Float64, Kind.DATE: pl.Date, Kind.DATETIME: pl.Datetime("us")}
+    return {c.name: types.get(c.kind, pl.Utf8) for c in entity.columns}
+
+
+def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
+    """Apply held rows of `entity_name` whose references now resolve; the rest stay held."""
+    entity = ENTITIES[entity_name]
+    rows = conn.execute(sa.select(held.c.file, held.c.payload).where(held.c.brand == brand, held.c.entity == entity_name).order_by(held.c.held_at, held.c.line)).all()
+    total = Counts()
+    by_file: dict[str, list[dict]] = {}
+    for file, payload in rows:
+        by_file.setdefault(file, []).append(json.loads(payload))
+    schema = _polars_schema(entity) | {LINE: pl.Int64}
+    for file, records in by_file.items():
+        frame = pl.DataFrame(records, infer_schema_length=None)
+        frame = frame.with_columns([
+            (pl.col(c).cast(pl.Utf8).str.to_datetime(strict=False) if t == pl.Datetime("us") else
+             pl.col(c).cast(pl.Utf8).str.to_date(strict=False) if t == pl.Date else pl.col(c).cast(t))
+            for c, t in schema.items() if c in frame.columns
+        ])
+        before = len(records)
+        counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key))
+        counts.released = before - counts.held
+        total += counts
+    return total
+
+
+def held_count(conn: sa.Connection, brand: str, entity_name: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(held).where(held.c.brand == brand, held.c.entity == entity_name)).scalar_one()
+
+
+def entities_with_held(conn: sa.Connection, brand: str, referenced: str) -> list[str]:
+    """Entities with rows held that `referenced` arriving could release."""
+    candidates = dependents(referenced)
+    found = conn.execute(sa.select(held.c.entity).distinct().where(held.c.brand == brand, held.c.entity.in_(candidates))).scalars().all()
+    return [e for e in candidates if e in found]

@@ -1,0 +1,187 @@
+"""The warehouse: one table per entity, named after it, plus the bookkeeping tables.
+
+Every table has `brand` first in its primary key. `migrate` creates what is missing and adds
+columns a newer version of the project declares, so a warehouse follows the code forward.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bspk_pipelines.entities import ENTITIES, Entity, Kind
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+_TYPES = {
+    Kind.BOOL: sa.Boolean(),
+    Kind.INT: sa.BigInteger(),
+    Kind.DECIMAL: sa.Numeric(20, 6, asdecimal=False),
+    Kind.DATE: sa.Date(),
+    Kind.DATETIME: sa.DateTime(),
+}
+
+
+def column_type(entity: Entity, name: str) -> sa.types.TypeEngine:
+    return _TYPES.get(entity.column(name).kind, sa.Text())
+
+
+def _entity_columns(entity: Entity) -> list[sa.Column]:
+    return [
+        sa.Column(c.name, column_type(entity, c.name), primary_key=c.name in entity.key, nullable=c.name not in entity.key)
+        for c in entity.columns
+    ]
+
+
+def _entity_table(entity: Entity) -> sa.Table:
+    return sa.Table(
+        entity.name,
+        metadata,
+        sa.Column("brand", sa.Text, primary_key=True),
+        *_entity_columns(entity),
+        sa.Column("_file", sa.Text, nullable=False, comment="file that last changed the row"),
+        sa.Column("_updated_at", sa.DateTime, nullable=False),
+        comment=f"{entity.file_type} records as the brand sent them, merged by precedence",
+    )
+
+
+def _by_source_table(entity: Entity) -> sa.Table:
+    return sa.Table(
+        f"{entity.name}__by_source",
+        metadata,
+        sa.Column("brand", sa.Text, primary_key=True),
+        sa.Column("source", sa.Text, primary_key=True),
+        *_entity_columns(entity),
+        sa.Column("_file", sa.Text, nullable=False),
+        sa.Column("_updated_at", sa.DateTime, nullable=False),
+        comment=f"each source's latest {entity.name} rows, before precedence picks attribute owners",
+    )
+
+
+ENTITY_TABLES: dict[str, sa.Table] = {name: _entity_table(e) for name, e in ENTITIES.items()}
+BY_SOURCE_TABLES: dict[str, sa.Table] = {name: _by_source_table(e) for name, e in ENTITIES.items()}
+for _name, _e in ENTITIES.items():
+    for _ref in _e.references:
+        sa.Index(f"ix_{_name}_{_ref.column}", ENTITY_TABLES[_name].c.brand, ENTITY_TABLES[_name].c[_ref.column])
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("sort_key", sa.Text, nullable=False, comment="first-in-first-out order of application"),
+    sa.Column("status", sa.Text, nullable=False, comment="received, validated, mapped, applied, duplicate, failed"),
+    sa.Column("error", sa.Text),
+    sa.Column("duplicate_of", sa.Text),
+    sa.Column("rows_read", sa.BigInteger),
+    sa.Column("rejected", sa.BigInteger),
+    sa.Column("inserted", sa.BigInteger),
+    sa.Column("updated", sa.BigInteger),
+    sa.Column("unchanged", sa.BigInteger),
+    sa.Column("held", sa.BigInteger),
+    sa.Column("deleted", sa.BigInteger),
+    sa.Column("applied_at", sa.DateTime),
+)
+sa.Index("ix_files_sha", files.c.brand, files.c.sha256)
+
+rejects = sa.Table(
+    "rejects",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("brand", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("column", sa.Text, nullable=False),
+    sa.Column("value", sa.Text),
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+sa.Index("ix_rejects_file", rejects.c.brand, rejects.c.source, rejects.c.file)
+
+held = sa.Table(
+    "held",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False, comment="the row as JSON, applied when its reference arrives"),
+    sa.Column("held_at", sa.DateTime, nullable=False),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime, nullable=False),
+)
+
+
+def default_url() -> str:
+    data = Path(os.environ.get("BSPK_DATA_DIR", "data")).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data / 'warehouse.sqlite'}"
+
+
+def warehouse_url() -> str:
+    return os.environ.get("BSPK_WAREHOUSE_URL") or default_url()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # pysqlite's own transaction handling defers BEGIN past DDL; we issue BEGIN ourselves.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # IMMEDIATE takes the write lock up front: two writers wait in turn instead of deadlocking.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@cache
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL per process, with the schema migrated to this version of the code."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    migrate(engine)
+    return engine
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create missing tables and add missing columns (additive migrations), then record the version."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # One migrator at a time when several runs start together.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
+        metadata.create_all(conn)
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            existing = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in existing:
+                    ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+        if current is None or current < SCHEMA_VERSION:
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
