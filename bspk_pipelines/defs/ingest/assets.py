@@ -1,0 +1,168 @@
+"""A brand's file assets (raw, validated, mapped: one partition per file) and its platform tables."""
+
+import dagster as dg
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.entities import ENTITIES, referenced
+from bspk_pipelines.files import classify
+from bspk_pipelines.parse import LINE, FileFailure
+from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
+from bspk_pipelines.warehouse.apply import Counts, held_count
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
+
+PREVIEW_ROWS = 5
+
+
+def _md(frame: pl.DataFrame | None) -> dg.MetadataValue:
+    if frame is None or frame.is_empty():
+        return dg.MetadataValue.md("_no rows_")
+    frame = frame.drop(LINE, strict=False).head(PREVIEW_ROWS)
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.iter_rows():
+        lines.append("| " + " | ".join("" if v is None else str(v).replace("|", "\\|")[:60] for v in row) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsDefinition]:
+    """raw -> validated -> mapped for one kind of file of one source, partitioned by file name."""
+    b = brand.brand
+    partitions = dg.DynamicPartitionsDefinition(name=names.file_partitions(b, source, entity))
+    tags = {"brand": b, "source": source, "entity": entity}
+    raw, validated, mapped = (
+        names.raw_key(b, source, entity), names.validated_key(b, source, entity), names.mapped_key(b, source, entity)
+    )
+
+    @dg.asset(
+        key=raw, partitions_def=partitions, group_name=b, kinds={"csv"}, tags=tags,
+        description=f"{entity} files from {b}'s {source}, copied unchanged into the landing zone "
+        "with their size and sha256. A file name is imported once; the same bytes under another "
+        "name are recorded as a duplicate and not applied.",
+    )
+    def raw_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
+        name = context.partition_key
+        layout = folders.layout
+        delivery = classify(brand, source, name, (layout.drop(brand, source) / name).stat().st_mtime)
+        result = land(warehouse.engine, layout, brand, delivery)
+        return dg.MaterializeResult(metadata={
+            "file": name, "status": result.status, "message": result.message, "sha256": result.sha256,
+            "size_bytes": result.size, "landed_path": dg.MetadataValue.path(str(layout.landed(b, source, name))),
+        })
+
+    @dg.asset(
+        key=validated, deps=[raw], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        check_specs=[dg.AssetCheckSpec("reject_rate", asset=validated,
+                                       description=f"share of rows rejected stays at or below {brand.reject_rate_threshold:.0%}")],
+        description=f"{b}'s {source} {entity} rows parsed with the source's CSV dialect, mapped to the "
+        "platform's columns and checked against the platform's rules. Each bad row is kept in "
+        "`rejects` with its line, column, value and rule; a file that cannot be read fails whole.",
+    )
+    def validated_rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
+        name = context.partition_key
+        try:
+            result = validate_file(warehouse.engine, folders.layout, brand, source, entity, name)
+        except FileFailure as e:
+            raise dg.Failure(description=str(e), metadata={"file": name, "status": "failed"}) from None
+        read = result.rows + result.rejected
+        rate = result.rejected / read if read else 0.0
+        rejects = pl.DataFrame([r.__dict__ for r in result.rejects[:PREVIEW_ROWS]]) if result.rejects else None
+        yield dg.MaterializeResult(
+            metadata={
+                "file": name, "status": result.status, "message": result.message,
+                "rows_read": read, "rows_valid": result.rows, "rejected": result.rejected,
+                "reject_rate": rate, "preview": _md(result.preview), "rejects_preview": _md(rejects),
+            },
+            check_results=[dg.AssetCheckResult(
+                check_name="reject_rate", passed=rate <= brand.reject_rate_threshold,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"reject_rate": rate, "threshold": brand.reject_rate_threshold, "rejected": result.rejected},
+            )],
+        )
+
+    @dg.asset(
+        key=mapped, deps=[validated], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        description=f"{source}'s contribution to {b}'s {entity}: its valid rows limited to the attributes "
+        "the brand's precedence lets it set, ready to merge.",
+    )
+    def mapped_rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
+        name = context.partition_key
+        result = map_file(warehouse.engine, folders.layout, brand, source, entity, name)
+        return dg.MaterializeResult(metadata={
+            "file": name, "status": result.status, "message": result.message,
+            "rows": result.rows, "preview": _md(result.preview),
+        })
+
+    return [raw_file, validated_rows, mapped_rows]
+
+
+def build_platform_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
+    """The platform table of one entity: every source's mapped files merged and applied in order."""
+    b = brand.brand
+    key = names.bspk_key(b, entity_name)
+    entity = ENTITIES[entity_name]
+    deps = [names.mapped_key(b, s, entity_name) for s in brand.sources_of(entity_name)]
+    deps += [names.bspk_key(b, e) for e in referenced(entity_name) if e in brand.entities]
+
+    @dg.asset(
+        key=key, deps=deps, group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        check_specs=[
+            dg.AssetCheckSpec("unique", asset=key, description="no two records share a key or a value that must be unique"),
+            dg.AssetCheckSpec("references", asset=key, description="rows held because their shopper or product is not known yet"),
+        ],
+        description=f"{b}'s {entity_name} table in the warehouse ({entity.file_type} records). Applies every "
+        "mapped file first in, first out, writing only rows whose content changed, one transaction per file; "
+        "rows whose shopper or product is unknown are held and applied when it arrives.",
+    )
+    def platform_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
+        engine = warehouse.engine
+        applied, released = apply_pending(engine, folders.layout, brand, entity_name)
+        total = Counts()
+        for a in applied:
+            total += a.counts
+            context.log.info(f"{a.file}: {a.counts.as_dict()}")
+        total += released
+        table = ENTITY_TABLES[entity_name]
+        with engine.connect() as conn:
+            held_now = held_count(conn, b, entity_name)
+            rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.brand == b)).scalar_one()
+            duplicates = _uniqueness_violations(conn, b, entity_name)
+            preview = conn.execute(sa.select(table).where(table.c.brand == b).order_by(table.c._updated_at.desc()).limit(PREVIEW_ROWS)).mappings().all()
+            rejected = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(files.c.rejected), 0)).where(
+                    files.c.brand == b, files.c.entity == entity_name, files.c.name.in_([a.file for a in applied]))
+            ).scalar_one() if applied else 0
+        yield dg.MaterializeResult(
+            metadata={
+                "files_applied": len(applied),
+                "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied) or "_none pending_"),
+                "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
+                "rejected": int(rejected), "held": held_now, "released": total.released, "deleted": total.deleted,
+                "row_count": rows, "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name="unique", passed=not duplicates, metadata={"violations": dg.MetadataValue.json(duplicates)}),
+                dg.AssetCheckResult(check_name="references", passed=held_now == 0, severity=dg.AssetCheckSeverity.WARN,
+                                    metadata={"held": held_now}),
+            ],
+        )
+
+    return platform_table
+
+
+def _uniqueness_violations(conn: sa.Connection, brand: str, entity_name: str) -> dict[str, int]:
+    """Keys that collide once case is ignored, and values that must be unique per record, shared."""
+    entity = ENTITIES[entity_name]
+    table = ENTITY_TABLES[entity_name]
+    found = {}
+    groups = {"key": [sa.func.lower(table.c[k]) if entity.column(k).case_insensitive else table.c[k] for k in entity.key]}
+    groups |= {c.name: [table.c[c.name]] for c in entity.columns if c.unique}
+    for label, cols in groups.items():
+        dup = sa.select(*cols).where(table.c.brand == brand, *[c.is_not(None) for c in cols]).group_by(*cols).having(sa.func.count() > 1)
+        n = conn.execute(sa.select(sa.func.count()).select_from(dup.subquery())).scalar_one()
+        if n:
+            found[label] = n
+    return found

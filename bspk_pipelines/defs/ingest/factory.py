@@ -1,0 +1,43 @@
+"""One brand's ingest: its file assets, platform tables, jobs, drop sensor and sync schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.ingest.assets import build_file_assets, build_platform_table
+from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
+
+
+def build_ingest(brand: Brand) -> dg.Definitions:
+    b = brand.brand
+    tables = [build_platform_table(brand, e) for e in brand.entities]
+    table_keys = [names.bspk_key(b, e) for e in brand.entities]
+    file_assets, jobs = [], []
+    for entity in brand.entities:
+        for source in brand.sources_of(entity):
+            file_assets += build_file_assets(brand, source, entity)
+            jobs.append(dg.define_asset_job(
+                names.ingest_job(b, source, entity),
+                selection=[names.raw_key(b, source, entity), names.validated_key(b, source, entity),
+                           names.mapped_key(b, source, entity), *table_keys],
+                tags={names.BRAND_TAG: b},
+                executor_def=dg.in_process_executor,
+                description=f"Lands, validates, maps and applies one {entity} file from {b}'s {source}.",
+            ))
+    apply = dg.define_asset_job(
+        names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
+    )
+    schedules = []
+    if brand.schedule_cron:
+        schedules.append(dg.ScheduleDefinition(
+            name=names.sync_schedule(b), cron_schedule=brand.schedule_cron, job=apply,
+            default_status=dg.DefaultScheduleStatus.RUNNING, tags={names.BRAND_TAG: b},
+            description=f"{b}'s sync interval ({brand.sync.interval}): applies what is pending and releases held rows.",
+        ))
+    return dg.Definitions(
+        assets=[*file_assets, *tables], jobs=[*jobs, apply],
+        sensors=[build_drop_sensor(brand, jobs)], schedules=schedules,
+    )

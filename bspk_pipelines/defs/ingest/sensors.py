@@ -1,0 +1,106 @@
+"""Watching a brand's drop folders: one run per file once it has stopped growing."""
+
+import json
+from dataclasses import dataclass, field
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.entities import dependents
+from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, ready_files, sha256_of
+from bspk_pipelines.pipeline import Layout, record_failed_name
+from bspk_pipelines.warehouse.apply import entities_with_held
+
+
+@dataclass
+class Plan:
+    """What one look at the drop folders decided: runs to request, and what to remember."""
+
+    runs: list[dg.RunRequest] = field(default_factory=list)
+    partitions: dict[str, list[str]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    cursor: dict = field(default_factory=dict)
+
+
+def load_cursor(text: str | None) -> dict:
+    cursor = json.loads(text) if text else {}
+    return {"seen": cursor.get("seen", {}), "requested": cursor.get("requested", {})}
+
+
+def run_request(brand: Brand, delivery: Delivery, sha: str, also_apply: list[str]) -> dg.RunRequest:
+    b, s, e = brand.brand, delivery.source, delivery.entity
+    selection = [names.raw_key(b, s, e), names.validated_key(b, s, e), names.mapped_key(b, s, e), names.bspk_key(b, e)]
+    selection += [names.bspk_key(b, d) for d in also_apply]
+    return dg.RunRequest(
+        run_key=f"{s}/{delivery.name}/{sha}",
+        job_name=names.ingest_job(b, s, e),
+        partition_key=delivery.name,
+        asset_selection=selection,
+        tags={names.BRAND_TAG: b, names.FILE_TAG: delivery.name, "source": s, "entity": e},
+    )
+
+
+def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log=None) -> Plan:
+    """Ready files not requested before, in first-in-first-out and dependency order.
+
+    A file counts once two looks saw the same size and modification time, or once its `.done`
+    marker exists. A name that says nothing we can apply is recorded as a failed file.
+    """
+    plan = Plan(cursor={"seen": {}, "requested": {}})
+    found: list[tuple[Delivery, str]] = []
+    for source in brand.sources:
+        folder = layout.drop(brand, source)
+        previous = {n: Snapshot(*v) for n, v in cursor["seen"].get(source, {}).items()}
+        ready, now = ready_files(folder, previous)
+        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in now.items()}
+        requested = cursor["requested"].get(source, {})
+        # Forget files that left the folder, so the cursor stays as small as the folder.
+        kept = {n: sha for n, sha in requested.items() if n in now}
+        for name, snap in ready:
+            if name in kept:
+                continue
+            path = folder / name
+            try:
+                delivery = classify(brand, source, name, snap.mtime_ns / 1e9)
+            except FileNameError as e:
+                if record_failed_name(engine, brand.brand, source, name, path, str(e)):
+                    plan.failed.append(str(e))
+                    if log:
+                        log.warning(f"{brand.brand}/{source}: {e}")
+                kept[name] = "failed"
+                continue
+            sha = sha256_of(path)
+            kept[name] = sha
+            found.append((delivery, sha))
+        plan.cursor["requested"][source] = kept
+    found.sort(key=lambda f: f[0].sort_key)
+    entities_in_tick = {d.entity for d, _ in found}
+    with engine.connect() as conn:
+        for delivery, sha in found:
+            waiting = set(entities_with_held(conn, brand.brand, delivery.entity))
+            also = [d for d in dependents(delivery.entity) if d in brand.entities and (d in waiting or d in entities_in_tick)]
+            plan.runs.append(run_request(brand, delivery, sha, also))
+            plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source, delivery.entity), []).append(delivery.name)
+    return plan
+
+
+def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=names.drop_sensor(brand.brand), jobs=jobs, minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches {brand.brand}'s drop folders ({', '.join(s.drop for s in brand.sources.values())}) "
+        "and requests one run per file once it has stopped growing or has a .done marker.",
+    )
+    def drop_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
+        plan = plan_runs(brand, folders.layout, warehouse.engine, load_cursor(context.cursor), context.log)
+        return dg.SensorResult(
+            run_requests=plan.runs,
+            cursor=json.dumps(plan.cursor, sort_keys=True),
+            dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(p, keys) for p, keys in plan.partitions.items()],
+            skip_reason=None if plan.runs else "no new file has settled in the drop folders",
+        )
+
+    return drop_sensor

@@ -1,0 +1,45 @@
+"""Every Dagster name the project builds, from one place, so keys, jobs and sensors never drift apart."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def raw_key(brand: str, source: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "raw", source, entity])
+
+
+def validated_key(brand: str, source: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "validated", source, entity])
+
+
+def mapped_key(brand: str, source: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "mapped", source, entity])
+
+
+def bspk_key(brand: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "bspk", entity])
+
+
+def file_partitions(brand: str, source: str, entity: str) -> str:
+    return f"{brand}__{source}__{entity}__files"
+
+
+def ingest_job(brand: str, source: str, entity: str) -> str:
+    return f"{brand}__{source}__{entity}__ingest"
+
+
+def apply_job(brand: str) -> str:
+    return f"{brand}__apply"
+
+
+def drop_sensor(brand: str) -> str:
+    return f"{brand}__drop_sensor"
+
+
+def sync_schedule(brand: str) -> str:
+    return f"{brand}__sync_schedule"
+
+
+BRAND_TAG = "brand"
+FILE_TAG = "bspk/file"

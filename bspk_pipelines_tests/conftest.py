@@ -1,0 +1,118 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL schema for every warehouse test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.files import classify
+from bspk_pipelines.parse import FileFailure
+from bspk_pipelines.pipeline import Layout, apply_pending, land, map_file, validate_file
+from bspk_pipelines.warehouse.schema import engine_for
+
+POSTGRES_URL = os.environ.get("BSPK_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def postgres_or_skip() -> str:
+    """The test PostgreSQL URL; a skip on a laptop without it, a failure in CI."""
+    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg2://", 1)
+    try:
+        with sa.create_engine(url).connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as e:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable at {url}: {e}")
+        pytest.skip(f"PostgreSQL not reachable at {url}")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty warehouse: a SQLite file, or a schema of its own in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+        return
+    url = postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        from bspk_pipelines.warehouse.schema import engine_for as cached
+
+        cached.cache_clear()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(warehouse_url) -> sa.Engine:
+    return engine_for(warehouse_url)
+
+
+NATIVE = {"brand": "acme", "company_name": "Acme", "sources": {"main": {"format": "bspk", "drop": "drop/acme"}}}
+
+
+@dataclass
+class Harness:
+    """A brand with a drop folder and a warehouse, and the four steps run as the assets run them."""
+
+    brand: Brand
+    layout: Layout
+    engine: sa.Engine
+
+    def drop(self, name: str, content: str | bytes, source: str = "main") -> Path:
+        folder = self.layout.drop(self.brand, source)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    def ingest(self, name: str, source: str = "main") -> dict:
+        """Land, validate, map and apply one dropped file; returns what the `files` table says."""
+        delivery = classify(self.brand, source, name)
+        land(self.engine, self.layout, self.brand, delivery)
+        try:
+            validate_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
+        except FileFailure:
+            return self.file(name, source)
+        map_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
+        apply_pending(self.engine, self.layout, self.brand, delivery.entity)
+        return self.file(name, source)
+
+    def file(self, name: str, source: str = "main") -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text("select * from files where brand=:b and source=:s and name=:n"),
+                               {"b": self.brand.brand, "s": source, "n": name}).mappings().first()
+        return dict(row) if row else {}
+
+    def rows(self, table: str, order_by: str = "1") -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(f"select * from {table} where brand=:b order by {order_by}"),
+                                                   {"b": self.brand.brand}).mappings()]
+
+    def rejects(self, name: str) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                'select line, "column", value, rule from rejects where brand=:b and file=:f order by line, "column"'),
+                {"b": self.brand.brand, "f": name})]
+
+
+@pytest.fixture
+def harness(engine, tmp_path) -> Harness:
+    return Harness(Brand.model_validate(NATIVE), Layout(tmp_path / "data"), engine)
+
+
+def brand_harness(config: dict, engine: sa.Engine, tmp_path: Path) -> Harness:
+    return Harness(Brand.model_validate(config), Layout(tmp_path / "data"), engine)
