@@ -116,3 +116,14 @@ def harness(engine, tmp_path) -> Harness:
 
 def brand_harness(config: dict, engine: sa.Engine, tmp_path: Path) -> Harness:
     return Harness(Brand.model_validate(config), Layout(tmp_path / "data"), engine)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI, a run in which no PostgreSQL test passed is a failure, whatever else passed."""
+    if not IN_CI or exitstatus != 0 or getattr(session.config, "workerinput", None) is not None:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    passed = [r.nodeid for r in (reporter.stats.get("passed", []) if reporter else [])]
+    if not any("postgres" in nodeid for nodeid in passed):
+        print("\nCI: no PostgreSQL test ran; PostgreSQL tests must run in CI", flush=True)
+        session.exitstatus = 1

@@ -11,7 +11,8 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.entities import dependents
 from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, ready_files, sha256_of
-from bspk_pipelines.pipeline import Layout, record_failed_name
+from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_failed_name
+from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
 
 
@@ -59,8 +60,15 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
         requested = cursor["requested"].get(source, {})
         # Forget files that left the folder, so the cursor stays as small as the folder.
         kept = {n: sha for n, sha in requested.items() if n in now}
-        for name, snap in ready:
-            if name in kept:
+        fresh = [(n, s) for n, s in ready if n not in kept]
+        # Files imported before (by `bspk sync`, or before the cursor was lost) are not run again.
+        with engine.connect() as conn:
+            done = dict(conn.execute(sa.select(files.c.name, files.c.sha256).where(
+                files.c.brand == brand.brand, files.c.source == source, files.c.status.not_in(IN_PROGRESS),
+                files.c.name.in_([n for n, _ in fresh]))).all()) if fresh else {}
+        kept |= done
+        for name, snap in fresh:
+            if name in done:
                 continue
             path = folder / name
             try:

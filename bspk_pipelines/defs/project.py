@@ -1,0 +1,17 @@
+"""Every brand's definitions merged with the project-wide resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs.ingest.factory import build_ingest
+from bspk_pipelines.defs.resources import default_resources
+
+
+def build_definitions(brands: list[Brand], resources: dict | None = None) -> dg.Definitions:
+    """`resources` replaces the ones from the environment (tests point them at their own folders)."""
+    return dg.Definitions.merge(
+        *[build_ingest(b) for b in brands],
+        dg.Definitions(resources=resources or default_resources()),
+    )

@@ -1,0 +1,176 @@
+"""The Dagster layer: definitions, the drop sensor, and a brand run end to end on a real instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines_tests.conftest import NATIVE
+
+SHOPPERS = (
+    "shopper_ref,first_name,last_name,alternate_first_name,alternate_last_name,gender,email,title,mobile_phone,"
+    "other_phone,address,address_2,address_3,address_4,city,state,zip_code,country_code,preferences,"
+    "preferred_contact_channel,nationality,languages,email_contact,phone_call_contact\n"
+    "S1,Marie,Curie,,,F,marie@example.com,,+33612345678,,,,,,Paris,,,FR,,email,FR,fr,TRUE,FALSE\n"
+    "S2,Pierre,Curie,,,M,pierre@example.com,,+33612345679,,,,,,Paris,,,XX,,,,,TRUE,FALSE\n"
+)
+SALES = (
+    "sale_ref,product_ref,quantity,price,currency_code,created_at,sku,shopper_ref,store_ref,sales_associate_ref\n"
+    "T1,P1,1,120.00,EUR,2024-03-01T10:00:00,,S1,,\n"
+)
+PRODUCTS = "product_ref,name,description,categories,language_code,brand,published\nP1,Jacket,,Coats,en,Acme,TRUE\n"
+
+
+@pytest.fixture
+def defs_and_folder(tmp_path, warehouse_url):
+    brand = Brand.model_validate(NATIVE)
+    data = tmp_path / "data"
+    defs = build_definitions(
+        [brand], {"warehouse": WarehouseResource(url=warehouse_url), "folders": BrandFoldersResource(data_dir=str(data))}
+    )
+    drop = data / "drop" / "acme"
+    drop.mkdir(parents=True)
+    return defs, brand, drop
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch) -> str:
+    """A temporary DAGSTER_HOME holding the project's own embedded dagster.yaml."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(Path(__file__).parent.parent / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return str(home)
+
+
+def _tick(defs: dg.Definitions, cursor: str | None, instance: dg.DagsterInstance | None = None) -> dg.SensorResult:
+    sensor = defs.resolve_sensor_def(names.drop_sensor("acme"))
+    with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
+        return sensor(context)
+
+
+def test_definitions_load_with_names_from_one_helper(defs_and_folder):
+    defs, brand, _ = defs_and_folder
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert "acme/raw/main/shoppers" in keys and "acme/bspk/sales" in keys
+    assert repo.has_sensor_def(names.drop_sensor("acme"))
+    assert repo.has_job(names.ingest_job("acme", "main", "sales")) and repo.has_job(names.apply_job("acme"))
+    sales_deps = repo.asset_graph.get(dg.AssetKey(["acme", "bspk", "sales"])).parent_keys
+    assert dg.AssetKey(["acme", "bspk", "shoppers"]) in sales_deps
+
+
+def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
+    defs, _, drop = defs_and_folder
+    path = drop / "SHOPPER_V3_Acme_202401010000.csv"
+    path.write_text(SHOPPERS[:80])
+    first = _tick(defs, None)
+    assert first.run_requests == []  # seen once: it may still be growing
+    with path.open("a") as f:
+        f.write(SHOPPERS[80:])
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    second = _tick(defs, first.cursor)
+    assert second.run_requests == []  # it grew since the last look
+    third = _tick(defs, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["SHOPPER_V3_Acme_202401010000.csv"]
+    request = third.run_requests[0]
+    assert request.job_name == names.ingest_job("acme", "main", "shoppers")
+    assert request.tags[names.BRAND_TAG] == "acme"
+    assert request.run_key.startswith("main/SHOPPER_V3_Acme_202401010000.csv/")
+    # A restart resumes from the stored cursor: the file is not requested twice.
+    assert _tick(defs, third.cursor).run_requests == []
+
+
+def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_folder):
+    defs, _, drop = defs_and_folder
+    (drop / "SALE_V2_Acme_202401010900.csv").write_text(SALES)
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    (drop / "PRODUCT_V2_Acme_202401010800.csv").write_text(PRODUCTS)
+    for name in ("SALE_V2_Acme_202401010900.csv", "SHOPPER_V3_Acme_202401010900.csv", "PRODUCT_V2_Acme_202401010800.csv"):
+        (drop / f"{name}.done").touch()
+    (drop / "SHOPPER_V3_Acme_202401011000.csv.part").write_text(SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401011000.tmp").write_text(SHOPPERS)
+    (drop / ".hidden.csv").write_text(SHOPPERS)
+    result = _tick(defs, None)
+    assert [r.partition_key for r in result.run_requests] == [
+        "PRODUCT_V2_Acme_202401010800.csv",  # earliest timestamp first
+        "SHOPPER_V3_Acme_202401010900.csv",  # same timestamp: platform dependency order
+        "SALE_V2_Acme_202401010900.csv",
+    ]
+    # Sales in the same look as the shoppers they reference are re-applied by the shopper run.
+    shopper_run = result.run_requests[1]
+    assert dg.AssetKey(["acme", "bspk", "sales"]) in shopper_run.asset_selection
+    adds = {r.partitions_def_name: list(r.partition_keys) for r in result.dynamic_partitions_requests}
+    assert adds[names.file_partitions("acme", "main", "sales")] == ["SALE_V2_Acme_202401010900.csv"]
+
+
+def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
+    defs, _, drop = defs_and_folder
+    (drop / "clients export.csv").write_text(SHOPPERS)
+    (drop / "clients export.csv.done").touch()
+    result = _tick(defs, None)
+    assert result.run_requests == []
+    engine = defs.resources["warehouse"].engine
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("select status, error from files where name='clients export.csv'")).one()
+    assert row.status == "failed" and "expected <TYPE>_<VERSION>_Acme_<YYYYMMDDHHMM>.csv" in row.error
+    cursor = json.loads(result.cursor)
+    assert cursor["requested"]["main"]["clients export.csv"] == "failed"
+    assert _tick(defs, result.cursor).run_requests == []
+
+
+def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
+    """Runs recorded in a temporary DAGSTER_HOME; held sales released when their product arrives."""
+    defs, brand, drop = defs_and_folder
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    (drop / "SALE_V2_Acme_202401010901.csv").write_text(SALES)
+    with dg.DagsterInstance.get() as instance:
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        assert [r.success for r in results] == [True, True]
+        sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
+        meta = sales.asset_materialization.metadata
+        assert meta["held"].value == 1 and meta["inserted"].value == 0
+        validated = instance.get_latest_materialization_event(dg.AssetKey(["acme", "validated", "main", "shoppers"]))
+        assert validated.asset_materialization.metadata["rejected"].value == 1  # country XX
+        (drop / "PRODUCT_V2_Acme_202401011000.csv").write_text(PRODUCTS)
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        assert [r.success for r in results] == [True]
+        sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
+        meta = sales.asset_materialization.metadata
+        assert meta["released"].value == 1 and meta["held"].value == 0
+        runs = instance.get_runs()
+        assert len(runs) == 3 and all(r.tags[names.BRAND_TAG] == "acme" for r in runs)
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(["acme", "bspk", "sales"]), "references")]
+        )
+        assert checks
+    with defs.resources["warehouse"].engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from sales")).scalar() == 1
+
+
+def test_failed_file_fails_its_run_and_others_go_on(defs_and_folder, dagster_home):
+    defs, brand, drop = defs_and_folder
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text("shopper_ref;first_name\nS1;Marie\n")
+    (drop / "PRODUCT_V2_Acme_202401010901.csv").write_text(PRODUCTS)
+    with dg.DagsterInstance.get() as instance:
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        assert [r.success for r in results] == [False, True]
+    with defs.resources["warehouse"].engine.connect() as conn:
+        status, error = conn.execute(sa.text("select status, error from files where name like 'SHOPPER%'")).one()
+        assert status == "failed"
+        assert error.startswith("SHOPPER_V3_Acme_202401010900.csv: line 1: the header does not fit: missing columns")
+        assert conn.execute(sa.text("select count(*) from products")).scalar() == 1
+    landed = Path(defs.resources["folders"].data_dir) / "acme" / "landing" / "main" / "SHOPPER_V3_Acme_202401010900.csv"
+    assert landed.read_text() == "shopper_ref;first_name\nS1;Marie\n"
