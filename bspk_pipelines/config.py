@@ -291,7 +291,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
             continue  # pydantic's names for union branches are noise to a brand engineer
         else:
             path += f".{part}" if path else str(part)
-    return path or "(top level)"
+    return path
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -319,7 +319,11 @@ def load_brand(path: Path) -> Brand:
     try:
         brand = Brand.model_validate(raw)
     except ValidationError as e:
-        dedup = dict.fromkeys(f"{path}: {_key_path(err['loc'])}: {_describe(err)}" for err in e.errors())
+        # Checks across keys (precedence) name their own key path in the message.
+        dedup = dict.fromkeys(
+            f"{path}: {_key_path(err['loc'])}: {_describe(err)}" if err["loc"] else f"{path}: {_describe(err)}"
+            for err in e.errors()
+        )
         raise ConfigError(list(dedup)) from None
     if brand.brand != path.stem:
         raise ConfigError([f"{path}: brand: the file's name ({path.stem}); found {brand.brand!r}"])

@@ -44,6 +44,8 @@ class Column:
     in_header: bool = True
     # product_ref and sku are case-insensitive: stored lower-cased so one record has one key.
     case_insensitive: bool = False
+    # Stored when the file leaves the value blank, where the reference gives one ("empty means FALSE").
+    default: str | None = None
     # The column's name in the platform's file when the warehouse must call it otherwise.
     header: str | None = None
     # Unique per record across the entity (a shopper's mobile phone), not only the key.
@@ -71,7 +73,7 @@ class Entity:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     references: tuple[Reference, ...] = ()
-    # Key columns that may be blank in a file and are stored as '' (part of the key, never NULL).
+    # Key columns that may be blank in a file: stored as text, '' when blank (a key is never NULL).
     optional_key: tuple[str, ...] = ()
     # For inventory: the row with the latest value of this column wins, whatever the file order.
     latest_by: str | None = None
@@ -310,10 +312,10 @@ PRODUCT_PRICES = Entity(
         Column("store_refs", Kind.LIST, max_len=65535),
         Column("starting_on", Kind.DATE, max_len=10),
         Column("ending_on", Kind.DATE, max_len=10),
-        _bool("discounted"),
+        Column("discounted", Kind.BOOL, max_len=None, default="FALSE"),
     ),
     key=("product_ref", "sku", "currency_code", "store_refs", "discounted", "starting_on"),
-    optional_key=("store_refs", "discounted", "starting_on"),
+    optional_key=("store_refs", "starting_on"),
     references=(Reference("product_ref", "products", "product_ref"),),
     notes=(
         "A price is keyed by product, sku (`*` = all), currency, stores, discounted and "

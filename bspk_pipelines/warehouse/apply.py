@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import ENTITIES, Entity, Kind, dependents
+from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE
-from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held
+from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held, polars_schema
 
 KEY = "_key"
 
@@ -229,7 +229,7 @@ def apply_rows(
     query = sa.select(*cols).join(stage, sa.and_(*[by_source.c[k] == stage.c[k] for k in key])).where(by_source.c.brand == brand)
     rows = pl.DataFrame(
         [dict(r._mapping) for r in conn.execute(query)],
-        schema={"source": pl.Utf8} | _polars_schema(entity),
+        schema={"source": pl.Utf8} | polars_schema(entity),
     )
     stage.drop(conn)
     if rows.is_empty():
@@ -242,11 +242,6 @@ def apply_rows(
     return counts
 
 
-def _polars_schema(entity: Entity) -> dict[str, pl.DataType]:
-    types = {Kind.BOOL: pl.Boolean, Kind.INT: pl.Int64, Kind.DECIMAL: pl.Float64, Kind.DATE: pl.Date, Kind.DATETIME: pl.Datetime("us")}
-    return {c.name: types.get(c.kind, pl.Utf8) for c in entity.columns}
-
-
 def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
     """Apply held rows of `entity_name` whose references now resolve; the rest stay held."""
     entity = ENTITIES[entity_name]
@@ -255,7 +250,7 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
     by_file: dict[str, list[dict]] = {}
     for file, payload in rows:
         by_file.setdefault(file, []).append(json.loads(payload))
-    schema = _polars_schema(entity) | {LINE: pl.Int64}
+    schema = polars_schema(entity) | {LINE: pl.Int64}
     for file, records in by_file.items():
         frame = pl.DataFrame(records, infer_schema_length=None)
         frame = frame.with_columns([

@@ -10,6 +10,7 @@ import os
 from functools import cache
 from pathlib import Path
 
+import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.entities import ENTITIES, Entity, Kind
@@ -27,8 +28,22 @@ _TYPES = {
 }
 
 
+_POLARS = {
+    Kind.BOOL: pl.Boolean, Kind.INT: pl.Int64, Kind.DECIMAL: pl.Float64, Kind.DATE: pl.Date, Kind.DATETIME: pl.Datetime("us"),
+}
+
+
 def column_type(entity: Entity, name: str) -> sa.types.TypeEngine:
+    if name in entity.optional_key:
+        return sa.Text()
     return _TYPES.get(entity.column(name).kind, sa.Text())
+
+
+def polars_schema(entity: Entity) -> dict[str, pl.DataType]:
+    """The polars type of each column as validated rows carry it (matching `column_type`)."""
+    return {
+        c.name: pl.Utf8 if c.name in entity.optional_key else _POLARS.get(c.kind, pl.Utf8) for c in entity.columns
+    }
 
 
 def _entity_columns(entity: Entity) -> list[sa.Column]:

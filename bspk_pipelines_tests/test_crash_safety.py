@@ -1,0 +1,69 @@
+"""A process killed while applying a large file leaves the tables as they were; a rerun completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import sqlalchemy as sa
+
+from bspk_pipelines_tests.conftest import NATIVE, brand_harness
+from bspk_pipelines_tests.test_rules import SHOPPER
+
+ROWS = 200_000
+NAME = "SHOPPER_V3_Acme_202401010000.csv"
+
+APPLY = """
+import sys
+from pathlib import Path
+from bspk_pipelines_tests.conftest import Harness, NATIVE
+from bspk_pipelines.config import Brand
+from bspk_pipelines.pipeline import Layout
+from bspk_pipelines.warehouse.schema import engine_for
+h = Harness(Brand.model_validate(NATIVE), Layout(Path(sys.argv[2])), engine_for(sys.argv[1]))
+h.ingest(sys.argv[3])
+"""
+
+
+def big_file() -> str:
+    rows = "".join(f"S{i},First{i},Last{i},,,F,s{i}@example.com,,,,,,,,City{i % 97},,,FR,,,,,TRUE,FALSE\n" for i in range(ROWS))
+    return SHOPPER + rows
+
+
+def table(engine: sa.Engine, brand: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "select shopper_ref, first_name, last_name, email, city, country_code, email_contact "
+            "from shoppers where brand=:b order by shopper_ref"), {"b": brand})]
+
+
+def status(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("select status from files where brand='acme' and name=:n"), {"n": NAME}).scalar()
+
+
+def test_sigkill_during_apply_then_rerun_matches_an_uninterrupted_run(engine, warehouse_url, tmp_path):
+    content = big_file()
+    victim = brand_harness(NATIVE, engine, tmp_path)
+    victim.drop(NAME, content)
+    proc = subprocess.Popen([sys.executable, "-c", APPLY, warehouse_url, str(victim.layout.data_dir), NAME],
+                            env=os.environ | {"PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 120
+    while status(engine) != "mapped" and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside the apply transaction of 200,000 rows
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert status(engine) == "mapped", "the kill came after the apply finished: make the file larger"
+    assert table(engine, "acme") == []  # nothing half-applied
+
+    assert victim.ingest(NAME)["status"] == "applied"
+    reference = brand_harness({**NATIVE, "brand": "reference"}, engine, tmp_path / "ref")
+    reference.drop(NAME, content)
+    assert reference.ingest(NAME)["inserted"] == ROWS
+    assert table(engine, "acme") == table(engine, "reference")
+    assert victim.file(NAME)["inserted"] == ROWS

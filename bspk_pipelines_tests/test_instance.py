@@ -1,0 +1,74 @@
+"""The Dagster instance configs: the embedded SQLite default and the PostgreSQL one, on real storage."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster._core.instance.config import dagster_instance_config
+
+from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines_tests.conftest import NATIVE, postgres_or_skip
+from bspk_pipelines_tests.test_dagster import PRODUCTS
+
+ROOT = Path(__file__).parent.parent
+
+
+def _limits(config: dict) -> list[dict]:
+    return config["concurrency"]["runs"]["tag_concurrency_limits"]
+
+
+@pytest.mark.parametrize("path", ["dagster.yaml", "deploy/dagster-postgres.yaml"])
+def test_instance_configs_pass_dagsters_schema_with_one_run_per_brand(path, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(ROOT / path, home / "dagster.yaml")
+    config, _ = dagster_instance_config(str(home))  # raises on schema errors and conflicting limits
+    assert {"key": "brand", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in _limits(config)
+    assert "tag_concurrency_limits" not in config["run_coordinator"]["config"]
+
+
+@pytest.fixture
+def postgres_database():
+    url = postgres_or_skip()
+    name = f"bspk_dagster_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = :n and pid <> pg_backend_pid()"), {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE "{name}"'))
+        admin.dispose()
+
+
+def test_postgres_instance_records_a_brand_run(postgres_database, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "deploy/dagster-postgres.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_database)
+    data = tmp_path / "data"
+    (data / "drop" / "acme").mkdir(parents=True)
+    (data / "drop" / "acme" / "PRODUCT_V2_Acme_202401010000.csv").write_text(PRODUCTS)
+    brand = Brand.model_validate(NATIVE)
+    defs = build_definitions([brand], {
+        "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path / 'warehouse.sqlite'}"),
+        "folders": BrandFoldersResource(data_dir=str(data)),
+    })
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        assert [r.success for r in results] == [True]
+    with sa.create_engine(postgres_database).connect() as conn:
+        jobs = conn.execute(sa.text("select pipeline_name, status from runs")).all()
+    assert jobs == [("acme__main__products__ingest", "SUCCESS")]
