@@ -170,7 +170,8 @@ def test_failed_file_fails_its_run_and_others_go_on(defs_and_folder, dagster_hom
     with defs.resources["warehouse"].engine.connect() as conn:
         status, error = conn.execute(sa.text("select status, error from files where name like 'SHOPPER%'")).one()
         assert status == "failed"
-        assert error.startswith("SHOPPER_V3_Acme_202401010900.csv: line 1: the header does not fit: missing columns")
+        assert error.startswith("SHOPPER_V3_Acme_202401010900.csv: line 1: expected a header naming the columns")
+        assert "is the file delimited by ';' instead of ','?" in error
         assert conn.execute(sa.text("select count(*) from products")).scalar() == 1
     landed = Path(defs.resources["folders"].data_dir) / "acme" / "landing" / "main" / "SHOPPER_V3_Acme_202401010900.csv"
     assert landed.read_text() == "shopper_ref;first_name\nS1;Marie\n"

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE
+from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held, polars_schema
 
 KEY = "_key"
@@ -63,11 +64,7 @@ def _stage(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_key: 
     )
     stage.drop(conn, checkfirst=True)
     stage.create(conn)
-    if frame.height:
-        ordered = frame.select(*extra_key, *cols, LINE, KEY)
-        insert = stage.insert()
-        for chunk in ordered.iter_slices(50_000):
-            conn.execute(insert, chunk.to_dicts())
+    bulk.load(conn, stage, frame.select(*extra_key, *cols, LINE, KEY))
     return stage
 
 
