@@ -61,7 +61,15 @@ class Phone(Strict):
 
 
 class StripPrefix(Strict):
+    """Remove this literal prefix once, where present ("CLI-" from "CLI-0042")."""
+
     strip_prefix: str = Field(min_length=1)
+
+
+class StripLeading(Strict):
+    """Remove every leading occurrence of these characters (zero padding: "0")."""
+
+    strip_leading: str = Field(min_length=1)
 
 
 class SplitPart(Strict):
@@ -73,8 +81,9 @@ class SplitPart(Strict):
 
 
 Transform = Annotated[
-    Literal["trim", "upper", "lower", "title"] | Phone | StripPrefix | SplitPart,
-    Field(description="trim|upper|lower|title, {phone: FR}, {strip_prefix: '0'}, {split: {sep, index}}"),
+    Literal["trim", "upper", "lower", "title"] | Phone | StripPrefix | StripLeading | SplitPart,
+    Field(description="trim|upper|lower|title, {phone: FR}, {strip_prefix: 'CLI-'}, {strip_leading: '0'}, "
+                      "{split: {sep, index}}"),
 ]
 
 
@@ -142,7 +151,10 @@ class FileMap(Strict):
             raise ValueError(
                 f"columns of {self.entity} ({', '.join(entity.column_names)}); found {', '.join(unknown)}"
             )
-        missing_key = [k for k in entity.key if k not in self.columns and k not in entity.optional_key]
+        missing_key = [
+            k for k in entity.key
+            if k not in self.columns and k not in entity.optional_key and entity.column(k).default is None
+        ]
         if missing_key:
             raise ValueError(f"a mapping for every key column of {self.entity}; missing {', '.join(missing_key)}")
         return self

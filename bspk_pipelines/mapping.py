@@ -10,7 +10,7 @@ from __future__ import annotations
 import phonenumbers
 import polars as pl
 
-from bspk_pipelines.config import ColumnMap, Dialect, FileMap, Phone, SplitPart, StripPrefix
+from bspk_pipelines.config import ColumnMap, Dialect, FileMap, Phone, SplitPart, StripLeading, StripPrefix
 from bspk_pipelines.entities import Entity, Kind
 from bspk_pipelines.parse import LINE
 
@@ -41,7 +41,9 @@ def _transform(expr: pl.Expr, step) -> pl.Expr:
             return expr.str.to_lowercase()
         case "title":
             return expr.str.to_titlecase()
-        case StripPrefix(strip_prefix=chars):
+        case StripPrefix(strip_prefix=prefix):
+            return expr.str.strip_prefix(prefix)
+        case StripLeading(strip_leading=chars):
             return expr.str.strip_chars_start(chars)
         case SplitPart(split=spec):
             return expr.str.split(spec.sep).list.get(spec.index, null_on_oob=True).str.strip_chars()

@@ -53,18 +53,32 @@ def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 16), b""):
             for i in range(len(chunk)):
+                # Bytes of a multi-byte sequence the decoder holds: the bad sequence starts with them.
+                pending = decoder.getstate()[0]
                 try:
                     decoder.decode(chunk[i : i + 1])
                 except UnicodeDecodeError:
-                    return line, offset + i, chunk[i : i + 4]
+                    return line, offset + i - len(pending), (pending + chunk[i : i + 4])[:4]
                 if chunk[i] == 0x0A:
                     line += 1
             offset += len(chunk)
-    return line, offset, b""
+    pending = decoder.getstate()[0]
+    return line, offset - len(pending), pending
 
 
-def check_header(name: str, header: list[str], expected: list[str], optional: list[str], exact: bool) -> None:
+def check_header(
+    name: str, header: list[str], expected: list[str], optional: list[str], exact: bool, delimiter: str = ","
+) -> None:
     """Fail the file unless its header names every expected column once (and, if exact, no others)."""
+    if expected and not set(header) & set(expected):
+        # Data on line 1, or another delimiter: listing every column as missing would hide that.
+        line = delimiter.join(header)
+        other = next((d for d in ";,\t|" if d != delimiter and d in line), None) if len(header) == 1 else None
+        hint = f"is the file delimited by {other!r} instead of {delimiter!r}?" if other else "is the header line missing?"
+        raise FileFailure(
+            f"{name}: line 1: expected a header naming the columns ({', '.join(expected)}); "
+            f"found {line[:200]!r}, which names none of them: {hint}"
+        )
     seen: dict[str, int] = {}
     for pos, col in enumerate(header, start=1):
         if col in seen:
@@ -100,18 +114,36 @@ def read_batches(
     encoding = _decoding(dialect)
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
-            reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=False)
+            # strict: a quote not closed by the end of the file, or text after a closing quote, is
+            # an error rather than silently swallowing the lines that follow into one field.
+            reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=True)
             header = next(reader, None)
             if not header or all(not h.strip() for h in header):
                 raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
             header = [h.strip() for h in header]
-            check_header(name, header, expected, list(optional), exact)
+            check_header(name, header, expected, list(optional), exact, dialect.delimiter)
             width = len(header)
             columns: list[list[str | None]] = [[] for _ in header]
             lines: list[int] = []
             problems: list[RowProblem] = []
             start = reader.line_num + 1
-            for record in reader:
+            while True:
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    if "expected after" not in str(e):
+                        # The end of the file inside a quoted field (or a field past the size limit):
+                        # where the rows after it start cannot be known, so the file fails.
+                        raise FileFailure(
+                            f"{name}: line {start}: not readable as CSV: {e} (a quoted field that is never closed?)"
+                        ) from None
+                    # Text after a closing quote: the reader drops the rest of the line, so only it is lost.
+                    line, start = start, reader.line_num + 1
+                    problems.append(RowProblem(line, "*", "", "quote",
+                                               f"a closing quote must be followed by the delimiter or the end of the line ({e})"))
+                    continue
                 line, start = start, reader.line_num + 1
                 if not record or record == [""]:
                     continue
@@ -141,7 +173,8 @@ def read_batches(
             f"{name}: line {line}: not valid {dialect.encoding} text (byte offset {offset}: {bad!r})"
         ) from None
     except csv.Error as e:
-        raise FileFailure(f"{name}: line {reader.line_num}: not readable as CSV: {e}") from None
+        # Rows handle their own CSV errors: only the header (line 1 onwards) gets here.
+        raise FileFailure(f"{name}: line 1: the header is not readable as CSV: {e}") from None
 
 
 def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem]) -> ParsedBatch:

@@ -21,7 +21,7 @@ from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import Delivery, safe_name, sha256_of
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
-from bspk_pipelines.validate import validate
+from bspk_pipelines.validate import typed, validate
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
 from bspk_pipelines.warehouse.schema import files, rejects
 
@@ -155,7 +155,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     if row is None or row["status"] not in IN_PROGRESS:
         return StepResult(row["status"] if row else "missing", "nothing to validate: " + (row["status"] if row else "not landed"))
     try:
-        rows, problems, read, _ = _parse_and_check(layout, brand, source, entity, name)
+        rows, problems, read, superseded = _parse_and_check(layout, brand, source, entity, name)
     except FileFailure as e:
         with engine.begin() as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
@@ -172,7 +172,8 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
                 for p in problems
             ])
         rejected_lines = len({p.line for p in problems})
-        _set(conn, brand.brand, source, name, status="validated", rows_read=read, rejected=rejected_lines)
+        _set(conn, brand.brand, source, name, status="validated", rows_read=read, rejected=rejected_lines,
+             superseded=superseded)
     return StepResult("validated", rows=rows.height, rejected=rejected_lines, preview=rows.head(5), rejects=problems)
 
 
@@ -191,8 +192,13 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
     entity = ENTITIES[entity_name]
     rows = pl.read_parquet(layout.work(brand.brand, source, entity_name, name, "validated"))
     keep = [c for c in owned_columns(brand, source, entity_name) if c in rows.columns]
-    missing_keys = [k for k in entity.optional_key if k not in rows.columns]
-    rows = rows.with_columns([pl.lit("").alias(k) for k in missing_keys]).select(*keep, *missing_keys, LINE)
+    # Key columns a source does not send: '' where the key allows a blank, else the reference's default.
+    missing_keys = [k for k in entity.key if k not in rows.columns]
+    if missing_keys:
+        filler = pl.DataFrame({k: [None if k in entity.optional_key else entity.column(k).default] for k in missing_keys},
+                              schema={k: pl.Utf8 for k in missing_keys})
+        rows = rows.join(typed(entity, filler), how="cross")
+    rows = rows.select(*keep, *missing_keys, LINE)
     out = layout.work(brand.brand, source, entity_name, name, "mapped")
     rows.write_parquet(out)
     with engine.begin() as conn:

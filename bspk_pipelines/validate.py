@@ -31,9 +31,14 @@ def countries() -> frozenset[str]:
     return frozenset(c.alpha_2 for c in pycountry.countries)
 
 
+# ISO 4217 codes that are not money a store can price in: precious metals, bond-market units,
+# the IMF's SDR, the ADB unit, the sucre, the testing code and "no currency".
+NOT_CURRENCIES = frozenset({"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"})
+
+
 @cache
 def currencies() -> frozenset[str]:
-    return frozenset(c.alpha_3 for c in pycountry.currencies)
+    return frozenset(c.alpha_3 for c in pycountry.currencies) - NOT_CURRENCIES
 
 
 @cache
@@ -62,8 +67,12 @@ MESSAGES = {
 
 
 def _check(rule: str, expr: pl.Expr) -> pa.Check:
-    """A pandera check from a polars expression over the column (nulls pass; `required` covers them)."""
-    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True)), name=rule)
+    """A pandera check from a polars expression over the column (nulls pass; `required` covers them).
+
+    A blank passes whatever `expr` makes of it: `is_not_null()` of a blank is False, not null.
+    """
+    blank = pl.col(expr.meta.root_names()[0]).is_null()
+    return pa.Check(lambda data: data.lazyframe.select((blank | expr).fill_null(True)), name=rule)
 
 
 def _list_items(col: str) -> pl.Expr:
@@ -164,7 +173,8 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
             case _ if c.case_insensitive:
                 col = col.str.to_lowercase()
         if name in entity.optional_key:
-            col = col.cast(pl.Utf8).fill_null("")
+            # Part of the key even when blank: canonical text, '' for blank (see column_type).
+            col = (col if c.kind in (Kind.TEXT, Kind.LIST) else pl.col(name)).fill_null("")
         exprs.append(col.alias(name))
     return frame.with_columns(exprs)
 
@@ -182,6 +192,9 @@ def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str]
     `source_columns` names, for each platform column, the column of the delivered file it came
     from, so a reject points at what the brand can see in its own file.
     """
+    frame = frame.with_columns(
+        pl.col(c.name).fill_null(c.default) for c in entity.columns if c.default is not None and c.name in frame.columns
+    )
     present = tuple(c for c in frame.columns if c != LINE)
     where = source_columns or {}
     rejects: list[RowProblem] = []

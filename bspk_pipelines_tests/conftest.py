@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.config import Brand
+from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import classify
 from bspk_pipelines.parse import FileFailure
 from bspk_pipelines.pipeline import Layout, apply_pending, land, map_file, validate_file
@@ -59,6 +60,11 @@ def warehouse_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def engine(warehouse_url) -> sa.Engine:
     return engine_for(warehouse_url)
+
+
+def header(entity: str, *extra: str) -> str:
+    """The header line of a platform-format file of `entity` (plus `extra` columns)."""
+    return ",".join([c.header or c.name for c in ENTITIES[entity].columns if c.in_header] + list(extra)) + "\n"
 
 
 NATIVE = {"brand": "acme", "company_name": "Acme", "sources": {"main": {"format": "bspk", "drop": "drop/acme"}}}

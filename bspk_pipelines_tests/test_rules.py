@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines_tests.conftest import brand_harness
-
-
-def header(entity: str) -> str:
-    return ",".join(c.header or c.name for c in ENTITIES[entity].columns if c.in_header) + "\n"
+from bspk_pipelines_tests.conftest import brand_harness, header
 
 
 SHOPPER = header("shoppers")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.warehouse import bulk
-from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held, polars_schema
+from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, files, held, polars_schema
 
 KEY = "_key"
 
@@ -163,7 +163,7 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand
     records = [
         {
             "brand": brand, "entity": entity.name, "key": r[KEY], "file": file, "line": r[LINE],
-            "reason": "; ".join(reasons[r[LINE]]),
+            "cause": "reference", "reason": "; ".join(reasons[r[LINE]]),
             "payload": json.dumps({k: v for k, v in r.items() if k not in (KEY,)}, default=str),
             "held_at": stamp,
         }
@@ -235,14 +235,42 @@ def apply_rows(
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
     counts = upsert(conn, entity, target, brand, complete, file, key)
-    counts.held += incomplete.height
+    counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True), file, owners)
     return counts
 
 
+def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame, file: str, owners: dict[str, list[str]]) -> int:
+    """Record merged rows still missing a required attribute: they wait for the source that owns it."""
+    if rows.is_empty():
+        return 0
+    rows = with_key(entity, rows)
+    required = [c.name for c in entity.columns if c.required and c.name in rows.columns]
+    stamp = now()
+    records = []
+    for r in rows.iter_rows(named=True):
+        missing = [f"{a} (from {' or '.join(owners[a])})" for a in required if r[a] is None]
+        records.append({
+            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file, "line": r[LINE], "cause": "owner",
+            "reason": "waiting for " + ", ".join(missing), "held_at": stamp,
+            "payload": json.dumps({k: v for k, v in r.items() if k != KEY}, default=str),
+        })
+    conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_([r["key"] for r in records])))
+    conn.execute(held.insert(), records)
+    return len(records)
+
+
 def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
-    """Apply held rows of `entity_name` whose references now resolve; the rest stay held."""
+    """Apply held rows of `entity_name` whose references now resolve; the rest stay held.
+
+    What is released is credited to the file that sent it, so its counts tell the whole story.
+    Rows waiting for an attribute's owner are not released here: the owner's file merges them.
+    """
     entity = ENTITIES[entity_name]
-    rows = conn.execute(sa.select(held.c.file, held.c.payload).where(held.c.brand == brand, held.c.entity == entity_name).order_by(held.c.held_at, held.c.line)).all()
+    rows = conn.execute(
+        sa.select(held.c.file, held.c.payload)
+        .where(held.c.brand == brand, held.c.entity == entity_name, held.c.cause == "reference")
+        .order_by(held.c.held_at, held.c.line)
+    ).all()
     total = Counts()
     by_file: dict[str, list[dict]] = {}
     for file, payload in rows:
@@ -255,11 +283,35 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
              pl.col(c).cast(pl.Utf8).str.to_date(strict=False) if t == pl.Date else pl.col(c).cast(t))
             for c, t in schema.items() if c in frame.columns
         ])
-        before = len(records)
+        # Rows still waiting are left exactly as they are held.
+        frame = frame.filter(_resolves(conn, entity, brand, frame))
+        if frame.is_empty():
+            continue
         counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key))
-        counts.released = before - counts.held
+        counts.released = frame.height - counts.held
+        f = files.c
+        conn.execute(files.update().where(f.brand == brand, f.entity == entity_name, f.name == file).values(
+            inserted=f.inserted + counts.inserted, updated=f.updated + counts.updated,
+            unchanged=f.unchanged + counts.unchanged, held=f.held - counts.released,
+        ))
         total += counts
     return total
+
+
+def _resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame) -> pl.Series:
+    """For each row, whether every shopper or product it references is known now."""
+    ok = pl.Series([True] * frame.height)
+    for ref in entity.references:
+        if ref.column not in frame.columns:
+            continue
+        wanted = frame[ref.column].drop_nulls().unique().to_list()
+        referenced = ENTITY_TABLES[ref.entity]
+        known: set = set()
+        for i in range(0, len(wanted), 5_000):
+            known |= set(conn.execute(sa.select(referenced.c[ref.target_column]).distinct().where(
+                referenced.c.brand == brand, referenced.c[ref.target_column].in_(wanted[i:i + 5_000]))).scalars())
+        ok &= frame[ref.column].is_null() | frame[ref.column].is_in(list(known))
+    return ok
 
 
 def held_count(conn: sa.Connection, brand: str, entity_name: str) -> int:

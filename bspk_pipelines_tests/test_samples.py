@@ -1,0 +1,142 @@
+"""The bundled sample brands: their YAML loads, their files are reproducible, and every file goes
+through land, validate, map and apply with exactly the rejects and held sales it was built to show."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from bspk_pipelines.config import load_brand
+from bspk_pipelines.files import Delivery, classify
+from bspk_pipelines.pipeline import Layout
+from bspk_pipelines.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples
+from bspk_pipelines_tests.conftest import Harness
+
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+
+
+def sample_brand(name: str):
+    return load_brand(MAPPINGS / f"{name}.yaml")
+
+
+def test_sample_brand_files_load():
+    acme, maison = sample_brand("acme"), sample_brand("maison")
+    assert acme.company_name == "Acme" and acme.sources["main"].format == "bspk"
+    assert acme.schedule_cron == "*/15 * * * *"
+    assert maison.company_name == "Maison" and set(maison.sources) == {"pos", "erp"}
+    assert maison.schedule_cron == "0 * * * *"
+    assert maison.owners("products", "name") == ["pos", "erp"]
+    assert maison.owners("products", "description") == ["erp", "pos"]
+    assert maison.owners("products", "published") == ["erp", "pos"]
+
+
+def test_same_seed_writes_the_same_bytes(tmp_path):
+    def contents(root: Path, seed: int) -> dict[Path, bytes]:
+        written = generate_samples(root, seed)
+        return {p.relative_to(root): p.read_bytes() for paths in written.values() for p in paths}
+
+    first, again, other = contents(tmp_path / "a", 7), contents(tmp_path / "b", 7), contents(tmp_path / "c", 8)
+    assert first == again
+    assert first.keys() == other.keys() and first != other
+    assert not list(tmp_path.rglob("*.part"))
+
+
+Trail = list[tuple[Delivery, dict, set[str]]]
+
+
+def ingest_samples(engine: sa.Engine, tmp_path: Path, brand_name: str) -> tuple[Harness, Trail]:
+    """Generate the samples into the harness's data folder and ingest every file, first in first out.
+
+    Returns, per file in the order applied: its delivery, its `files` row and the sale_refs held after it.
+    """
+    harness = Harness(sample_brand(brand_name), Layout(tmp_path / "data"), engine)
+    paths = generate_samples(harness.layout.data_dir)[brand_name]
+    source_of = {harness.layout.drop(harness.brand, s): s for s in harness.brand.sources}
+    deliveries = sorted((classify(harness.brand, source_of[p.parent], p.name) for p in paths), key=lambda d: d.sort_key)
+    trail = []
+    for d in deliveries:
+        row = harness.ingest(d.name, d.source)
+        with engine.connect() as conn:
+            held = {k.split("|")[0] for k in conn.execute(
+                sa.text("select key from held where brand=:b and entity='sales'"), {"b": brand_name}).scalars()}
+        trail.append((d, row, held))
+    return harness, trail
+
+
+def check_common(harness: Harness, trail: Trail, expected_rejects: dict[str, int], rules: set[str]) -> None:
+    assert [(d.name, row["status"]) for d, row, _ in trail] == [(d.name, "applied") for d, _, _ in trail]
+    assert {d.name: row["rejected"] for d, row, _ in trail if row["rejected"]} == expected_rejects
+    assert {r[3] for name in expected_rejects for r in harness.rejects(name)} == rules
+
+    # The full load's sales hold the late shoppers' lines; the delta's SHOPPER file brings the
+    # shoppers and the next SALE application releases the lines.
+    sale_files = [i for i, (d, _, _) in enumerate(trail) if d.entity == "sales"]
+    shopper_files = [i for i, (d, _, _) in enumerate(trail) if d.entity == "shoppers"]
+    first_sales, last_sales = sale_files[0], sale_files[-1]
+    held = trail[first_sales][2]
+    assert len(held) == LATE_SHOPPERS and trail[first_sales][1]["held"] == LATE_SHOPPERS
+    assert shopper_files[-1] > first_sales
+    assert trail[shopper_files[-1]][2] == held
+    assert trail[last_sales][2] == set()
+    assert held <= {r["sale_ref"] for r in harness.rows("sales")}
+
+    delta_shoppers = trail[shopper_files[-1]][1]
+    assert (delta_shoppers["inserted"], delta_shoppers["updated"]) == (LATE_SHOPPERS, UPDATED_SHOPPERS)
+    assert len(harness.rows("shoppers")) == SHOPPERS + LATE_SHOPPERS
+    sale_rows = [row for i, (_, row, _) in enumerate(trail) if i in sale_files]
+    assert len(harness.rows("sales")) == sum(r["rows_read"] - r["rejected"] for r in sale_rows)
+
+
+def test_acme_samples_ingest(engine, tmp_path):
+    harness, trail = ingest_samples(engine, tmp_path, "acme")
+    assert len(trail) == 14
+    assert trail[0][0].name == "STORE-REGION_V2_Acme_202601050200.csv"
+    assert trail[-1][0].name == "SALE_V2_Acme_202601120200.csv"
+    check_common(
+        harness, trail,
+        {"SHOPPER_V3_Acme_202601050200.csv": 2, "PRODUCT-PRICES_V2_Acme_202601050200.csv": 1,
+         "SALE_V2_Acme_202601050200.csv": 1},
+        {"e164_phone", "country", "date", "datetime"},
+    )
+
+
+def read_csv(path: Path, encoding: str, delimiter: str) -> list[dict]:
+    with path.open(encoding=encoding, newline="") as f:
+        return list(csv.DictReader(f, delimiter=delimiter))
+
+
+def test_maison_samples_ingest(engine, tmp_path):
+    harness, trail = ingest_samples(engine, tmp_path, "maison")
+    assert len(trail) == 11
+    # The ERP's catalogue (02:00) comes before the POS export (03:00) of the same night.
+    assert [d.source for d, _, _ in trail[:5]] == ["erp"] * 4 + ["pos"]
+    check_common(
+        harness, trail,
+        {"erp_prices_20260105T0200.csv": 1, "CLIENTS_20260105_0300.csv": 2, "TICKETS_20260105_0300.csv": 1},
+        {"e164_phone", "country", "datetime", "decimal"},
+    )
+
+    # Precedence: the name is the POS's, although the ERP sent one too; the description the ERP's.
+    drop = harness.layout.data_dir / "drop" / "maison"
+    articles = read_csv(drop / "pos" / "ARTICLES_20260105_0300.csv", "cp1252", ";")
+    pos_names = {r["REF_ARTICLE"].lower(): r["LIBELLE"] for r in articles}
+    erp = {r["item_code"].lower(): r for r in read_csv(drop / "erp" / "erp_products_20260105T0200.csv", "utf-8-sig", ",")}
+    products = harness.rows("products")
+    assert len(products) == len(pos_names) == len(erp)
+    for p in products:
+        assert p["name"] == pos_names[p["product_ref"]] != erp[p["product_ref"]]["item_label"]
+        assert p["description"] == erp[p["product_ref"]]["description"]
+
+    # Tickets are written in Paris time and stored in UTC; client numbers lose the POS's zero padding.
+    ticket = read_csv(drop / "pos" / "TICKETS_20260105_0300.csv", "cp1252", ";")[0]
+    local = datetime.strptime(ticket["DATE_HEURE"], "%d/%m/%Y %H:%M").replace(tzinfo=ZoneInfo("Europe/Paris"))
+    sale_ref = f"{ticket['CODE_BOUTIQUE']}-{ticket['NUM_TICKET']}"
+    sale = next(r for r in harness.rows("sales") if r["sale_ref"] == sale_ref and r["sku"] == ticket["REF_SKU"].lower())
+    assert str(sale["created_at"])[:19] == local.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
+    assert sale["shopper_ref"] == ticket["NUM_CLIENT"].lstrip("0")
+    assert sale["price"] == pytest.approx(float(ticket["PRIX_UNITAIRE"].replace(",", ".")))
