@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand, ConfigError, load_brands, mappings_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The console shows one line per run; every event is still stored in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -60,7 +62,7 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             job = defs.resolve_job_def(request.job_name)
             result = job.execute_in_process(
                 instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
-                tags=request.tags, raise_on_error=False,
+                tags=request.tags, raise_on_error=False, run_config=QUIET,
             )
             results.append(result)
             outcome = "ok" if result.success else "FAILED: " + _failure(result)
