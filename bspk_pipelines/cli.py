@@ -13,6 +13,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from bspk_pipelines.config import Brand, ConfigError, load_brands, mappings_dir
+from bspk_pipelines.defs import names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The console shows one line per run; every event is still stored in the instance for the UI.
@@ -52,13 +53,19 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
     layout = defs.resources["folders"].layout
     cursor = load_cursor(None)
     results = []
+    done: set[str] = set()
     for _ in range(100):
         plan = plan_runs(brand, layout, warehouse.engine, cursor)
         for problem in plan.failed:
             out(f"  failed file: {problem}")
         for partitions, keys in plan.partitions.items():
             instance.add_dynamic_partitions(partitions, keys)
+        ran = False
         for request in plan.runs:
+            if request.run_key in done:
+                continue  # as a sensor would: one run per run key (a failed one waits for a fix)
+            done.add(request.run_key)
+            ran = True
             job = defs.resolve_job_def(request.job_name)
             result = job.execute_in_process(
                 instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
@@ -66,15 +73,22 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             )
             results.append(result)
             outcome = "ok" if result.success else "FAILED: " + _failure(result)
-            out(f"  {request.partition_key}: run {result.run_id[:8]} {outcome}")
+            out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
         cursor = plan.cursor
         unsettled = any(
             name not in cursor["requested"].get(source, {}) for source, seen in cursor["seen"].items() for name in seen
         )
-        if not plan.runs and not unsettled:
+        if not ran and not unsettled:
             break
         time.sleep(settle_seconds)
     return results
+
+
+def _what(request: dg.RunRequest) -> str:
+    if request.partition_key:
+        return request.partition_key
+    start, end = request.tags[names.RANGE_START_TAG][:7], request.tags[names.RANGE_END_TAG][:7]
+    return f"{request.tags.get('entity', '')} months {start}" + ("" if start == end else f" to {end}")
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
@@ -88,7 +102,7 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 def summary(engine: sa.Engine, brands: list[str]) -> str:
     """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, held."""
-    from bspk_pipelines.warehouse.schema import files, held
+    from bspk_pipelines.warehouse.schema import files, held, months
 
     f = files.c
     query = (
@@ -101,8 +115,13 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
         .where(f.brand.in_(brands))
         .group_by(f.brand, f.entity)
     )
+    m = months.c
+    by_month = sa.select(m.brand, m.entity, sa.func.sum(m.inserted).label("inserted"), sa.func.sum(m.updated).label("updated")
+                         ).where(m.brand.in_(brands)).group_by(m.brand, m.entity)
     with engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+        # Month-partitioned tables count their writes per month rebuild; unchanged is what is left.
+        rebuilt = {(r.brand, r.entity): r for r in conn.execute(by_month)}
         holds = dict(((r.brand, r.entity), r.n) for r in conn.execute(
             sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
     from bspk_pipelines.entities import DEPENDENCY_ORDER
@@ -110,7 +129,11 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
     cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate"]
     lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
     for r in sorted(rows, key=lambda r: (r["brand"], DEPENDENCY_ORDER.get(r["entity"], 99))):
-        values = dict(r) | {"held": holds.get((r["brand"], r["entity"]), 0)}
+        values = r | {"held": holds.get((r["brand"], r["entity"]), 0)}
+        if (r["brand"], r["entity"]) in rebuilt:
+            month = rebuilt[(r["brand"], r["entity"])]
+            values |= {"inserted": month.inserted, "updated": month.updated}
+            values["unchanged"] = max(0, r["rows_read"] - r["rejected"] - month.inserted - month.updated - values["held"])
         lines.append(f"{r['brand']:<8} {r['entity'] or '(unknown)':<18} " + " ".join(f"{int(values[c]):>9,}" for c in cols))
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import Delivery, safe_name, sha256_of
+from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
@@ -156,6 +157,11 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
         return StepResult(row["status"] if row else "missing", "nothing to validate: " + (row["status"] if row else "not landed"))
     try:
         rows, problems, read, superseded = _parse_and_check(layout, brand, source, entity, name)
+        if ENTITIES[entity].month_column:
+            _, outside = split_by_month(brand, ENTITIES[entity], rows, ENTITIES[entity].month_column)
+            if outside:
+                rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
+                problems = sorted(problems + outside, key=lambda p: (p.line, p.column))
     except FileFailure as e:
         with engine.begin() as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
@@ -202,8 +208,21 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
     out = layout.work(brand.brand, source, entity_name, name, "mapped")
     rows.write_parquet(out)
     with engine.begin() as conn:
+        if entity.month_column:
+            # History lands in the month store; the month partitions rebuild from it. The file's
+            # counts say what it changes against the table as it stands when it lands.
+            counts = landing_counts(conn, brand.brand, entity, rows)
+            touched = land_months(conn, layout.data_dir, brand, entity, rows, name, row["sort_key"])
+            _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
+                 updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
+            return StepResult("applied", f"landed in {len(touched)} month(s): {_span(touched)}", rows=rows.height,
+                              preview=rows.head(5))
         _set(conn, brand.brand, source, name, status="mapped")
     return StepResult("mapped", rows=rows.height, preview=rows.head(5))
+
+
+def _span(month_keys: list[str]) -> str:
+    return "none" if not month_keys else month_keys[0] if len(month_keys) == 1 else f"{month_keys[0]} to {month_keys[-1]}"
 
 
 @dataclass
@@ -249,4 +268,6 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
         applied.append(Applied(name, source, counts))
     with engine.begin() as conn:
         released = release_held(conn, brand.brand, entity_name)
+        # Held sales wait in their months: the months whose shopper or product arrived rebuild.
+        release_months(conn, brand.brand, entity_name)
     return applied, released

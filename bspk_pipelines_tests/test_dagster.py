@@ -109,9 +109,10 @@ def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_fol
         "SHOPPER_V3_Acme_202401010900.csv",  # same timestamp: platform dependency order
         "SALE_V2_Acme_202401010900.csv",
     ]
-    # Sales in the same look as the shoppers they reference are re-applied by the shopper run.
-    shopper_run = result.run_requests[1]
-    assert dg.AssetKey(["acme", "bspk", "sales"]) in shopper_run.asset_selection
+    # Sales rebuild by month in runs of their own, once the sales file has landed its months.
+    sales_run = result.run_requests[2]
+    assert dg.AssetKey(["acme", "bspk", "sales"]) not in sales_run.asset_selection
+    assert dg.AssetKey(["acme", "mapped", "main", "sales"]) in sales_run.asset_selection
     adds = {r.partitions_def_name: list(r.partition_keys) for r in result.dynamic_partitions_requests}
     assert adds[names.file_partitions("acme", "main", "sales")] == ["SALE_V2_Acme_202401010900.csv"]
 
@@ -132,26 +133,29 @@ def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
 
 
 def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
-    """Runs recorded in a temporary DAGSTER_HOME; held sales released when their product arrives."""
+    """Runs recorded in a temporary DAGSTER_HOME; a held sale is applied when its product arrives."""
     defs, brand, drop = defs_and_folder
     (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
     (drop / "SALE_V2_Acme_202401010901.csv").write_text(SALES)
     with dg.DagsterInstance.get() as instance:
-        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        assert [r.success for r in results] == [True, True]
+        lines = []
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
+        assert [r.success for r in results] == [True, True, True]
+        assert lines[-1].startswith("  sales months 2024-03: run ")
         sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
+        assert sales.asset_materialization.partition == "2024-03-01"
         meta = sales.asset_materialization.metadata
         assert meta["held"].value == 1 and meta["inserted"].value == 0
         validated = instance.get_latest_materialization_event(dg.AssetKey(["acme", "validated", "main", "shoppers"]))
         assert validated.asset_materialization.metadata["rejected"].value == 1  # country XX
         (drop / "PRODUCT_V2_Acme_202401011000.csv").write_text(PRODUCTS)
         results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        assert [r.success for r in results] == [True]
+        assert [r.success for r in results] == [True, True]  # the product file, then the month it released
         sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
         meta = sales.asset_materialization.metadata
-        assert meta["released"].value == 1 and meta["held"].value == 0
+        assert meta["inserted"].value == 1 and meta["held"].value == 0
         runs = instance.get_runs()
-        assert len(runs) == 3 and all(r.tags[names.BRAND_TAG] == "acme" for r in runs)
+        assert len(runs) == 5 and all(r.tags[names.BRAND_TAG] == "acme" for r in runs)
         checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey(["acme", "bspk", "sales"]), "references")]
         )
@@ -210,17 +214,22 @@ def test_sample_brand_synced_by_the_cli_into_a_temporary_dagster_home(monkeypatc
     written = generate_samples(data)["acme"]
     assert main(["sync", "--brand", "acme", "--settle", "0.05"]) == 0
     out = capsys.readouterr().out
-    assert out.count(" ok\n") == len(written)
+    file_runs = [line for line in out.splitlines() if ".csv: run " in line]
+    month_runs = [line for line in out.splitlines() if line.startswith("  sales months ")]
+    assert len(file_runs) == len(written) and month_runs
+    assert all(line.endswith(" ok") for line in file_runs + month_runs)
     table = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("acme ")}
     files, rows_read, inserted, updated, unchanged, rejected, held, failed, duplicate = (
         int(v.replace(",", "")) for v in table["sales"])
     assert (files, rejected, held, failed) == (2, 1, 0, 0)
     assert rows_read == inserted + updated + unchanged + rejected
+    assert inserted == 554  # every sale line once, the held ones included once their shopper arrived
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == len(written) and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+        assert len(runs) == len(file_runs) + len(month_runs)
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
         assert instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"])) is not None
     # A second sync finds nothing new: every file was imported once.
     assert main(["sync", "--brand", "acme", "--settle", "0.05"]) == 0
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == len(written)
+        assert len(instance.get_runs()) == len(file_runs) + len(month_runs)

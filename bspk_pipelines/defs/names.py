@@ -43,3 +43,10 @@ def sync_schedule(brand: str) -> str:
 
 BRAND_TAG = "brand"
 FILE_TAG = "bspk/file"
+# Dagster's own tags for a run that materialises a range of partitions.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def months_job(brand: str, entity: str) -> str:
+    return f"{brand}__{entity}__months"

@@ -14,12 +14,13 @@ from datetime import datetime, timezone
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import ENTITIES, Entity, dependents
+from bspk_pipelines.entities import ENTITIES, Entity, Reference, dependents
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, files, held, polars_schema
 
 KEY = "_key"
+FILE = "_file"
 
 
 @dataclass
@@ -50,14 +51,14 @@ def with_key(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.concat_str(parts, separator="|").alias(KEY))
 
 
-def _stage(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_key: tuple[str, ...] = ()) -> sa.Table:
+def stage_rows(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_key: tuple[str, ...] = ()) -> sa.Table:
     """A temporary table holding the rows, typed as the target columns."""
     cols = [c for c in frame.columns if c not in (LINE, KEY) and c not in extra_key]
     stage = sa.Table(
         f"stage_{entity.name}",
         sa.MetaData(),
         *[sa.Column(c, sa.Text) for c in extra_key],
-        *[sa.Column(c, column_type(entity, c)) for c in cols],
+        *[sa.Column(c, sa.Text if c == FILE else column_type(entity, c)) for c in cols],
         sa.Column(LINE, sa.BigInteger),
         sa.Column(KEY, sa.Text),
         prefixes=["TEMPORARY"],
@@ -78,21 +79,28 @@ def upsert(
     target: sa.Table,
     brand: str,
     frame: pl.DataFrame,
-    file: str,
+    file: str | None,
     key: list[str],
     hold_unresolved: bool = True,
+    dry_run: bool = False,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
     `frame` holds only the columns this write owns; other columns of existing rows are kept.
+    Rows are stamped with `file`, or, when it is None, with the frame's own `_file` column.
+    A dry run counts what would happen and writes nothing.
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
     extra_key = tuple(k for k in key if k not in entity.column_names)
-    stage = _stage(conn, entity, frame, extra_key)
-    if hold_unresolved:
+    stage = stage_rows(conn, entity, frame, extra_key)
+    if dry_run:
+        unknown = _unresolved(entity, stage, brand)
+        if unknown is not None:
+            counts.held = conn.execute(stage.delete().where(unknown)).rowcount
+    elif hold_unresolved:
         counts.held = _hold_unresolved(conn, entity, stage, brand, frame, file)
-    values = [c.name for c in stage.columns if c.name not in (LINE, KEY, *key)]
+    values = [c.name for c in stage.columns if c.name not in (LINE, KEY, FILE, *key)]
     match = _match(target, stage, brand, key)
     differs = sa.or_(*[target.c[c].is_distinct_from(stage.c[c]) for c in values]) if values else sa.false()
     newer = target.c[entity.latest_by] <= stage.c[entity.latest_by] if entity.latest_by else sa.true()
@@ -105,16 +113,21 @@ def upsert(
         sa.select(sa.func.count()).select_from(stage).join(target, match).where(differs, newer)
     ).scalar_one()
     counts.unchanged = staged - counts.inserted - counts.updated
-    stamp = {"_file": file, "_updated_at": now()}
+    if dry_run:
+        stage.drop(conn)
+        return counts
+    stamp = now()
+    source_file = stage.c[FILE] if file is None else sa.literal(file)
     if counts.updated:
         conn.execute(
-            sa.update(target).where(match, differs, newer).values({c: stage.c[c] for c in values} | stamp)
+            sa.update(target).where(match, differs, newer)
+            .values({c: stage.c[c] for c in values} | {FILE: source_file, "_updated_at": stamp})
         )
     if counts.inserted:
         cols = [*key, *values]
         select = sa.select(
             sa.literal(brand).label("brand"), *[stage.c[c] for c in cols],
-            sa.literal(file).label("_file"), sa.literal(stamp["_updated_at"]).label("_updated_at"),
+            source_file.label(FILE), sa.literal(stamp).label("_updated_at"),
         ).where(~sa.exists().where(match))
         conn.execute(sa.insert(target).from_select(["brand", *cols, "_file", "_updated_at"], select))
     if entity.replace_set_by and target is ENTITY_TABLES[entity.name]:
@@ -136,20 +149,11 @@ def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: 
     return result.rowcount
 
 
-def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand: str, frame: pl.DataFrame, file: str) -> int:
+def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand: str, frame: pl.DataFrame, file: str | None) -> int:
     """Move rows whose shopper or product is not known yet from the stage to `held`."""
     # A newer row for a key supersedes whatever was held for it.
     conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_(sa.select(stage.c[KEY]))))
-    missing = []
-    for ref in entity.references:
-        if ref.column not in stage.c:
-            continue
-        referenced = ENTITY_TABLES[ref.entity]
-        unknown = sa.and_(
-            stage.c[ref.column].is_not(None),
-            ~sa.exists().where(referenced.c.brand == brand, referenced.c[ref.target_column] == stage.c[ref.column]),
-        )
-        missing.append((ref, unknown))
+    missing = _missing_references(entity, stage, brand)
     if not missing:
         return 0
     reasons: dict[int, list[str]] = {}
@@ -162,17 +166,37 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand
     stamp = now()
     records = [
         {
-            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file, "line": r[LINE],
+            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file or r[FILE], "line": r[LINE],
             "cause": "reference", "reason": "; ".join(reasons[r[LINE]]),
-            "payload": json.dumps({k: v for k, v in r.items() if k not in (KEY,)}, default=str),
+            "payload": json.dumps({k: v for k, v in r.items() if k not in (KEY, FILE)}, default=str),
             "held_at": stamp,
         }
         for r in rows.iter_rows(named=True)
     ]
     conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_([r["key"] for r in records])))
     conn.execute(held.insert(), records)
-    conn.execute(stage.delete().where(sa.or_(*[u for _, u in missing])))
+    conn.execute(stage.delete().where(_unresolved(entity, stage, brand)))
     return len(records)
+
+
+def _missing_references(entity: Entity, stage: sa.Table, brand: str) -> list[tuple[Reference, sa.ColumnElement[bool]]]:
+    """For each reference the staged rows carry, the condition that it names no known record."""
+    missing = []
+    for ref in entity.references:
+        if ref.column not in stage.c:
+            continue
+        referenced = ENTITY_TABLES[ref.entity]
+        unknown = sa.and_(
+            stage.c[ref.column].is_not(None),
+            ~sa.exists().where(referenced.c.brand == brand, referenced.c[ref.target_column] == stage.c[ref.column]),
+        )
+        missing.append((ref, unknown))
+    return missing
+
+
+def _unresolved(entity: Entity, stage: sa.Table, brand: str) -> sa.ColumnElement[bool] | None:
+    missing = _missing_references(entity, stage, brand)
+    return sa.or_(*[u for _, u in missing]) if missing else None
 
 
 def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -221,7 +245,7 @@ def apply_rows(
     upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
            ["source", *key], hold_unresolved=False)
     keys = frame.select(key).unique()
-    stage = _stage(conn, entity, keys.with_columns(pl.lit(0).alias(LINE), pl.lit("").alias(KEY)))
+    stage = stage_rows(conn, entity, keys.with_columns(pl.lit(0).alias(LINE), pl.lit("").alias(KEY)))
     cols = [c for c in by_source.columns if c.name not in ("brand", "_file", "_updated_at")]
     query = sa.select(*cols).join(stage, sa.and_(*[by_source.c[k] == stage.c[k] for k in key])).where(by_source.c.brand == brand)
     rows = pl.DataFrame(
@@ -284,7 +308,7 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
             for c, t in schema.items() if c in frame.columns
         ])
         # Rows still waiting are left exactly as they are held.
-        frame = frame.filter(_resolves(conn, entity, brand, frame))
+        frame = frame.filter(resolves(conn, entity, brand, frame))
         if frame.is_empty():
             continue
         counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key))
@@ -298,7 +322,7 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
     return total
 
 
-def _resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame) -> pl.Series:
+def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame) -> pl.Series:
     """For each row, whether every shopper or product it references is known now."""
     ok = pl.Series([True] * frame.height)
     for ref in entity.references:

@@ -81,6 +81,8 @@ def _by_source_table(entity: Entity) -> sa.Table:
 ENTITY_TABLES: dict[str, sa.Table] = {name: _entity_table(e) for name, e in ENTITIES.items()}
 BY_SOURCE_TABLES: dict[str, sa.Table] = {name: _by_source_table(e) for name, e in ENTITIES.items()}
 for _name, _e in ENTITIES.items():
+    if _e.month_column:
+        sa.Index(f"ix_{_name}_month", ENTITY_TABLES[_name].c.brand, ENTITY_TABLES[_name].c[_e.month_column])
     for _ref in _e.references:
         sa.Index(f"ix_{_name}_{_ref.column}", ENTITY_TABLES[_name].c.brand, ENTITY_TABLES[_name].c[_ref.column])
 
@@ -138,6 +140,31 @@ held = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False, comment="the row as JSON, applied when its reference arrives"),
     sa.Column("held_at", sa.DateTime, nullable=False),
+)
+
+pending_months = sa.Table(
+    "pending_months",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("month", sa.Text, primary_key=True, comment="YYYY-MM: a month partition to rebuild"),
+    sa.Column("since", sa.DateTime, nullable=False),
+    comment="months whose landed rows changed (a new file, a released reference) since their last rebuild",
+)
+
+months = sa.Table(
+    "months",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("month", sa.Text, primary_key=True),
+    sa.Column("rows", sa.BigInteger, nullable=False, comment="rows the month holds after its last rebuild"),
+    sa.Column("rebuilds", sa.BigInteger, nullable=False),
+    sa.Column("inserted", sa.BigInteger, nullable=False, comment="summed over every rebuild"),
+    sa.Column("updated", sa.BigInteger, nullable=False),
+    sa.Column("deleted", sa.BigInteger, nullable=False),
+    sa.Column("held", sa.BigInteger, nullable=False, comment="rows held at the last rebuild"),
+    sa.Column("rebuilt_at", sa.DateTime, nullable=False),
 )
 
 schema_version = sa.Table(

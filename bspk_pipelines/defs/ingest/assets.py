@@ -10,6 +10,7 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.entities import ENTITIES, referenced
 from bspk_pipelines.files import classify
 from bspk_pipelines.parse import LINE, FileFailure
+from bspk_pipelines.history import rebuild_month
 from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
@@ -99,20 +100,51 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     return [raw_file, validated_rows, mapped_rows]
 
 
+def _checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("unique", asset=key, description="no two records share a key or a value that must be unique"),
+        dg.AssetCheckSpec("references", asset=key, description="rows held because their shopper or product is not known yet"),
+    ]
+
+
+def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts, extra: dict) -> dg.MaterializeResult:
+    """The metadata and check results every platform table reports after a write."""
+    table = ENTITY_TABLES[entity_name]
+    with engine.connect() as conn:
+        held_now = held_count(conn, brand, entity_name)
+        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.brand == brand)).scalar_one()
+        duplicates = _uniqueness_violations(conn, brand, entity_name)
+        preview = conn.execute(sa.select(table).where(table.c.brand == brand).order_by(table.c._updated_at.desc()).limit(PREVIEW_ROWS)).mappings().all()
+    return dg.MaterializeResult(
+        metadata={
+            **extra, "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
+            "deleted": total.deleted, "released": total.released, "held": held_now, "row_count": rows,
+            "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="unique", passed=not duplicates, metadata={"violations": dg.MetadataValue.json(duplicates)}),
+            dg.AssetCheckResult(check_name="references", passed=held_now == 0, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"held": held_now}),
+        ],
+    )
+
+
+def _upstream(brand: Brand, entity_name: str) -> list[dg.AssetDep]:
+    b = brand.brand
+    deps = [dg.AssetDep(names.mapped_key(b, s, entity_name), partition_mapping=dg.AllPartitionMapping())
+            for s in brand.sources_of(entity_name)]
+    return deps + [dg.AssetDep(names.bspk_key(b, e)) for e in referenced(entity_name) if e in brand.entities]
+
+
 def build_platform_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     """The platform table of one entity: every source's mapped files merged and applied in order."""
     b = brand.brand
     key = names.bspk_key(b, entity_name)
     entity = ENTITIES[entity_name]
-    deps = [names.mapped_key(b, s, entity_name) for s in brand.sources_of(entity_name)]
-    deps += [names.bspk_key(b, e) for e in referenced(entity_name) if e in brand.entities]
 
     @dg.asset(
-        key=key, deps=deps, group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
-        check_specs=[
-            dg.AssetCheckSpec("unique", asset=key, description="no two records share a key or a value that must be unique"),
-            dg.AssetCheckSpec("references", asset=key, description="rows held because their shopper or product is not known yet"),
-        ],
+        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        check_specs=_checks(key),
         description=f"{b}'s {entity_name} table in the warehouse ({entity.file_type} records). Applies every "
         "mapped file first in, first out, writing only rows whose content changed, one transaction per file; "
         "rows whose shopper or product is unknown are held and applied when it arrives.",
@@ -125,32 +157,53 @@ def build_platform_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
             total += a.counts
             context.log.info(f"{a.file}: {a.counts.as_dict()}")
         total += released
-        table = ENTITY_TABLES[entity_name]
         with engine.connect() as conn:
-            held_now = held_count(conn, b, entity_name)
-            rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.brand == b)).scalar_one()
-            duplicates = _uniqueness_violations(conn, b, entity_name)
-            preview = conn.execute(sa.select(table).where(table.c.brand == b).order_by(table.c._updated_at.desc()).limit(PREVIEW_ROWS)).mappings().all()
             rejected = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(files.c.rejected), 0)).where(
                     files.c.brand == b, files.c.entity == entity_name, files.c.name.in_([a.file for a in applied]))
             ).scalar_one() if applied else 0
-        yield dg.MaterializeResult(
-            metadata={
-                "files_applied": len(applied),
-                "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied) or "_none pending_"),
-                "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
-                "rejected": int(rejected), "held": held_now, "released": total.released, "deleted": total.deleted,
-                "row_count": rows, "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name="unique", passed=not duplicates, metadata={"violations": dg.MetadataValue.json(duplicates)}),
-                dg.AssetCheckResult(check_name="references", passed=held_now == 0, severity=dg.AssetCheckSeverity.WARN,
-                                    metadata={"held": held_now}),
-            ],
-        )
+        yield _table_result(engine, b, entity_name, total, {
+            "files_applied": len(applied), "rejected": int(rejected),
+            "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied) or "_none pending_"),
+        })
 
     return platform_table
+
+
+def month_partitions(brand: Brand) -> dg.MonthlyPartitionsDefinition:
+    """Months from the brand's history_start to the current month."""
+    return dg.MonthlyPartitionsDefinition(start_date=f"{brand.history_start}-01", end_offset=1)
+
+
+def build_history_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
+    """A month-partitioned platform table (sales): each month rebuilt from everything landed for it."""
+    b = brand.brand
+    key = names.bspk_key(b, entity_name)
+
+    @dg.asset(
+        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        partitions_def=month_partitions(brand), backfill_policy=dg.BackfillPolicy.multi_run(brand.months_per_run),
+        check_specs=_checks(key),
+        description=f"{b}'s {entity_name} in the warehouse, by month from {brand.history_start}. Materialising a "
+        "month rebuilds it from every file landed for it (the latest version of each line wins), writing only "
+        "the difference, in one transaction; a backfill over every month equals one big load. Lines whose "
+        "shopper or product is unknown are held and the month rebuilds when it arrives.",
+    )
+    def history_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
+        engine = warehouse.engine
+        total, per_month = Counts(), {}
+        for month in context.partition_keys:
+            counts = rebuild_month(engine, folders.layout.data_dir, b, entity_name, month[:7])
+            total += counts
+            if counts.inserted or counts.updated or counts.deleted or counts.held:
+                per_month[month[:7]] = counts.as_dict()
+        context.log.info(f"rebuilt {len(context.partition_keys)} month(s); changed: {per_month or 'none'}")
+        yield _table_result(engine, b, entity_name, total, {
+            "months": len(context.partition_keys),
+            "months_changed": dg.MetadataValue.json(per_month),
+        })
+
+    return history_table
 
 
 def _uniqueness_violations(conn: sa.Connection, brand: str, entity_name: str) -> dict[str, int]:

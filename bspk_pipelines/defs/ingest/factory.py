@@ -6,26 +6,36 @@ import dagster as dg
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.ingest.assets import build_file_assets, build_platform_table
+from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
+from bspk_pipelines.entities import ENTITIES
 
 
 def build_ingest(brand: Brand) -> dg.Definitions:
     b = brand.brand
-    tables = [build_platform_table(brand, e) for e in brand.entities]
-    table_keys = [names.bspk_key(b, e) for e in brand.entities]
+    by_month = [e for e in brand.entities if ENTITIES[e].month_column]
+    whole = [e for e in brand.entities if e not in by_month]
+    tables = [build_platform_table(brand, e) for e in whole] + [build_history_table(brand, e) for e in by_month]
+    table_keys = [names.bspk_key(b, e) for e in whole]
     file_assets, jobs = [], []
     for entity in brand.entities:
         for source in brand.sources_of(entity):
             file_assets += build_file_assets(brand, source, entity)
             jobs.append(dg.define_asset_job(
                 names.ingest_job(b, source, entity),
+                # A run carries one partitions definition: month tables rebuild in runs of their own.
                 selection=[names.raw_key(b, source, entity), names.validated_key(b, source, entity),
                            names.mapped_key(b, source, entity), *table_keys],
                 tags={names.BRAND_TAG: b},
                 executor_def=dg.in_process_executor,
                 description=f"Lands, validates, maps and applies one {entity} file from {b}'s {source}.",
             ))
+    for entity in by_month:
+        jobs.append(dg.define_asset_job(
+            names.months_job(b, entity), selection=[names.bspk_key(b, entity)], tags={names.BRAND_TAG: b},
+            executor_def=dg.in_process_executor,
+            description=f"Rebuilds months of {b}'s {entity} from everything landed for them.",
+        ))
     apply = dg.define_asset_job(
         names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",

@@ -1,6 +1,7 @@
 """Watching a brand's drop folders: one run per file once it has stopped growing."""
 
 import json
+from datetime import datetime
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines.entities import dependents
+from bspk_pipelines.entities import ENTITIES, dependents
+from bspk_pipelines.history import month_bounds, pending
 from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, ready_files, sha256_of
 from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_failed_name
 from bspk_pipelines.warehouse.schema import files
@@ -33,8 +35,9 @@ def load_cursor(text: str | None) -> dict:
 
 def run_request(brand: Brand, delivery: Delivery, sha: str, also_apply: list[str]) -> dg.RunRequest:
     b, s, e = brand.brand, delivery.source, delivery.entity
-    selection = [names.raw_key(b, s, e), names.validated_key(b, s, e), names.mapped_key(b, s, e), names.bspk_key(b, e)]
-    selection += [names.bspk_key(b, d) for d in also_apply]
+    selection = [names.raw_key(b, s, e), names.validated_key(b, s, e), names.mapped_key(b, s, e)]
+    # A month-partitioned table is rebuilt by month runs once the file has landed its months.
+    selection += [names.bspk_key(b, t) for t in ([] if ENTITIES[e].month_column else [e]) + also_apply]
     return dg.RunRequest(
         run_key=f"{s}/{delivery.name}/{sha}",
         job_name=names.ingest_job(b, s, e),
@@ -89,10 +92,43 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
     with engine.connect() as conn:
         for delivery, sha in found:
             waiting = set(entities_with_held(conn, brand.brand, delivery.entity))
-            also = [d for d in dependents(delivery.entity) if d in brand.entities and (d in waiting or d in entities_in_tick)]
+            also = [d for d in dependents(delivery.entity)
+                    if d in brand.entities and not ENTITIES[d].month_column and (d in waiting or d in entities_in_tick)]
             plan.runs.append(run_request(brand, delivery, sha, also))
             plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source, delivery.entity), []).append(delivery.name)
+    plan.runs += month_requests(brand, engine)
     return plan
+
+
+def month_requests(brand: Brand, engine: sa.Engine) -> list[dg.RunRequest]:
+    """Runs rebuilding the months that new files or arrived references left pending, in ranges
+    of consecutive months (at most the brand's months_per_run each)."""
+    requests = []
+    for entity in brand.entities:
+        if not ENTITIES[entity].month_column:
+            continue
+        waiting = pending(engine, brand.brand, entity)
+        for chunk in _consecutive(waiting, brand.months_per_run):
+            first, last = chunk[0][0], chunk[-1][0]
+            stamp = max(since for _, since in chunk).isoformat()
+            requests.append(dg.RunRequest(
+                run_key=f"months/{entity}/{first}..{last}/{stamp}",
+                job_name=names.months_job(brand.brand, entity),
+                tags={names.BRAND_TAG: brand.brand, "entity": entity,
+                      names.RANGE_START_TAG: f"{first}-01", names.RANGE_END_TAG: f"{last}-01"},
+            ))
+    return requests
+
+
+def _consecutive(waiting: list[tuple[str, datetime]], most: int) -> list[list[tuple[str, datetime]]]:
+    chunks: list[list[tuple[str, datetime]]] = []
+    for month, since in waiting:
+        last = chunks[-1][-1][0] if chunks else None
+        if last and len(chunks[-1]) < most and month_bounds(last)[1] == month_bounds(month)[0]:
+            chunks[-1].append((month, since))
+        else:
+            chunks.append([(month, since)])
+    return chunks
 
 
 def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:

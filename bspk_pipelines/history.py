@@ -1,0 +1,190 @@
+"""Sales history by month: every landed row is kept in a month store; a month is rebuilt whole.
+
+A sales file of any span lands once: its mapped rows are split by month into
+`<data>/<brand>/work/months/<entity>/<YYYY-MM>/`, and each month it touches is marked pending.
+Rebuilding a month reads everything landed for it, keeps each key's latest version (first in,
+first out by file), and writes the difference to the warehouse in one transaction. So a
+rebuild is idempotent, a backfill equals one big load, and a late file touches only its months.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.entities import ENTITIES, Entity, dependents
+from bspk_pipelines.parse import LINE, RowProblem
+from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, now, resolves, stage_rows, upsert
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, held, months, pending_months, polars_schema
+
+ORDER = "_order"
+MONTH = "%Y-%m"
+
+
+def month_dir(data_dir: Path, brand: str, entity: str, month: str) -> Path:
+    return data_dir / brand / "work" / "months" / entity / month
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    start = datetime.strptime(month, MONTH)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def current_month() -> str:
+    return date.today().strftime(MONTH)
+
+
+def split_by_month(
+    brand: Brand, entity: Entity, rows: pl.DataFrame, where: str
+) -> tuple[dict[str, pl.DataFrame], list[RowProblem]]:
+    """Rows grouped by month; rows outside the brand's history (before history_start, after
+    this month) are rejects, as no month partition can hold them."""
+    col = entity.month_column
+    rows = rows.with_columns(pl.col(col).dt.strftime(MONTH).alias("_month"))
+    outside = rows.filter((pl.col("_month") < brand.history_start) | (pl.col("_month") > current_month()))
+    problems = [
+        RowProblem(r[LINE], where, str(r[col]), "outside_history",
+                   f"{col} is outside the brand's sales history ({brand.history_start} to {current_month()})")
+        for r in outside.iter_rows(named=True)
+    ]
+    inside = rows.filter(~pl.col(LINE).is_in(outside[LINE].implode()))
+    return {m: part.drop("_month") for (m,), part in inside.group_by("_month")}, problems
+
+
+def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entity, rows: pl.DataFrame,
+                file: str, order: str) -> list[str]:
+    """Write a file's rows into the month store and mark the months they touch as pending."""
+    by_month, _ = split_by_month(brand, entity, rows, entity.month_column)
+    part_name = order.replace("/", "__") + ".parquet"
+    for month, part in by_month.items():
+        folder = month_dir(data_dir, brand.brand, entity.name, month)
+        folder.mkdir(parents=True, exist_ok=True)
+        part.with_columns(pl.lit(file).alias(FILE), pl.lit(order).alias(ORDER)).write_parquet(folder / part_name)
+    mark_pending(conn, brand.brand, entity.name, sorted(by_month))
+    return sorted(by_month)
+
+
+def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.DataFrame) -> Counts:
+    """What a file's rows change in the table: inserted, updated, unchanged, held (nothing written).
+
+    Where the table holds nothing yet in the file's span (an initial load, a new month), every
+    row whose references resolve is new, and the comparison is skipped.
+    """
+    table = ENTITY_TABLES[entity.name]
+    if rows.is_empty():
+        return Counts()
+    col = table.c[entity.month_column]
+    first, last = rows[entity.month_column].min(), rows[entity.month_column].max()
+    occupied = conn.execute(sa.select(sa.literal(1)).where(table.c.brand == brand, col >= first, col <= last).limit(1)).first()
+    if occupied:
+        return upsert(conn, entity, table, brand, rows, "", list(entity.key), dry_run=True)
+    known = resolves(conn, entity, brand, rows)
+    return Counts(inserted=int(known.sum()), held=rows.height - int(known.sum()))
+
+
+def mark_pending(conn: sa.Connection, brand: str, entity: str, month_keys: list[str]) -> None:
+    if not month_keys:
+        return
+    where = sa.and_(pending_months.c.brand == brand, pending_months.c.entity == entity)
+    conn.execute(pending_months.delete().where(where, pending_months.c.month.in_(month_keys)))
+    stamp = now()
+    conn.execute(pending_months.insert(), [{"brand": brand, "entity": entity, "month": m, "since": stamp} for m in month_keys])
+
+
+def pending(engine: sa.Engine, brand: str, entity: str) -> list[tuple[str, datetime]]:
+    """Months waiting for a rebuild, oldest first, with when they became pending."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(pending_months.c.month, pending_months.c.since)
+            .where(pending_months.c.brand == brand, pending_months.c.entity == entity)
+            .order_by(pending_months.c.month))]
+
+
+def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFrame:
+    """Each key's latest landed version in the month: the last file in queue order wins."""
+    paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
+    schema = polars_schema(entity) | {LINE: pl.Int64, FILE: pl.Utf8, ORDER: pl.Utf8}
+    if not paths:
+        return pl.DataFrame(schema=schema)
+    rows = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
+    return rows.sort(ORDER, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
+
+
+def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
+    """Make the warehouse's month exactly what was landed for it, writing only the difference."""
+    entity = ENTITIES[entity_name]
+    table = ENTITY_TABLES[entity_name]
+    key = list(entity.key)
+    started = now()
+    rows = _landed(data_dir, brand, entity, month)
+    start, end = month_bounds(month)
+    in_month = sa.and_(table.c.brand == brand, table.c[entity.month_column] >= start, table.c[entity.month_column] < end)
+    with engine.begin() as conn:
+        counts = Counts()
+        keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
+        same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
+        # Keys of this month stored under another month: the newer file's version stays.
+        moved = conn.execute(
+            sa.select(*[table.c[k] for k in key], files.c.sort_key).select_from(table)
+            .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.name == table.c[FILE]))
+            .where(table.c.brand == brand, ~sa.and_(table.c[entity.month_column] >= start, table.c[entity.month_column] < end))
+        ).all()
+        if moved:
+            elsewhere = pl.DataFrame([tuple(r) for r in moved], schema=[*key, "_elsewhere"], orient="row")
+            rows = rows.join(elsewhere, on=key, how="left", nulls_equal=True)
+            superseded = rows.filter(pl.col("_elsewhere") > pl.col(ORDER))
+            rows = rows.filter(~(pl.col("_elsewhere") > pl.col(ORDER)).fill_null(False)).drop("_elsewhere")
+            stale = elsewhere.join(superseded.select(key), on=key, how="anti", nulls_equal=True)
+            for r in stale.iter_rows(named=True):
+                conn.execute(table.delete().where(table.c.brand == brand, *[table.c[k] == r[k] for k in key]))
+        counts.deleted = conn.execute(table.delete().where(in_month, ~sa.exists().where(same_key))).rowcount
+        keys.drop(conn)
+        counts += upsert(conn, entity, table, brand, rows.drop(ORDER), None, key)
+        _record_rebuild(conn, brand, entity_name, month, counts)
+        conn.execute(pending_months.delete().where(
+            pending_months.c.brand == brand, pending_months.c.entity == entity_name,
+            pending_months.c.month == month, pending_months.c.since <= started))
+    return counts
+
+
+def _record_rebuild(conn: sa.Connection, brand: str, entity: str, month: str, counts: Counts) -> None:
+    where = sa.and_(months.c.brand == brand, months.c.entity == entity, months.c.month == month)
+    table = ENTITY_TABLES[entity]
+    start, end = month_bounds(month)
+    column = table.c[ENTITIES[entity].month_column]
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+        table.c.brand == brand, column >= start, column < end)).scalar_one()
+    before = conn.execute(sa.select(months).where(where)).mappings().first()
+    values = {"rows": total, "held": counts.held, "rebuilt_at": now()}
+    if before is None:
+        conn.execute(months.insert().values(brand=brand, entity=entity, month=month, rebuilds=1, inserted=counts.inserted,
+                                            updated=counts.updated, deleted=counts.deleted, **values))
+    else:
+        conn.execute(months.update().where(where).values(
+            rebuilds=months.c.rebuilds + 1, inserted=months.c.inserted + counts.inserted,
+            updated=months.c.updated + counts.updated, deleted=months.c.deleted + counts.deleted, **values))
+
+
+def release_months(conn: sa.Connection, brand: str, arrived: str) -> dict[str, list[str]]:
+    """Months holding rows that `arrived` (shoppers, products) now resolves: marked pending."""
+    released = {}
+    for name in dependents(arrived):
+        entity = ENTITIES[name]
+        if not entity.month_column:
+            continue
+        payloads = conn.execute(sa.select(held.c.payload).where(
+            held.c.brand == brand, held.c.entity == name, held.c.cause == "reference")).scalars().all()
+        if not payloads:
+            continue
+        frame = pl.read_json(("[" + ",".join(payloads) + "]").encode(), infer_schema_length=None)
+        frame = frame.filter(resolves(conn, entity, brand, frame))
+        month_keys = sorted(set(frame[entity.month_column].cast(pl.Utf8).str.slice(0, 7).to_list()))
+        mark_pending(conn, brand, name, month_keys)
+        if month_keys:
+            released[name] = month_keys
+    return released
