@@ -49,8 +49,8 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
     so a file still being written is left for later."""
     from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 
-    warehouse = defs.resources["warehouse"]
-    layout = defs.resources["folders"].layout
+    warehouse, folders = resource(defs, "warehouse"), resource(defs, "folders")
+    layout = folders.layout
     cursor = load_cursor(None)
     results = []
     done: set[str] = set()
@@ -82,6 +82,11 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             break
         time.sleep(settle_seconds)
     return results
+
+
+def resource(defs: dg.Definitions, key: str):
+    """A resource as a run sees it: EnvVar settings (the warehouse URL) resolved."""
+    return defs.resources[key].process_config_and_initialize()
 
 
 def _what(request: dg.RunRequest) -> str:
@@ -154,8 +159,39 @@ def sync(args: argparse.Namespace) -> int:
             print(f"{brand.brand}:")
             ok &= all(r.success for r in sync_brand(defs, brand, instance, args.settle))
     print()
-    print(summary(defs.resources["warehouse"].engine, [b.brand for b in brands]))
+    print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
     return 0 if ok or args.allow_failed else 1
+
+
+def backfill(args: argparse.Namespace) -> int:
+    """Rebuild a range of months of a brand's sales, months_per_run months per run."""
+    ensure_dagster_home()
+    from bspk_pipelines.defs.ingest.assets import month_partitions
+    from bspk_pipelines.defs.project import build_definitions
+
+    brand = next((b for b in load_brands() if b.brand == args.brand), None)
+    if brand is None:
+        print(f"no brand file for {args.brand} in {mappings_dir()}", file=sys.stderr)
+        return 2
+    keys = month_partitions(brand).get_partition_keys()
+    first, last = f"{args.start}-01", f"{args.end}-01"
+    wanted = [k for k in keys if first <= k <= last]
+    if not wanted:
+        print(f"no month of {brand.brand}'s history ({keys[0][:7]} to {keys[-1][:7]}) is in {args.start}..{args.end}", file=sys.stderr)
+        return 2
+    defs = build_definitions([brand])
+    job = defs.resolve_job_def(names.months_job(brand.brand, args.entity))
+    ok = True
+    with dg.DagsterInstance.get() as instance:
+        for i in range(0, len(wanted), brand.months_per_run):
+            chunk = wanted[i:i + brand.months_per_run]
+            tags = {names.BRAND_TAG: brand.brand, "entity": args.entity,
+                    names.RANGE_START_TAG: chunk[0], names.RANGE_END_TAG: chunk[-1]}
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
+            ok &= result.success
+            print(f"  {args.entity} months {chunk[0][:7]} to {chunk[-1][:7]}: run {result.run_id[:8]} "
+                  + ("ok" if result.success else "FAILED: " + _failure(result)))
+    return 0 if ok else 1
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -175,6 +211,13 @@ def demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _month(text: str) -> str:
+    try:
+        return time.strftime("%Y-%m", time.strptime(text, "%Y-%m"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a month YYYY-MM; found {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bspk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing (default 1)")
     p.add_argument("--allow-failed", action="store_true", help="exit 0 even if a file failed")
     p.set_defaults(func=sync)
+    p = sub.add_parser("backfill", help="rebuild a range of months of a brand's sales history")
+    p.add_argument("--brand", required=True)
+    p.add_argument("--from", dest="start", required=True, type=_month, help="first month, YYYY-MM")
+    p.add_argument("--to", dest="end", required=True, type=_month, help="last month, YYYY-MM")
+    p.add_argument("--entity", default="sales", help=argparse.SUPPRESS)
+    p.set_defaults(func=backfill)
     p = sub.add_parser("demo", help="generate the sample brands' files and ingest them")
     p.add_argument("--settle", type=float, default=1.0)
     p.set_defaults(func=demo)

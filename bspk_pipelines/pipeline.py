@@ -16,17 +16,20 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.config import Brand, FileMap
 from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import Delivery, safe_name, sha256_of
 from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
+from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
 from bspk_pipelines.warehouse.schema import files, rejects
 
 IN_PROGRESS = ("received", "validated", "mapped")
+# Rows per batch while a file streams through validation and mapping: bounds memory.
+BATCH_ROWS = 250_000
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Layout:
         return self.data_dir / brand / "landing" / source / safe_name(name)
 
     def work(self, brand: str, source: str, entity: str, name: str, layer: str) -> Path:
-        return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{layer}.parquet"
+        """Folder of a file's rows after a step, as parquet parts (one per batch)."""
+        return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{layer}"
 
 
 @dataclass
@@ -114,73 +118,137 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
     return StepResult(status, message, sha256=sha, size=size)
 
 
-def _parse_and_check(layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> tuple[pl.DataFrame, list[RowProblem], int, int]:
+def _file_map(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
+    """How the file maps to the entity (None: the platform's own format), and for each platform
+    column the file's column a reject should name."""
+    src = brand.sources[source]
+    if src.format == "bspk":
+        return None, {n: h for h, n in ENTITIES[entity_name].header_names.items()}
+    file_map = next(f for f in src.files if f.entity == entity_name and fnmatch.fnmatchcase(name, f.pattern))
+    return file_map, lineage(file_map)
+
+
+def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int):
+    """The file's rows in batches: (valid rows, problems, rows read, rows superseded) each."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
-    if src.format == "bspk":
+    file_map, where = _file_map(brand, source, entity_name, name)
+    if file_map is None:
         expected = [c.header or c.name for c in entity.columns if c.in_header]
         optional = [c.header or c.name for c in entity.columns if not c.in_header]
-        batches = read_batches(path, src.dialect, expected, optional, exact=True)
-        file_map = None
-        renamed = entity.header_names
+        batches = read_batches(path, src.dialect, expected, optional, exact=True, batch_rows=batch_rows)
     else:
-        file_map = next(f for f in src.files if f.entity == entity_name and _matches(f.pattern, name))
-        batches = read_batches(path, src.dialect, source_columns(file_map))
-    frames, problems, read, superseded = [], [], 0, 0
+        batches = read_batches(path, src.dialect, source_columns(file_map), batch_rows=batch_rows)
     for batch in batches:
-        problems += batch.problems
-        read += batch.rows.height + len(batch.problems)
         if file_map:
-            rows, where = to_platform(entity, file_map, src.dialect, batch.rows), lineage(file_map)
+            rows = to_platform(entity, file_map, src.dialect, batch.rows)
         else:
-            rows = batch.rows.rename({h: n for h, n in renamed.items() if h in batch.rows.columns})
-            where = {n: h for h, n in renamed.items()}
+            rows = batch.rows.rename({h: n for h, n in entity.header_names.items() if h in batch.rows.columns})
         checked = validate(entity, rows, where)
-        frames.append(checked.rows)
-        problems += checked.rejects
-        superseded += checked.superseded
-    rows = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-    problems.sort(key=lambda p: (p.line, p.column))
-    return rows, problems, read, superseded
+        problems, rows = batch.problems + checked.rejects, checked.rows
+        if entity.month_column:
+            _, outside = split_by_month(brand, entity, rows, where.get(entity.month_column, entity.month_column))
+            if outside:
+                rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
+                problems += outside
+        yield rows, problems, batch.rows.height + len(batch.problems), checked.superseded
 
 
-def _matches(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern)
+def _parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
 
 
-def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str) -> StepResult:
-    """Parse and check every row; good rows go on, bad rows become rejects naming line, column and rule."""
+def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None) -> pl.DataFrame:
+    """Rows sharing `columns` with a row of another batch: every row but the first (or, with
+    `keep_by`, the latest by that column), with the line of the row that stays."""
+    scan = pl.scan_parquet(parts).select(*columns, LINE, *([keep_by] if keep_by else []))
+    order = [keep_by, LINE] if keep_by else [LINE]
+    stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
+        pl.col(LINE).sort_by(order).last().alias("_stays") if keep_by else pl.col(LINE).min().alias("_stays"),
+        pl.len().alias("_n"),
+    ).filter(pl.col("_n") > 1)
+    return scan.join(stays, on=columns, nulls_equal=True).filter(pl.col(LINE) != pl.col("_stays")).collect(engine="streaming")
+
+
+def _deduplicate_across_batches(entity, parts: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
+    """A key once per file, whatever batch it fell in (the batches deduplicated themselves)."""
+    problems, superseded, dropped = [], 0, set()
+    key = [k for k in entity.key if k in pl.read_parquet_schema(parts[0])]
+    later = _later_duplicates(parts, key, entity.latest_by)
+    if entity.latest_by:
+        superseded = later.height
+    else:
+        label = "+".join(where.get(k, k) for k in key)
+        problems += [RowProblem(r[LINE], label, "|".join(str(r[k]) for k in key), "duplicate_key", f"same key as line {r['_stays']}")
+                     for r in later.iter_rows(named=True)]
+    dropped |= set(later[LINE].to_list())
+    for c in entity.columns:
+        if c.unique and c.name in key + list(pl.read_parquet_schema(parts[0])):
+            clash = _later_duplicates(parts, [c.name], None).filter(~pl.col(LINE).is_in(list(dropped)))
+            problems += [RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
+                                    f"{c.name} must be unique per {entity.name}; line {r['_stays']} has it")
+                         for r in clash.iter_rows(named=True)]
+            dropped |= set(clash[LINE].to_list())
+    if dropped:
+        for part in parts:
+            rows = pl.read_parquet(part)
+            kept = rows.filter(~pl.col(LINE).is_in(list(dropped)))
+            if kept.height != rows.height:
+                kept.write_parquet(part)
+    return problems, superseded
+
+
+def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+                  batch_rows: int = BATCH_ROWS) -> StepResult:
+    """Parse and check every row; good rows go on, bad rows become rejects naming line, column and rule.
+
+    The file streams through in batches of `batch_rows`, so memory stays bounded whatever its size.
+    """
     with engine.connect() as conn:
         row = _file_row(conn, brand.brand, source, name)
     if row is None or row["status"] not in IN_PROGRESS:
         return StepResult(row["status"] if row else "missing", "nothing to validate: " + (row["status"] if row else "not landed"))
+    out = layout.work(brand.brand, source, entity, name, "validated")
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "rejects").mkdir(parents=True)
+    read = superseded = valid = 0
+    preview, sample = None, []
     try:
-        rows, problems, read, superseded = _parse_and_check(layout, brand, source, entity, name)
-        if ENTITIES[entity].month_column:
-            _, outside = split_by_month(brand, ENTITIES[entity], rows, ENTITIES[entity].month_column)
-            if outside:
-                rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
-                problems = sorted(problems + outside, key=lambda p: (p.line, p.column))
+        for i, (rows, problems, n, s) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows)):
+            rows.write_parquet(out / f"part-{i:05d}.parquet")
+            _write_problems(out / "rejects" / f"part-{i:05d}.parquet", problems)
+            read, superseded, valid = read + n, superseded + s, valid + rows.height
+            preview = rows.head(5) if preview is None or preview.is_empty() else preview
+            sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
         with engine.begin() as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
         raise
-    out = layout.work(brand.brand, source, entity, name, "validated")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows.write_parquet(out)
+    parts = _parts(out)
+    if len(parts) > 1:
+        problems, s = _deduplicate_across_batches(ENTITIES[entity], parts, _file_map(brand, source, entity, name)[1])
+        _write_problems(out / "rejects" / "part-across.parquet", problems)
+        superseded, valid = superseded + s, valid - len(problems) - s
+    found = _parts(out / "rejects")
+    problems_frame = pl.scan_parquet(found) if found else None
+    rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0
     with engine.begin() as conn:
         conn.execute(rejects.delete().where(rejects.c.brand == brand.brand, rejects.c.source == source, rejects.c.file == name))
-        if problems:
-            conn.execute(rejects.insert(), [
-                {"brand": brand.brand, "source": source, "file": name, "line": p.line, "column": p.column,
-                 "value": p.value, "rule": p.rule, "message": p.message}
-                for p in problems
-            ])
-        rejected_lines = len({p.line for p in problems})
+        for part in found:
+            bulk.load(conn, rejects, pl.read_parquet(part).with_columns(
+                pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file")))
         _set(conn, brand.brand, source, name, status="validated", rows_read=read, rejected=rejected_lines,
              superseded=superseded)
-    return StepResult("validated", rows=rows.height, rejected=rejected_lines, preview=rows.head(5), rejects=problems)
+    return StepResult("validated", rows=valid, rejected=rejected_lines, preview=preview, rejects=sample)
+
+
+PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "message": pl.Utf8}
+
+
+def _write_problems(path: Path, problems: list[RowProblem]) -> None:
+    if problems:
+        pl.DataFrame([p.__dict__ for p in problems], schema=PROBLEM_SCHEMA).write_parquet(path)
 
 
 def owned_columns(brand: Brand, source: str, entity_name: str) -> list[str]:
@@ -190,35 +258,48 @@ def owned_columns(brand: Brand, source: str, entity_name: str) -> list[str]:
 
 
 def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> StepResult:
-    """The source's contribution to the entity: its rows, limited to the attributes it owns."""
+    """The source's contribution to the entity: its rows, limited to the attributes it owns.
+
+    Sales history goes on into the month store, and the file counts as applied there.
+    """
     with engine.connect() as conn:
         row = _file_row(conn, brand.brand, source, name)
     if row is None or row["status"] not in ("validated", "mapped"):
         return StepResult(row["status"] if row else "missing", "nothing to map: " + (row["status"] if row else "not landed"))
     entity = ENTITIES[entity_name]
-    rows = pl.read_parquet(layout.work(brand.brand, source, entity_name, name, "validated"))
-    keep = [c for c in owned_columns(brand, source, entity_name) if c in rows.columns]
-    # Key columns a source does not send: '' where the key allows a blank, else the reference's default.
+    out = layout.work(brand.brand, source, entity_name, name, "mapped")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    total, preview, touched, counts = 0, None, set(), Counts()
+    with engine.begin() as conn:
+        for i, part in enumerate(_parts(layout.work(brand.brand, source, entity_name, name, "validated"))):
+            rows = _owned(brand, source, entity, pl.read_parquet(part))
+            total, preview = total + rows.height, rows.head(5) if preview is None or preview.is_empty() else preview
+            if entity.month_column:
+                # Counted against the table as it stands when the file lands, then landed by month.
+                counts += landing_counts(conn, brand.brand, entity, rows)
+                touched |= set(land_months(conn, layout.data_dir, brand, entity, rows, name, f"{row['sort_key']}/{i:05d}"))
+            else:
+                rows.write_parquet(out / f"part-{i:05d}.parquet")
+        if entity.month_column:
+            _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
+                 updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
+            return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,
+                              preview=preview)
+        _set(conn, brand.brand, source, name, status="mapped")
+    return StepResult("mapped", rows=total, preview=preview)
+
+
+def _owned(brand: Brand, source: str, entity, rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows limited to the key and the attributes `source` may set; key columns it does not send
+    take '' where the key allows a blank, else the reference's default."""
+    keep = [c for c in owned_columns(brand, source, entity.name) if c in rows.columns]
     missing_keys = [k for k in entity.key if k not in rows.columns]
     if missing_keys:
         filler = pl.DataFrame({k: [None if k in entity.optional_key else entity.column(k).default] for k in missing_keys},
                               schema={k: pl.Utf8 for k in missing_keys})
         rows = rows.join(typed(entity, filler), how="cross")
-    rows = rows.select(*keep, *missing_keys, LINE)
-    out = layout.work(brand.brand, source, entity_name, name, "mapped")
-    rows.write_parquet(out)
-    with engine.begin() as conn:
-        if entity.month_column:
-            # History lands in the month store; the month partitions rebuild from it. The file's
-            # counts say what it changes against the table as it stands when it lands.
-            counts = landing_counts(conn, brand.brand, entity, rows)
-            touched = land_months(conn, layout.data_dir, brand, entity, rows, name, row["sort_key"])
-            _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
-                 updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
-            return StepResult("applied", f"landed in {len(touched)} month(s): {_span(touched)}", rows=rows.height,
-                              preview=rows.head(5))
-        _set(conn, brand.brand, source, name, status="mapped")
-    return StepResult("mapped", rows=rows.height, preview=rows.head(5))
+    return rows.select(*keep, *missing_keys, LINE)
 
 
 def _span(month_keys: list[str]) -> str:
@@ -259,7 +340,7 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
         ).all()
     applied = []
     for source, name in pending:
-        rows = pl.read_parquet(layout.work(brand.brand, source, entity_name, name, "mapped"))
+        rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
         with engine.begin() as conn:
             counts = apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided)
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
