@@ -19,7 +19,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, now, resolves, stage_rows, upsert
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, held, months, pending_months, polars_schema
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, writing, files, held, months, pending_months, polars_schema
 
 ORDER = "_order"
 MONTH = "%Y-%m"
@@ -124,7 +124,7 @@ def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: st
     rows = _landed(data_dir, brand, entity, month)
     start, end = month_bounds(month)
     in_month = sa.and_(table.c.brand == brand, table.c[entity.month_column] >= start, table.c[entity.month_column] < end)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         counts = Counts()
         keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
         same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])

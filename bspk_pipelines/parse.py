@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,16 @@ def read_batches(
 
     `expected` columns must all be in the header; with `exact` (the platform's own format) no
     other columns than `expected` and `optional` may be. Blank lines are skipped.
+    A plain file (UTF-8, no NUL, no lone carriage return, quotes only around whole fields that
+    hold no delimiter) is split by polars, many times faster; any other goes through Python's
+    csv reader. Both give the same rows.
     """
     name = path.name
     if path.stat().st_size == 0:
         raise FileFailure(f"{name}: the file is empty: expected a header on line 1")
+    if _plain(path, dialect):
+        yield from _split_batches(path, dialect, expected, optional, exact, batch_rows)
+        return
     encoding = _decoding(dialect)
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
@@ -175,6 +182,76 @@ def read_batches(
     except csv.Error as e:
         # Rows handle their own CSV errors: only the header (line 1 onwards) gets here.
         raise FileFailure(f"{name}: line 1: the header is not readable as CSV: {e}") from None
+
+
+def _lines(path: Path) -> pl.LazyFrame:
+    """The file's lines as they are (a blank line is null), read by polars."""
+    return pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, infer_schema=False,
+                       new_columns=["raw"], encoding="utf8")
+
+
+def _plain(path: Path, dialect: Dialect) -> bool:
+    """Whether every line of the file is its fields joined by the delimiter, nothing more: valid
+    UTF-8 with no NUL byte, no carriage return but before a line feed, and quotes only around
+    whole fields that hold neither a delimiter nor a quote."""
+    if dialect.encoding not in ("utf-8", "utf-8-sig"):
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    previous = b""
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            if b"\x00" in chunk:
+                return False
+            joined = previous + chunk
+            if joined.count(b"\r") != joined.count(b"\r\n") + joined.endswith(b"\r"):
+                return False
+            previous = chunk[-1:]
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return False
+    if previous.endswith(b"\r"):
+        return False
+    d, q = re.escape(dialect.delimiter), re.escape(dialect.quote)
+    field = f"(?:[^{q}{d}]*|{q}[^{q}{d}]*{q})"
+    odd = _lines(path).filter(~pl.col("raw").str.contains(f"^{field}(?:{d}{field})*$")).select(pl.len())
+    return odd.collect(engine="streaming").item() == 0
+
+
+def _split_batches(
+    path: Path, dialect: Dialect, expected: list[str], optional: list[str], exact: bool, batch_rows: int
+) -> Iterator[ParsedBatch]:
+    """The plain-file path: polars reads whole lines, then splits them on the delimiter."""
+    lines = _lines(path)
+    header: list[str] | None = None
+    line = 0
+    for chunk in lines.collect_batches(chunk_size=batch_rows):
+        numbered = chunk.with_row_index(LINE, offset=line + 1).with_columns(pl.col(LINE).cast(pl.Int64))
+        line += chunk.height
+        if header is None:
+            first = numbered.row(0, named=True)["raw"]
+            header = [h.strip() for h in (first or "").removeprefix("\ufeff").split(dialect.delimiter)]
+            if not first or all(not h for h in header):
+                raise FileFailure(f"{path.name}: line 1: expected a header, found an empty line")
+            check_header(path.name, header, expected, list(optional), exact, dialect.delimiter)
+            numbered = numbered.slice(1)
+        fields = numbered.filter(pl.col("raw").is_not_null()).with_columns(
+            pl.col("raw").str.split(dialect.delimiter).alias("_fields"))
+        width = len(header)
+        ragged = fields.filter(pl.col("_fields").list.len() != width)
+        problems = [
+            RowProblem(r[LINE], "*", r["raw"][:200], "field_count",
+                       f"expected {width} fields as in the header, found {len(r['_fields'])}")
+            for r in ragged.iter_rows(named=True)
+        ]
+        good = fields.filter(pl.col("_fields").list.len() == width)
+        # Only whole fields are quoted here (see _plain): drop their quotes.
+        quote = dialect.quote
+        values = [pl.col("_fields").list.get(i).str.strip_prefix(quote).str.strip_suffix(quote).alias(h)
+                  for i, h in enumerate(header)]
+        rows = good.select(*values, pl.col(LINE)).with_columns(
+            pl.when(pl.col(h).str.strip_chars() != "").then(pl.col(h)).alias(h) for h in header)
+        yield ParsedBatch(rows, problems)
 
 
 def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem]) -> ParsedBatch:

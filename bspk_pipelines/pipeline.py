@@ -25,7 +25,7 @@ from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
-from bspk_pipelines.warehouse.schema import files, rejects
+from bspk_pipelines.warehouse.schema import files, rejects, writing
 
 IN_PROGRESS = ("received", "validated", "mapped")
 # Rows per batch while a file streams through validation and mapping: bounds memory.
@@ -76,7 +76,7 @@ def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> N
 
 def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, path: Path, error: str) -> bool:
     """Record a file whose name says nothing we can apply; True if it was not recorded before."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if _file_row(conn, brand, source, name):
             return False
         conn.execute(files.insert().values(
@@ -91,7 +91,7 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
     source, name = delivery.source, delivery.name
     dropped = layout.drop(brand, source) / safe_name(name)
     landed = layout.landed(brand.brand, source, name)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         existing = _file_row(conn, brand.brand, source, name)
         if existing and existing["status"] not in IN_PROGRESS:
             return StepResult(existing["status"], f"{name} was imported before ({existing['status']}); a file name is imported once",
@@ -102,7 +102,7 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
         shutil.copyfile(dropped, partial)
         os.replace(partial, landed)
     sha, size = sha256_of(landed), landed.stat().st_size
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if existing:
             return StepResult(existing["status"], "resuming a file whose processing was interrupted", sha256=sha, size=size)
         twin = conn.execute(
@@ -222,7 +222,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
             preview = rows.head(5) if preview is None or preview.is_empty() else preview
             sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
         raise
     parts = _parts(out)
@@ -233,7 +233,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     found = _parts(out / "rejects")
     problems_frame = pl.scan_parquet(found) if found else None
     rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         conn.execute(rejects.delete().where(rejects.c.brand == brand.brand, rejects.c.source == source, rejects.c.file == name))
         for part in found:
             bulk.load(conn, rejects, pl.read_parquet(part).with_columns(
@@ -271,7 +271,7 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     total, preview, touched, counts = 0, None, set(), Counts()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         for i, part in enumerate(_parts(layout.work(brand.brand, source, entity_name, name, "validated"))):
             rows = _owned(brand, source, entity, pl.read_parquet(part))
             total, preview = total + rows.height, rows.head(5) if preview is None or preview.is_empty() else preview
@@ -341,13 +341,13 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
     applied = []
     for source, name in pending:
         rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             counts = apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided)
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
         applied.append(Applied(name, source, counts))
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         released = release_held(conn, brand.brand, entity_name)
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)

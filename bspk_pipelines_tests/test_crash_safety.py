@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -45,6 +46,20 @@ def status(engine: sa.Engine) -> str | None:
         return conn.execute(sa.text("select status from files where brand='acme' and name=:n"), {"n": NAME}).scalar()
 
 
+def inside_apply(engine: sa.Engine, url: str) -> bool:
+    """The victim is writing its apply transaction: past mapping, with rows going in."""
+    if status(engine) != "mapped":
+        return False
+    if engine.dialect.name == "sqlite":
+        wal = Path(url.removeprefix("sqlite:///") + "-wal")
+        return wal.exists() and wal.stat().st_size > 4 << 20  # the staged rows are being written
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "select count(*) from pg_stat_activity where pid <> pg_backend_pid() and datname = current_database() "
+            "and (query ilike 'COPY%stage_shoppers%' or query ilike 'INSERT INTO shoppers%' or query ilike 'UPDATE shoppers%')"
+        )).scalar())
+
+
 def test_sigkill_during_apply_then_rerun_matches_an_uninterrupted_run(engine, warehouse_url, tmp_path):
     content = big_file()
     victim = brand_harness(NATIVE, engine, tmp_path)
@@ -52,9 +67,8 @@ def test_sigkill_during_apply_then_rerun_matches_an_uninterrupted_run(engine, wa
     proc = subprocess.Popen([sys.executable, "-c", APPLY, warehouse_url, str(victim.layout.data_dir), NAME],
                             env=os.environ | {"PYTHONPATH": os.getcwd()})
     deadline = time.monotonic() + 120
-    while status(engine) != "mapped" and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # well inside the apply transaction of 200,000 rows
+    while not inside_apply(engine, warehouse_url) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -7,6 +7,8 @@ columns a newer version of the project declares, so a warehouse follows the code
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -196,8 +198,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    # IMMEDIATE takes the write lock up front: two writers wait in turn instead of deadlocking.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writer takes the write lock up front (IMMEDIATE): two writers wait in turn instead of
+    # failing on a lock upgrade. Readers begin DEFERRED and never wait for a writer (WAL).
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("bspk_write") else "BEGIN")
+
+
+@contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction: committed at the end of the block, rolled back on an error."""
+    with engine.connect() as conn:
+        conn.execution_options(bspk_write=True)
+        with conn.begin():
+            yield conn
 
 
 @cache
@@ -215,7 +227,7 @@ def engine_for(url: str) -> sa.Engine:
 
 def migrate(engine: sa.Engine) -> None:
     """Create missing tables and add missing columns (additive migrations), then record the version."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # One migrator at a time when several runs start together.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")

@@ -133,7 +133,7 @@ def _consecutive(waiting: list[tuple[str, datetime]], most: int) -> list[list[tu
 
 def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:
     @dg.sensor(
-        name=names.drop_sensor(brand.brand), jobs=jobs, minimum_interval_seconds=5,
+        name=names.drop_sensor(brand.brand), jobs=jobs, minimum_interval_seconds=1,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches {brand.brand}'s drop folders ({', '.join(s.drop for s in brand.sources.values())}) "
         "and requests one run per file once it has stopped growing or has a .done marker.",
