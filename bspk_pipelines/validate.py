@@ -113,8 +113,30 @@ def checks_for(c: Column) -> list[pa.Check]:
         case Kind.DATE:
             checks.append(_check("date", col.str.contains(DATE) & col.str.to_date("%Y-%m-%d", strict=False).is_not_null()))
         case Kind.DATETIME:
-            checks.append(_check("datetime", col.str.contains(DATETIME) & _to_utc(col).is_not_null()))
+            checks.append(_check("datetime", col.str.contains(DATETIME) & pl.col(parsed(c.name)).is_not_null()))
     return checks
+
+
+def parsed(name: str) -> str:
+    """The hidden column holding a date-time column's values parsed once (see with_parsed_datetimes)."""
+    return f"__utc_{name}"
+
+
+def with_parsed_datetimes(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
+    """Parses each date-time column once, for the check and the typed value alike. Values in the
+    platform's own form parse in one pass; only the others take the general ISO 8601 path."""
+    out = []
+    for c in entity.columns:
+        if c.kind is not Kind.DATETIME or c.name not in frame.columns:
+            continue
+        text = frame[c.name]
+        values = text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
+        rest = (values.is_null() & text.is_not_null()).arg_true()
+        if rest.len():
+            general = pl.select(_to_utc(pl.lit(text.gather(rest)))).to_series()
+            values = values.scatter(rest, general)
+        out.append(values.alias(parsed(c.name)))
+    return frame.with_columns(out) if out else frame
 
 
 def _to_utc(col: pl.Expr) -> pl.Expr:
@@ -153,7 +175,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
     """Valid text rows converted to the types the warehouse stores; refs canonical."""
     exprs = []
     for name in frame.columns:
-        if name == LINE:
+        if name not in entity.column_names:
             continue
         c = entity.column(name)
         col = pl.col(name)
@@ -167,7 +189,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
             case Kind.DATE:
                 col = col.str.to_date("%Y-%m-%d")
             case Kind.DATETIME:
-                col = _to_utc(col)
+                col = pl.col(parsed(name)) if parsed(name) in frame.columns else _to_utc(col)
             case Kind.LIST | Kind.LANGUAGES | Kind.CATEGORIES:
                 col = _list_items(name).list.join(";")
             case _ if c.case_insensitive:
@@ -176,7 +198,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
             # Part of the key even when blank: canonical text, '' for blank (see column_type).
             col = (col if c.kind in (Kind.TEXT, Kind.LIST) else pl.col(name)).fill_null("")
         exprs.append(col.alias(name))
-    return frame.with_columns(exprs)
+    return frame.with_columns(exprs).select(*[c for c in frame.columns if c in entity.column_names or c == LINE])
 
 
 @dataclass
@@ -195,7 +217,8 @@ def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str]
     frame = frame.with_columns(
         pl.col(c.name).fill_null(c.default) for c in entity.columns if c.default is not None and c.name in frame.columns
     )
-    present = tuple(c for c in frame.columns if c != LINE)
+    frame = with_parsed_datetimes(entity, frame)
+    present = tuple(c for c in frame.columns if c in entity.column_names)
     where = source_columns or {}
     rejects: list[RowProblem] = []
     bad_idx: set[int] = set()
