@@ -118,33 +118,13 @@ def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFr
 def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
     """Make the warehouse's month exactly what was landed for it, writing only the difference."""
     entity = ENTITIES[entity_name]
-    table = ENTITY_TABLES[entity_name]
-    key = list(entity.key)
     started = now()
     rows = _landed(data_dir, brand, entity, month)
-    start, end = month_bounds(month)
-    in_month = sa.and_(table.c.brand == brand, table.c[entity.month_column] >= start, table.c[entity.month_column] < end)
     with writing(engine) as conn:
-        counts = Counts()
-        keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
-        same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
-        # Keys of this month stored under another month: the newer file's version stays.
-        moved = conn.execute(
-            sa.select(*[table.c[k] for k in key], files.c.sort_key).select_from(table)
-            .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.name == table.c[FILE]))
-            .where(table.c.brand == brand, ~sa.and_(table.c[entity.month_column] >= start, table.c[entity.month_column] < end))
-        ).all()
-        if moved:
-            elsewhere = pl.DataFrame([tuple(r) for r in moved], schema=[*key, "_elsewhere"], orient="row")
-            rows = rows.join(elsewhere, on=key, how="left", nulls_equal=True)
-            superseded = rows.filter(pl.col("_elsewhere") > pl.col(ORDER))
-            rows = rows.filter(~(pl.col("_elsewhere") > pl.col(ORDER)).fill_null(False)).drop("_elsewhere")
-            stale = elsewhere.join(superseded.select(key), on=key, how="anti", nulls_equal=True)
-            for r in stale.iter_rows(named=True):
-                conn.execute(table.delete().where(table.c.brand == brand, *[table.c[k] == r[k] for k in key]))
-        counts.deleted = conn.execute(table.delete().where(in_month, ~sa.exists().where(same_key))).rowcount
-        keys.drop(conn)
-        counts += upsert(conn, entity, table, brand, rows.drop(ORDER), None, key)
+        empty = conn.execute(sa.select(sa.literal(1)).where(_in_month(entity, brand, month)).limit(1)).first() is None
+        counts = _fill_empty_month(conn, entity, brand, rows) if empty else None
+        if counts is None:
+            counts = _replace_month(conn, entity, brand, rows, month)
         _record_rebuild(conn, brand, entity_name, month, counts)
         conn.execute(pending_months.delete().where(
             pending_months.c.brand == brand, pending_months.c.entity == entity_name,
@@ -152,13 +132,83 @@ def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: st
     return counts
 
 
+def rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month_keys: list[str]) -> dict[str, Counts]:
+    """Rebuild several months. Months still empty in the table (a backfill, an initial load) fill
+    in one transaction, with one bulk insert; the others rebuild one transaction each."""
+    entity = ENTITIES[entity_name]
+    started = now()
+    with engine.connect() as conn:
+        empty = [m for m in month_keys
+                 if conn.execute(sa.select(sa.literal(1)).where(_in_month(entity, brand, m)).limit(1)).first() is None]
+    done: dict[str, Counts] = {}
+    if len(empty) > 1:
+        landed = {m: _landed(data_dir, brand, entity, m) for m in empty}
+        rows = pl.concat([r for r in landed.values() if r.height], how="diagonal_relaxed") if any(r.height for r in landed.values()) else None
+        table = ENTITY_TABLES[entity_name]
+        with writing(engine) as conn:
+            # A key already stored elsewhere fails the bulk insert: then each month rebuilds alone.
+            if rows is None or _fill_empty_month(conn, entity, brand, rows) is not None:
+                for m, r in landed.items():
+                    stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
+                    done[m] = Counts(inserted=stored, held=r.height - stored)
+                    _record_rebuild(conn, brand, entity_name, m, done[m])
+                conn.execute(pending_months.delete().where(
+                    pending_months.c.brand == brand, pending_months.c.entity == entity_name,
+                    pending_months.c.month.in_(empty), pending_months.c.since <= started))
+    for m in month_keys:
+        if m not in done:
+            done[m] = rebuild_month(engine, data_dir, brand, entity_name, m)
+    return done
+
+
+def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame) -> Counts | None:
+    """An empty month (an initial load, a backfill) takes its rows without comparing; None if a
+    key is already stored in another month, which the full rebuild resolves."""
+    try:
+        with conn.begin_nested():
+            return upsert(conn, entity, ENTITY_TABLES[entity.name], brand, rows.drop(ORDER), None, list(entity.key), all_new=True)
+    except sa.exc.IntegrityError:
+        return None
+
+
+def _in_month(entity: Entity, brand: str, month: str) -> sa.ColumnElement[bool]:
+    table = ENTITY_TABLES[entity.name]
+    start, end = month_bounds(month)
+    return sa.and_(table.c.brand == brand, table.c[entity.month_column] >= start, table.c[entity.month_column] < end)
+
+
+def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame, month: str) -> Counts:
+    """Make a month that holds rows exactly its landed rows, writing only the difference."""
+    table = ENTITY_TABLES[entity.name]
+    in_month = _in_month(entity, brand, month)
+    key = list(entity.key)
+    counts = Counts()
+    keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
+    same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
+    # Keys of this month stored under another month: the newer file's version stays.
+    moved = conn.execute(
+        sa.select(*[table.c[k] for k in key], files.c.sort_key).select_from(table)
+        .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.name == table.c[FILE]))
+        .where(table.c.brand == brand, ~in_month)
+    ).all()
+    if moved:
+        elsewhere = pl.DataFrame([tuple(r) for r in moved], schema=[*key, "_elsewhere"], orient="row")
+        rows = rows.join(elsewhere, on=key, how="left", nulls_equal=True)
+        superseded = rows.filter(pl.col("_elsewhere") > pl.col(ORDER))
+        rows = rows.filter(~(pl.col("_elsewhere") > pl.col(ORDER)).fill_null(False)).drop("_elsewhere")
+        stale = elsewhere.join(superseded.select(key), on=key, how="anti", nulls_equal=True)
+        for r in stale.iter_rows(named=True):
+            conn.execute(table.delete().where(table.c.brand == brand, *[table.c[k] == r[k] for k in key]))
+    counts.deleted = conn.execute(table.delete().where(in_month, ~sa.exists().where(same_key))).rowcount
+    keys.drop(conn)
+    counts += upsert(conn, entity, table, brand, rows.drop(ORDER), None, key)
+    return counts
+
+
 def _record_rebuild(conn: sa.Connection, brand: str, entity: str, month: str, counts: Counts) -> None:
     where = sa.and_(months.c.brand == brand, months.c.entity == entity, months.c.month == month)
     table = ENTITY_TABLES[entity]
-    start, end = month_bounds(month)
-    column = table.c[ENTITIES[entity].month_column]
-    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(
-        table.c.brand == brand, column >= start, column < end)).scalar_one()
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(ENTITIES[entity], brand, month))).scalar_one()
     before = conn.execute(sa.select(months).where(where)).mappings().first()
     values = {"rows": total, "held": counts.held, "rebuilt_at": now()}
     if before is None:

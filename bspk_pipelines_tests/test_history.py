@@ -197,3 +197,21 @@ def test_backfill_cli_rebuilds_a_range_in_runs_of_months_per_run(monkeypatch, tm
     assert {"2024-01-01", "2024-05-01", "2023-12-01"} <= materialized
     assert main(["backfill", "--brand", "acme", "--from", "1990-01", "--to", "1990-02"]) == 2
     assert Path(data / "warehouse.sqlite").exists()
+
+
+def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(engine, tmp_path):
+    from bspk_pipelines.history import rebuild_months
+
+    h = loaded(engine, tmp_path)
+    months = land_only(h, "SALE_V2_Acme_202406010000.csv")
+    done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", [*months, "2024-04"])
+    assert {m: c.inserted for m, c in done.items()} == {"2024-01": 2, "2024-02": 1, "2024-03": 2, "2024-05": 1, "2024-04": 0}
+    assert pending(engine, "acme", "sales") == [] and len(table(h)) == 6
+    # T1 moves from January to empty April, beside a new line in empty December: the bulk insert
+    # meets T1's January row, so each month rebuilds alone, and the newer file's T1 wins.
+    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T1", "P1", "2024-04-02T10:00:00", "S1"), ("T8", "P2", "2023-12-24T18:00:00", "S2")]))
+    assert land_only(h, "SALE_V2_Acme_202406020000.csv") == ["2023-12", "2024-04"]
+    done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", ["2023-12", "2024-04"])
+    assert (done["2023-12"].inserted, done["2024-04"].inserted) == (1, 1)
+    assert [(r[0], r[3][:7]) for r in table(h) if r[0] in ("T1", "T8")] == [("T1", "2024-04"), ("T8", "2023-12")]
+    assert len(table(h)) == 7

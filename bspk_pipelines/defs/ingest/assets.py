@@ -10,7 +10,7 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.entities import ENTITIES, referenced
 from bspk_pipelines.files import classify
 from bspk_pipelines.parse import LINE, FileFailure
-from bspk_pipelines.history import rebuild_month
+from bspk_pipelines.history import rebuild_months
 from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
@@ -192,11 +192,11 @@ def build_history_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     def history_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
         engine = warehouse.engine
         total, per_month = Counts(), {}
-        for month in context.partition_keys:
-            counts = rebuild_month(engine, folders.layout.data_dir, b, entity_name, month[:7])
+        rebuilt = rebuild_months(engine, folders.layout.data_dir, b, entity_name, [k[:7] for k in context.partition_keys])
+        for month, counts in rebuilt.items():
             total += counts
             if counts.inserted or counts.updated or counts.deleted or counts.held:
-                per_month[month[:7]] = counts.as_dict()
+                per_month[month] = counts.as_dict()
         context.log.info(f"rebuilt {len(context.partition_keys)} month(s); changed: {per_month or 'none'}")
         yield _table_result(engine, b, entity_name, total, {
             "months": len(context.partition_keys),
