@@ -346,13 +346,16 @@ def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFram
     for ref in entity.references:
         if ref.column not in frame.columns:
             continue
-        wanted = frame[ref.column].drop_nulls().unique().to_list()
+        # The distinct values go to the database once; it answers which exist in one join.
+        wanted = sa.Table("wanted_refs", sa.MetaData(), sa.Column("value", sa.Text), prefixes=["TEMPORARY"])
+        wanted.drop(conn, checkfirst=True)
+        wanted.create(conn)
+        bulk.load(conn, wanted, frame.select(pl.col(ref.column).drop_nulls().unique().alias("value")))
         referenced = ENTITY_TABLES[ref.entity]
-        known: set = set()
-        for i in range(0, len(wanted), 5_000):
-            known |= set(conn.execute(sa.select(referenced.c[ref.target_column]).distinct().where(
-                referenced.c.brand == brand, referenced.c[ref.target_column].in_(wanted[i:i + 5_000]))).scalars())
-        ok &= frame[ref.column].is_null() | frame[ref.column].is_in(list(known))
+        known = conn.execute(sa.select(wanted.c.value).where(sa.exists().where(
+            referenced.c.brand == brand, referenced.c[ref.target_column] == wanted.c.value))).scalars().all()
+        wanted.drop(conn)
+        ok &= frame[ref.column].is_null() | frame[ref.column].is_in(pl.Series(known, dtype=pl.Utf8))
     return ok
 
 
