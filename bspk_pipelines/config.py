@@ -200,7 +200,7 @@ class Brand(Strict):
     # First month of sales history: the sales table is partitioned by month from here to now.
     history_start: str = Field("2000-01", pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
     # A backfill over many months runs this many months per run (Dagster backfill policy).
-    months_per_run: int = Field(24, ge=1, le=600)
+    months_per_run: int = Field(120, ge=1, le=600)
 
     @field_validator("brand")
     @classmethod

@@ -107,14 +107,17 @@ def _checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts, extra: dict) -> dg.MaterializeResult:
-    """The metadata and check results every platform table reports after a write."""
+def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts, extra: dict,
+                  scope: sa.ColumnElement[bool] | None = None) -> dg.MaterializeResult:
+    """The metadata and check results a platform table reports after a write, over the rows
+    `scope` selects (a run's months) or the brand's whole table."""
     table = ENTITY_TABLES[entity_name]
+    scope = table.c.brand == brand if scope is None else scope
     with engine.connect() as conn:
         held_now = held_count(conn, brand, entity_name)
-        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.brand == brand)).scalar_one()
-        duplicates = _uniqueness_violations(conn, brand, entity_name)
-        preview = conn.execute(sa.select(table).where(table.c.brand == brand).order_by(table.c._updated_at.desc()).limit(PREVIEW_ROWS)).mappings().all()
+        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(scope)).scalar_one()
+        duplicates = _uniqueness_violations(conn, entity_name, scope)
+        preview = conn.execute(sa.select(table).where(scope).limit(PREVIEW_ROWS)).mappings().all()
     return dg.MaterializeResult(
         metadata={
             **extra, "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
@@ -198,15 +201,19 @@ def build_history_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
             if counts.inserted or counts.updated or counts.deleted or counts.held:
                 per_month[month] = counts.as_dict()
         context.log.info(f"rebuilt {len(context.partition_keys)} month(s); changed: {per_month or 'none'}")
+        # Checks and row counts cover the run's months: the whole history is not re-read per run.
+        table, column = ENTITY_TABLES[entity_name], ENTITY_TABLES[entity_name].c[ENTITIES[entity_name].month_column]
+        window = context.partition_time_window
+        scope = sa.and_(table.c.brand == b, column >= window.start.replace(tzinfo=None), column < window.end.replace(tzinfo=None))
         yield _table_result(engine, b, entity_name, total, {
             "months": len(context.partition_keys),
             "months_changed": dg.MetadataValue.json(per_month),
-        })
+        }, scope)
 
     return history_table
 
 
-def _uniqueness_violations(conn: sa.Connection, brand: str, entity_name: str) -> dict[str, int]:
+def _uniqueness_violations(conn: sa.Connection, entity_name: str, scope: sa.ColumnElement[bool]) -> dict[str, int]:
     """Keys that collide once case is ignored, and values that must be unique per record, shared."""
     entity = ENTITIES[entity_name]
     table = ENTITY_TABLES[entity_name]
@@ -214,7 +221,7 @@ def _uniqueness_violations(conn: sa.Connection, brand: str, entity_name: str) ->
     groups = {"key": [sa.func.lower(table.c[k]) if entity.column(k).case_insensitive else table.c[k] for k in entity.key]}
     groups |= {c.name: [table.c[c.name]] for c in entity.columns if c.unique}
     for label, cols in groups.items():
-        dup = sa.select(*cols).where(table.c.brand == brand, *[c.is_not(None) for c in cols]).group_by(*cols).having(sa.func.count() > 1)
+        dup = sa.select(*cols).where(scope, *[c.is_not(None) for c in cols]).group_by(*cols).having(sa.func.count() > 1)
         n = conn.execute(sa.select(sa.func.count()).select_from(dup.subquery())).scalar_one()
         if n:
             found[label] = n

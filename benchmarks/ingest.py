@@ -1,0 +1,439 @@
+"""Bulk ingest throughput: `bspk sync` against a plain PostgreSQL COPY of the same files.
+
+Generates a synthetic native-format brand `bench` (shoppers, products, years of sales lines),
+then measures, each phase a subprocess under `/usr/bin/time -v` (wall time and peak RSS):
+
+    floor       COPY of the three CSV files into unindexed text tables (psycopg2 copy_expert)
+    initial     `bspk sync` of the three files into an empty warehouse
+    redelivery  the same bytes under new file names: nothing changed
+    delta       every shopper again with 1% of them changed, and one new month of sales
+
+first on a fresh PostgreSQL database, then (unless --skip-sqlite) on a SQLite warehouse. Each
+line reads `warehouse phase  wall  rows/s  peak RSS  wall / PostgreSQL floor`; the last lines
+say whether the targets hold.
+
+    .venv/bin/python benchmarks/ingest.py --shoppers 100000 --sales 700000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bspk_pipelines.entities import ENTITIES  # noqa: E402
+
+BRAND, COMPANY = "bench", "Bench"
+TIME = "/usr/bin/time"
+# File-name timestamps: each phase's files come after the previous phase's (first in, first out).
+STAMPS = {"initial": "202610310200", "redelivery": "202611010200", "delta": "202612010200"}
+LAST_MONTH = 2026 * 12 + 9  # 2026-10, as months since year 0
+LINES_PER_SALE = 2
+CHANGED_EVERY = 100  # the delta changes every 100th shopper: 1%
+TARGETS = {"initial": 1.3, "redelivery": 0.25, "delta": 0.25}
+MAX_RSS_GIB = 2.0
+LOCAL_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+# The floor's child process: psycopg2 alone, so its peak RSS is the floor's too. Arguments: a
+# libpq URL, then `table=path` per file; each file goes into a new text table named after it.
+FLOOR_COPY = """
+import sys, psycopg2
+with psycopg2.connect(sys.argv[1]) as conn, conn.cursor() as cur:
+    for spec in sys.argv[2:]:
+        table, path = spec.split("=", 1)
+        with open(path, "rb") as f:
+            columns = f.readline().decode().strip().split(",")
+            f.seek(0)
+            cur.execute("CREATE TABLE %s (%s)" % (table, ", ".join('"%s" text' % c for c in columns)))
+            cur.copy_expert("COPY %s FROM STDIN WITH (FORMAT csv, HEADER true)" % table, f)
+conn.close()
+"""
+
+
+@dataclass
+class Measured:
+    wall: float
+    rss_gib: float
+    code: int
+    output: str = ""
+
+
+@dataclass
+class Delivery:
+    """The files one phase drops: entity -> (generated path, data rows)."""
+
+    files: dict[str, tuple[Path, int]]
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.files.values())
+
+
+@dataclass
+class Expected:
+    """What the warehouse should hold after a phase."""
+
+    tables: dict[str, int]
+    files: dict[str, dict[str, object]] = field(default_factory=dict)  # file name -> column -> value
+
+
+# --- synthetic brand --------------------------------------------------------------------------
+# Every value is arithmetic on the row number: the same arguments write the same bytes, and
+# polars builds millions of rows in seconds where a Python loop would take minutes.
+
+FIRST = ["Emma", "Louise", "Alice", "Chloe", "Lina", "Rose", "Anna", "Julia",
+         "Gabriel", "Louis", "Jules", "Adam", "Arthur", "Hugo", "Paul", "Victor"]  # first half F, second M
+LAST = ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau",
+        "Simon", "Laurent", "Lefebvre", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent", "Fournier"]
+CITIES = [("Paris", "75008"), ("Lyon", "69002"), ("Marseille", "13001"), ("Bordeaux", "33000"),
+          ("Lille", "59000"), ("Toulouse", "31000"), ("Nice", "06000"), ("Strasbourg", "67000")]
+PRODUCT_LINES = [("Jacket", "Apparel>>Coats"), ("Shirt", "Apparel>>Shirts"), ("Sneaker", "Footwear>>Sneakers"),
+                 ("Tote", "Accessories>>Bags"), ("Scarf", "Accessories>>Scarves")]
+
+
+def _pick(values: list[str], index: pl.Expr) -> pl.Expr:
+    return index.mod(len(values)).replace_strict(list(range(len(values))), values, return_dtype=pl.Utf8)
+
+
+def _digits(expr: pl.Expr, width: int) -> pl.Expr:
+    return expr.cast(pl.Utf8).str.zfill(width)
+
+
+def _platform_columns(entity: str, values: dict[str, pl.Expr]) -> list[pl.Expr]:
+    """The entity's header columns in the platform's order; those not given are blank."""
+    return [values.get(c.name, pl.lit(None, pl.Utf8)).alias(c.header or c.name)
+            for c in ENTITIES[entity].columns if c.in_header]
+
+
+def shopper_ref(i: pl.Expr) -> pl.Expr:
+    return pl.concat_str(pl.lit("S"), _digits(i, 8))
+
+
+def product_ref(i: pl.Expr) -> pl.Expr:
+    return pl.concat_str(pl.lit("P"), _digits(i, 6))
+
+
+def shoppers(n: int, changed: bool = False) -> pl.DataFrame:
+    """`n` shoppers; with `changed`, every CHANGED_EVERY-th one has a new email and city."""
+    i = pl.int_range(n, dtype=pl.Int64)
+    first, last = _pick(FIRST, i * 7), _pick(LAST, i * 13)
+    moved = (i % CHANGED_EVERY == 0) if changed else pl.lit(False)
+    city = i + pl.when(moved).then(1).otherwise(0)
+    domain = pl.when(moved).then(pl.lit("new.example")).otherwise(pl.lit("mail.example"))
+    return pl.select(_platform_columns("shoppers", {
+        "shopper_ref": shopper_ref(i),
+        "first_name": first,
+        "last_name": last,
+        "gender": pl.when((i * 7) % len(FIRST) < len(FIRST) // 2).then(pl.lit("F")).otherwise(pl.lit("M")),
+        "email": pl.concat_str(first.str.to_lowercase(), pl.lit("."), last.str.to_lowercase(), i.cast(pl.Utf8),
+                               pl.lit("@"), domain),
+        # +33 6xx xx xx xx: unique per shopper, as the platform requires of a mobile phone.
+        "mobile_phone": pl.concat_str(pl.lit("+336"), _digits(i, 8)),
+        "address": pl.concat_str((i % 200 + 1).cast(pl.Utf8), pl.lit(" rue de la Paix")),
+        "city": _pick([c for c, _ in CITIES], city),
+        "zip_code": _pick([z for _, z in CITIES], city),
+        "country_code": pl.lit("FR"),
+        "nationality": pl.lit("FR"),
+        "languages": pl.lit("fr"),
+        "email_contact": pl.when(i % 3 == 0).then(pl.lit("FALSE")).otherwise(pl.lit("TRUE")),
+        "phone_call_contact": pl.when(i % 2 == 0).then(pl.lit("FALSE")).otherwise(pl.lit("TRUE")),
+    }))
+
+
+def products(n: int) -> pl.DataFrame:
+    i = pl.int_range(n, dtype=pl.Int64)
+    return pl.select(_platform_columns("products", {
+        "product_ref": product_ref(i),
+        "name": pl.concat_str(_pick([p for p, _ in PRODUCT_LINES], i), pl.lit(" "), i.cast(pl.Utf8)),
+        "categories": _pick([c for _, c in PRODUCT_LINES], i),
+        "product_brand": pl.lit(COMPANY),
+        "published": pl.lit("TRUE"),
+    }))
+
+
+def sales(lines: int, first_sale: int, first_month: int, months: int, n_shoppers: int, n_products: int) -> pl.DataFrame:
+    """`lines` sale lines, LINES_PER_SALE per sale (distinct products), sales numbered from
+    `first_sale` in time order and spread evenly over `months` months from `first_month`."""
+    j = pl.int_range(lines, dtype=pl.Int64)
+    local = j // LINES_PER_SALE
+    sale = local + first_sale
+    count = -(-lines // LINES_PER_SALE)
+    month = local * months // count + first_month
+    created_at = pl.format(
+        "{}-{}-{}T{}:{}:{}", (month // 12).cast(pl.Utf8), _digits(month % 12 + 1, 2), _digits(sale * 17 % 28 + 1, 2),
+        _digits(sale % 9 + 10, 2), _digits(sale * 7 % 60, 2), _digits(sale * 11 % 60, 2),
+    )
+    return pl.select(_platform_columns("sales", {
+        "sale_ref": pl.concat_str(pl.lit("T"), _digits(sale, 9)),
+        "product_ref": product_ref((sale * 31 + j % LINES_PER_SALE) % n_products),
+        "quantity": (j % 3 + 1).cast(pl.Utf8),
+        "price": pl.concat_str((j * 37 % 480 + 20).cast(pl.Utf8), pl.lit("."), _digits(j * 13 % 100, 2)),
+        "currency_code": pl.lit("EUR"),
+        "created_at": created_at,
+        "shopper_ref": shopper_ref((sale * 7919 + 13) % n_shoppers),
+        "store_ref": pl.concat_str(pl.lit("ST"), _digits(sale % 20, 2)),
+    }))
+
+
+def file_name(entity: str, stamp: str) -> str:
+    e = ENTITIES[entity]
+    return f"{e.file_type}_{e.versions[0]}_{COMPANY}_{stamp}.csv"
+
+
+def generate(args: argparse.Namespace, folder: Path) -> tuple[Delivery, Delivery, int]:
+    """The initial files and the delta files; returns them and the number of changed shoppers."""
+    folder.mkdir(parents=True)
+    months = args.years * 12
+    first_month = LAST_MONTH - months + 1
+    delta_lines = max(1, round(args.sales / months))
+    first_delta_sale = -(-args.sales // LINES_PER_SALE)
+
+    def write(frame: pl.DataFrame, name: str) -> tuple[Path, int]:
+        path = folder / name
+        frame.write_csv(path)
+        return path, frame.height
+
+    initial = Delivery({
+        "products": write(products(args.products), "products.csv"),
+        "shoppers": write(shoppers(args.shoppers), "shoppers.csv"),
+        "sales": write(sales(args.sales, 0, first_month, months, args.shoppers, args.products), "sales.csv"),
+    })
+    delta = Delivery({
+        "shoppers": write(shoppers(args.shoppers, changed=True), "shoppers-delta.csv"),
+        "sales": write(sales(delta_lines, first_delta_sale, LAST_MONTH + 1, 1, args.shoppers, args.products),
+                       "sales-delta.csv"),
+    })
+    return initial, delta, len(range(0, args.shoppers, CHANGED_EVERY))
+
+
+def month_text(month: int) -> str:
+    return f"{month // 12}-{month % 12 + 1:02d}"
+
+
+def write_brand(mappings: Path, history_start: str) -> None:
+    mappings.mkdir(parents=True)
+    (mappings / f"{BRAND}.yaml").write_text(
+        f"brand: {BRAND}\ncompany_name: {COMPANY}\nhistory_start: \"{history_start}\"\n"
+        f"sources:\n  main:\n    format: bspk\n    drop: drop/{BRAND}\n")
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def timed(cmd: list[str], env: dict[str, str], log: Path) -> Measured:
+    """Run `cmd` under /usr/bin/time -v; wall time, peak RSS, exit code, and its output (also kept in `log`)."""
+    report = log.with_suffix(".time")
+    # Dirty pages of the files just written are flushed now, not during the measured phase.
+    os.sync()
+    started = time.perf_counter()
+    # A session of its own: if we are interrupted, the whole group goes, not just `time`.
+    proc = subprocess.Popen([TIME, "-v", "-o", str(report), *cmd], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, start_new_session=True)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    wall = time.perf_counter() - started
+    log.write_text(output)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report.read_text())
+    return Measured(wall, int(m.group(1)) / 2**20 if m else float("nan"), proc.returncode, output)
+
+
+def line(warehouse: str, phase: str, m: Measured, rows: int, floor: float) -> str:
+    return (f"{warehouse:<9} {phase:<11} {m.wall:8.1f} s {rows / m.wall:>12,.0f} rows/s "
+            f"{m.rss_gib:6.2f} GiB {m.wall / floor:7.2f}x")
+
+
+def checkpoint(url: str | None) -> None:
+    """Write PostgreSQL's dirty buffers now, so a phase does not pay for the previous one's."""
+    if not url:
+        return
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+    except sa.exc.DBAPIError:
+        pass  # not a superuser: the phase just starts with whatever is pending
+    finally:
+        engine.dispose()
+
+
+def verify(url: str, expected: Expected) -> list[str]:
+    """Differences between what the warehouse holds and what the phase should have left."""
+    problems = []
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            for table, rows in expected.tables.items():
+                found = conn.execute(sa.text(f"select count(*) from {table} where brand = :b"), {"b": BRAND}).scalar()
+                if found != rows:
+                    problems.append(f"{table} holds {found:,} rows, expected {rows:,}")
+            for name, want in expected.files.items():
+                row = conn.execute(sa.text("select * from files where brand = :b and name = :n"),
+                                   {"b": BRAND, "n": name}).mappings().first()
+                if row is None:
+                    problems.append(f"{name} is not in the files table")
+                    continue
+                wrong = {k: row[k] for k, v in want.items() if row[k] != v}
+                if wrong:
+                    problems.append(f"{name}: " + ", ".join(f"{k} {row[k]!r}, expected {want[k]!r}" for k in wrong))
+    except sa.exc.DBAPIError as e:
+        problems.append(f"cannot read the warehouse: {str(e).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return problems
+
+
+def run_pipeline(warehouse: str, url: str | None, root: Path, mappings: Path, initial: Delivery, delta: Delivery,
+                 changed: int, args: argparse.Namespace, floor: float) -> tuple[dict[str, Measured], bool]:
+    """Phases initial, redelivery and delta through `bspk sync` on one warehouse; prints a line each."""
+    home, data = root / "dagster_home", root / "data"
+    home.mkdir(parents=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    drop = data / "drop" / BRAND
+    drop.mkdir(parents=True)
+    env = os.environ | {"DAGSTER_HOME": str(home), "BSPK_DATA_DIR": str(data), "BSPK_MAPPINGS_DIR": str(mappings)}
+    env.pop("BSPK_WAREHOUSE_URL", None)
+    if url:
+        env["BSPK_WAREHOUSE_URL"] = url
+    check_url = url or f"sqlite:///{data / 'warehouse.sqlite'}"
+    bspk = str(Path(sys.executable).parent / "bspk")
+
+    tables = {"products": args.products, "shoppers": args.shoppers, "sales": args.sales}
+    new_sales = delta.files["sales"][1]
+    phases = {
+        "initial": (initial, Expected(tables, {
+            file_name(e, STAMPS["initial"]): {"status": "applied", "inserted": rows, "rejected": 0}
+            for e, (_, rows) in initial.files.items()})),
+        "redelivery": (initial, Expected(tables, {
+            file_name(e, STAMPS["redelivery"]): {"status": "duplicate"} for e in initial.files})),
+        "delta": (delta, Expected(tables | {"sales": args.sales + new_sales}, {
+            file_name("shoppers", STAMPS["delta"]): {"status": "applied", "inserted": 0, "updated": changed,
+                                                      "unchanged": args.shoppers - changed, "rejected": 0},
+            file_name("sales", STAMPS["delta"]): {"status": "applied", "inserted": new_sales, "rejected": 0}})),
+    }
+    measured, ok = {}, True
+    for phase, (delivery, expected) in phases.items():
+        for entity, (path, _) in delivery.files.items():
+            shutil.copyfile(path, drop / file_name(entity, STAMPS[phase]))
+        checkpoint(url)
+        m = timed([bspk, "sync", "--brand", BRAND, "--settle", "0"], env, root / f"{phase}.log")
+        measured[phase] = m
+        print(line(warehouse, phase, m, delivery.rows, floor), flush=True)
+        if m.code != 0:
+            ok = False
+            print(f"  bspk sync exited with {m.code}; the end of its output:", *m.output.splitlines()[-20:],
+                  sep="\n    ", flush=True)
+        for problem in verify(check_url, expected):
+            print(f"  warning: {warehouse} {phase}: {problem}", flush=True)
+    return measured, ok
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> int:
+    started = time.perf_counter()
+    initial, delta, changed = generate(args, work / "files")
+    size = sum(p.stat().st_size for p, _ in initial.files.values())
+    print(f"generated {initial.rows:,} rows ({size / 2**20:,.0f} MiB) and a delta of {delta.rows:,} rows "
+          f"in {time.perf_counter() - started:.1f} s, under {work}", flush=True)
+    write_brand(work / "mappings", month_text(LAST_MONTH - args.years * 12 + 1))
+
+    admin_url = sa.make_url(args.postgres)
+    database = f"bspk_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    created = False
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        created = True
+        print(f"database {database} on {admin_url.host}:{admin_url.port or 5432}, dropped at the end", flush=True)
+        url = admin_url.set(database=database)
+        url_text = url.render_as_string(hide_password=False)
+
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        checkpoint(url_text)
+        tables = [f"floor_{e}={path}" for e, (path, _) in initial.files.items()]
+        floor = timed([sys.executable, "-c", FLOOR_COPY, dsn, *tables], dict(os.environ), work / "floor.log")
+        if floor.code != 0:
+            print(f"floor COPY failed ({floor.code}):\n{floor.output}", file=sys.stderr)
+            return 1
+        print(line("postgres", "floor", floor, initial.rows, floor.wall), flush=True)
+        floor_engine = sa.create_engine(url_text, poolclass=sa.pool.NullPool)
+        with floor_engine.begin() as conn:  # out of the pipeline's way
+            for entity in initial.files:
+                conn.exec_driver_sql(f"DROP TABLE floor_{entity}")
+
+        pg, ok = run_pipeline("postgres", url_text, work / "postgres", work / "mappings", initial, delta, changed,
+                              args, floor.wall)
+        if not args.skip_sqlite:
+            _, sqlite_ok = run_pipeline("sqlite", None, work / "sqlite", work / "mappings", initial, delta, changed,
+                                        args, floor.wall)
+            ok &= sqlite_ok
+
+        for phase, limit in TARGETS.items():
+            m = pg[phase]
+            ratio = m.wall / floor.wall
+            verdict = "holds" if m.code == 0 and ratio <= limit else "misses"
+            print(f"target {phase} <= {limit}x floor: {verdict} ({ratio:.2f}x)")
+        peak = max(m.rss_gib for m in pg.values())
+        verdict = "holds" if peak <= MAX_RSS_GIB else "misses"
+        print(f"target peak RSS <= {MAX_RSS_GIB:g} GiB: {verdict} ({peak:.2f} GiB)")
+        return 0 if ok else 1
+    finally:
+        if created:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shoppers", type=int, default=1_000_000)
+    parser.add_argument("--sales", type=int, default=7_000_000, help="sale lines")
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--years", type=int, default=30, help="months of sales history, in years, ending 2026-10")
+    parser.add_argument("--workdir", help="folder in which the run's temporary folder is made (default: the system's)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (files, logs, instances)")
+    parser.add_argument("--skip-sqlite", action="store_true", help="measure PostgreSQL only")
+    parser.add_argument("--postgres", default=os.environ.get("BSPK_TEST_POSTGRES_URL", LOCAL_POSTGRES),
+                        help="server on which a throwaway database is made (default: $BSPK_TEST_POSTGRES_URL or local)")
+    args = parser.parse_args(argv)
+    if args.products < LINES_PER_SALE or min(args.shoppers, args.sales, args.years) < 1 or args.shoppers > 10**8:
+        parser.error(f"needs --products >= {LINES_PER_SALE}, 1 <= --shoppers <= 100,000,000, --sales and --years >= 1")
+    if not os.access(TIME, os.X_OK):
+        parser.error(f"{TIME} is needed to measure peak RSS (Debian: apt-get install time)")
+    args.postgres = args.postgres.replace("postgresql://", "postgresql+psycopg2://", 1)
+    # A plain SIGTERM (a test's timeout, say) must still drop the database and the folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="bspk-ingest-", dir=args.workdir))
+    try:
+        return benchmark(args, work)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/ingest.py at a tiny size, so the script cannot rot: it runs, prints every line and
+cleans up. The figures are not asserted: at this size they mean nothing."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bspk_pipelines_tests.conftest import postgres_or_skip
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ingest.py"
+TINY = ["--shoppers", "200", "--sales", "2000", "--products", "20", "--years", "2"]
+FIGURES = r"\s+\d+\.\d s\s+[\d,]+ rows/s\s+\d+\.\d\d GiB\s+\d+\.\d\dx$"
+
+
+def test_ingest_benchmark_runs_on_postgres_and_sqlite(tmp_path):
+    url = postgres_or_skip()
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *TINY, "--postgres", url, "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the script drops its database and folder on SIGTERM
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"the benchmark did not finish in time\n{out}\n{err}")
+
+    assert proc.returncode == 0, f"{out}\n{err}"
+    pipeline = [(w, p) for w in ("postgres", "sqlite") for p in ("initial", "redelivery", "delta")]
+    for warehouse, phase in [("postgres", "floor"), *pipeline]:
+        assert re.search(rf"^{warehouse}\s+{phase}{FIGURES}", out, re.MULTILINE), f"no {warehouse} {phase}\n{out}"
+    for target in ("initial", "redelivery", "delta", "peak RSS"):
+        assert re.search(rf"^target {target} .*: (holds|misses) \(", out, re.MULTILINE), f"no {target} target\n{out}"
+
+    database = re.search(r"^database (bspk_bench_\w+) ", out, re.MULTILINE)
+    assert database, out
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("select 1 from pg_database where datname = :d"),
+                                {"d": database.group(1)}).first()
+    finally:
+        engine.dispose()
+    assert left is None, f"database {database.group(1)} was not dropped"
+    assert not list(tmp_path.iterdir()), "the benchmark left its temporary folder behind"
