@@ -1,5 +1,7 @@
 """A brand's file assets (raw, validated, mapped: one partition per file) and its platform tables."""
 
+import warnings
+
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
@@ -180,6 +182,13 @@ def month_partitions(brand: Brand) -> dg.MonthlyPartitionsDefinition:
 
 def build_history_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     """A month-partitioned platform table (sales): each month rebuilt from everything landed for it."""
+    # backfill_policy is marked beta in Dagster 1.13; its warning would print on every load.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _history_asset(brand, entity_name)
+
+
+def _history_asset(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     b = brand.brand
     key = names.bspk_key(b, entity_name)
 
