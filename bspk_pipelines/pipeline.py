@@ -284,9 +284,12 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
         if entity.month_column:
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
-            return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,
-                              preview=preview)
-        _set(conn, brand.brand, source, name, status="mapped")
+        else:
+            _set(conn, brand.brand, source, name, status="mapped")
+    if entity.month_column:
+        _forget_work(layout, brand.brand, source, entity_name, name)  # only once the landing is committed
+        return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,
+                          preview=preview)
     return StepResult("mapped", rows=total, preview=preview)
 
 
@@ -300,6 +303,13 @@ def _owned(brand: Brand, source: str, entity, rows: pl.DataFrame) -> pl.DataFram
                               schema={k: pl.Utf8 for k in missing_keys})
         rows = rows.join(typed(entity, filler), how="cross")
     return rows.select(*keep, *missing_keys, LINE)
+
+
+def _forget_work(layout: Layout, brand: str, source: str, entity: str, name: str) -> None:
+    """An applied file's intermediate parts are no longer needed: the landed original stays,
+    and sales history lives on in the month store."""
+    for layer in ("validated", "mapped"):
+        shutil.rmtree(layout.work(brand, source, entity, name, layer), ignore_errors=True)
 
 
 def _span(month_keys: list[str]) -> str:
@@ -347,6 +357,7 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
         applied.append(Applied(name, source, counts))
+        _forget_work(layout, brand.brand, source, entity_name, name)
     with writing(engine) as conn:
         released = release_held(conn, brand.brand, entity_name)
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
