@@ -25,6 +25,10 @@ def test_only_changed_rows_are_written_and_blank_resets(harness):
     harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + shopper("S1") + shopper("S2"))
     first = harness.ingest("SHOPPER_V3_Acme_202401010000.csv")
     assert (first["inserted"], first["updated"], first["unchanged"]) == (2, 0, 0)
+    # Once applied, only the landed original stays on disk; the intermediate parts are gone.
+    assert harness.layout.landed("acme", "main", "SHOPPER_V3_Acme_202401010000.csv").exists()
+    assert not harness.layout.work("acme", "main", "shoppers", "SHOPPER_V3_Acme_202401010000.csv", "validated").exists()
+    assert not harness.layout.work("acme", "main", "shoppers", "SHOPPER_V3_Acme_202401010000.csv", "mapped").exists()
     stamp = {r["shopper_ref"]: r["_file"] for r in harness.rows("shoppers")}
     # S1 unchanged, S2 sends a blank email: a blank non-required value resets the attribute.
     harness.drop("SHOPPER_V3_Acme_202401020000.csv", SHOPPER + shopper("S1") + shopper("S2", email=""))
