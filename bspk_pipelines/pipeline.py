@@ -129,7 +129,7 @@ def _file_map(brand: Brand, source: str, entity_name: str, name: str) -> tuple[F
 
 
 def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int):
-    """The file's rows in batches: (valid rows, problems, rows read, rows superseded) each."""
+    """The file's rows in batches: (valid rows, problems, rows read) each."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
@@ -152,17 +152,18 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
             if outside:
                 rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
                 problems += outside
-        yield rows, problems, batch.rows.height + len(batch.problems), checked.superseded
+        yield rows, problems, batch.rows.height + len(batch.problems)
 
 
 def _parts(folder: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
-def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None) -> pl.DataFrame:
-    """Rows sharing `columns` with a row of another batch: every row but the first (or, with
-    `keep_by`, the latest by that column), with the line of the row that stays."""
+def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None, exclude: set[int] = frozenset()) -> pl.DataFrame:
+    """Rows sharing `columns` with another row of the file (lines in `exclude` aside): every row
+    but the first (or, with `keep_by`, the latest by that column), with the line of the one that stays."""
     scan = pl.scan_parquet(parts).select(*columns, LINE, *([keep_by] if keep_by else []))
+    scan = scan.filter(~pl.col(LINE).is_in(list(exclude))) if exclude else scan
     order = [keep_by, LINE] if keep_by else [LINE]
     stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
         pl.col(LINE).sort_by(order).last().alias("_stays") if keep_by else pl.col(LINE).min().alias("_stays"),
@@ -171,8 +172,10 @@ def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None
     return scan.join(stays, on=columns, nulls_equal=True).filter(pl.col(LINE) != pl.col("_stays")).collect(engine="streaming")
 
 
-def _deduplicate_across_batches(entity, parts: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
-    """A key once per file, whatever batch it fell in (the batches deduplicated themselves)."""
+def _deduplicate(entity, parts: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
+    """A key once per file, whatever batch it fell in: a later duplicate is rejected, except where
+    the latest measurement wins (superseded); values that must be unique likewise.
+    Returns the rejects and the number of rows superseded."""
     problems, superseded, dropped = [], 0, set()
     key = [k for k in entity.key if k in pl.read_parquet_schema(parts[0])]
     later = _later_duplicates(parts, key, entity.latest_by)
@@ -185,7 +188,7 @@ def _deduplicate_across_batches(entity, parts: list[Path], where: dict[str, str]
     dropped |= set(later[LINE].to_list())
     for c in entity.columns:
         if c.unique and c.name in key + list(pl.read_parquet_schema(parts[0])):
-            clash = _later_duplicates(parts, [c.name], None).filter(~pl.col(LINE).is_in(list(dropped)))
+            clash = _later_duplicates(parts, [c.name], None, dropped)
             problems += [RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
                                     f"{c.name} must be unique per {entity.name}; line {r['_stays']} has it")
                          for r in clash.iter_rows(named=True)]
@@ -212,24 +215,23 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     out = layout.work(brand.brand, source, entity, name, "validated")
     shutil.rmtree(out, ignore_errors=True)
     (out / "rejects").mkdir(parents=True)
-    read = superseded = valid = 0
+    read = valid = 0
     preview, sample = None, []
     try:
-        for i, (rows, problems, n, s) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows)):
+        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows)):
             rows.write_parquet(out / f"part-{i:05d}.parquet")
             _write_problems(out / "rejects" / f"part-{i:05d}.parquet", problems)
-            read, superseded, valid = read + n, superseded + s, valid + rows.height
+            read, valid = read + n, valid + rows.height
             preview = rows.head(5) if preview is None or preview.is_empty() else preview
             sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
         with writing(engine) as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
         raise
-    parts = _parts(out)
-    if len(parts) > 1:
-        problems, s = _deduplicate_across_batches(ENTITIES[entity], parts, _file_map(brand, source, entity, name)[1])
-        _write_problems(out / "rejects" / "part-across.parquet", problems)
-        superseded, valid = superseded + s, valid - len(problems) - s
+    problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), _file_map(brand, source, entity, name)[1])
+    _write_problems(out / "rejects" / "part-dedup.parquet", problems)
+    sample = sample or problems[:5]
+    valid -= len(problems) + superseded
     found = _parts(out / "rejects")
     problems_frame = pl.scan_parquet(found) if found else None
     rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0

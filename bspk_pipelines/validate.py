@@ -205,7 +205,6 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
 class Validated:
     rows: pl.DataFrame
     rejects: list[RowProblem]
-    superseded: int = 0
 
 
 def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str] | None = None) -> Validated:
@@ -239,11 +238,9 @@ def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str]
     good = frame.with_row_index("_idx").filter(~pl.col("_idx").is_in(list(bad_idx))).drop("_idx")
     good, more = _row_rules(entity, good, where)
     rejects += more
-    good = typed(entity, good)
-    good, superseded, dup = _deduplicate(entity, good, where)
-    rejects += dup
     rejects.sort(key=lambda r: (r.line, r.column))
-    return Validated(good, rejects, superseded)
+    # Keys and unique values are checked across the whole file, once its batches are written.
+    return Validated(typed(entity, good), rejects)
 
 
 def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, list[RowProblem]]:
@@ -264,31 +261,3 @@ def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tu
         rejects += [RowProblem(r[LINE], where.get(col, col), r[col] or "", rule, message) for r in hit.iter_rows(named=True)]
         frame = frame.filter(~cond)
     return frame, rejects
-
-
-def _deduplicate(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, int, list[RowProblem]]:
-    """One row per key in a file: a later duplicate is rejected, except where the latest measurement wins."""
-    key = [k for k in entity.key if k in frame.columns]
-    if not key or frame.is_empty():
-        return frame, 0, []
-    if entity.latest_by:
-        latest = frame.sort([entity.latest_by, LINE]).unique(subset=key, keep="last", maintain_order=True).sort(LINE)
-        return latest, frame.height - latest.height, []
-    rejects = []
-    ranked = frame.with_columns(pl.col(LINE).min().over(key).alias("_first"))
-    dups = ranked.filter(pl.col(LINE) != pl.col("_first"))
-    label = "+".join(where.get(k, k) for k in key)
-    for r in dups.iter_rows(named=True):
-        rejects.append(RowProblem(r[LINE], label, "|".join(str(r[k]) for k in key), "duplicate_key",
-                                  f"same key as line {r['_first']}"))
-    keep = ranked.filter(pl.col(LINE) == pl.col("_first")).drop("_first")
-    for c in entity.columns:
-        if not c.unique or c.name not in keep.columns:
-            continue
-        firsts = keep.with_columns(pl.col(LINE).min().over(c.name).alias("_first"))
-        clash = firsts.filter(pl.col(c.name).is_not_null() & (pl.col(LINE) != pl.col("_first")))
-        for r in clash.iter_rows(named=True):
-            rejects.append(RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
-                                      f"{c.name} must be unique per {entity.name}; line {r['_first']} has it"))
-        keep = firsts.filter(~pl.col(LINE).is_in(clash[LINE].implode())).drop("_first")
-    return keep, 0, rejects

@@ -69,6 +69,12 @@ def header(entity: str, *extra: str) -> str:
     return ",".join([c.header or c.name for c in ENTITIES[entity].columns if c.in_header] + list(extra)) + "\n"
 
 
+# Header lines of the platform's files, as the tests write them.
+STORE, SHOPPER, ADDRESS, PRODUCT, VARIANTS, PRICES, INVENTORY, IMAGES, SALE = (
+    header(e) for e in ("stores", "shoppers", "shopper_addresses", "products", "product_variants", "product_prices",
+                        "product_inventory", "product_images", "sales")
+)
+
 NATIVE = {"brand": "acme", "company_name": "Acme", "sources": {"main": {"format": "bspk", "drop": "drop/acme"}}}
 
 

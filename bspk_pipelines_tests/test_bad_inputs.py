@@ -23,15 +23,9 @@ from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import FileNameError, Snapshot, classify, ready_files, safe_name
 from bspk_pipelines.pipeline import Layout
 from bspk_pipelines.warehouse.schema import metadata
-from bspk_pipelines_tests.conftest import NATIVE, Harness, brand_harness, header
-
-
-STORE = header("stores")
-SHOPPER = header("shoppers")
-PRODUCT = header("products")
-PRICES = header("product_prices")
-INVENTORY = header("product_inventory")
-SALE = header("sales")
+from bspk_pipelines_tests.conftest import (
+    INVENTORY, NATIVE, PRICES, PRODUCT, SALE, SHOPPER, STORE, Harness, brand_harness, header,
+)
 
 
 def store(ref: str = "S1", name: str = "Paris", country: str = "FR", currency: str = "EUR", phone: str = "",

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bspk_pipelines_tests.conftest import brand_harness, header
-
-
-SHOPPER = header("shoppers")
-PRODUCT = header("products")
-IMAGES = header("product_images")
-INVENTORY = header("product_inventory")
-PRICES = header("product_prices")
-STORE = header("stores")
-VARIANTS = header("product_variants")
-ADDRESS = header("shopper_addresses")
+from bspk_pipelines_tests.conftest import (
+    ADDRESS, IMAGES, INVENTORY, PRICES, PRODUCT, SHOPPER, STORE, VARIANTS, brand_harness,
+)
 
 
 def shopper(ref: str, city: str = "Paris", email: str = "a@example.com", phone: str = "") -> str:
