@@ -182,19 +182,20 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand
         return 0
     rows = frame.filter(pl.col(LINE).is_in(list(reasons)))
     stamp = now()
-    records = [
-        {
-            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file or r[FILE], "line": r[LINE],
-            "cause": "reference", "reason": "; ".join(reasons[r[LINE]]),
-            "payload": json.dumps({k: v for k, v in r.items() if k not in (KEY, FILE)}, default=str),
-            "held_at": stamp,
-        }
-        for r in rows.iter_rows(named=True)
-    ]
-    conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_([r["key"] for r in records])))
-    conn.execute(held.insert(), records)
+    records = [_held(brand, entity, r, file or r[FILE], "reference", "; ".join(reasons[r[LINE]]), stamp)
+               for r in rows.iter_rows(named=True)]
+    conn.execute(held.insert(), records)  # their keys' earlier held rows were removed above
     conn.execute(stage.delete().where(_unresolved(entity, stage, brand)))
     return len(records)
+
+
+def _held(brand: str, entity: Entity, row: dict, file: str, cause: str, reason: str, stamp: datetime) -> dict:
+    """A `held` record: the row as JSON, to be applied when what it waits for arrives."""
+    return {
+        "brand": brand, "entity": entity.name, "key": row[KEY], "file": file, "line": row[LINE], "cause": cause,
+        "reason": reason, "held_at": stamp,
+        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE)}, default=str),
+    }
 
 
 def _missing_references(entity: Entity, stage: sa.Table, brand: str) -> list[tuple[Reference, sa.ColumnElement[bool]]]:
@@ -288,14 +289,11 @@ def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.D
     rows = with_key(entity, rows)
     required = [c.name for c in entity.columns if c.required and c.name in rows.columns]
     stamp = now()
-    records = []
-    for r in rows.iter_rows(named=True):
-        missing = [f"{a} (from {' or '.join(owners[a])})" for a in required if r[a] is None]
-        records.append({
-            "brand": brand, "entity": entity.name, "key": r[KEY], "file": file, "line": r[LINE], "cause": "owner",
-            "reason": "waiting for " + ", ".join(missing), "held_at": stamp,
-            "payload": json.dumps({k: v for k, v in r.items() if k != KEY}, default=str),
-        })
+    records = [
+        _held(brand, entity, r, file, "owner",
+              "waiting for " + ", ".join(f"{a} (from {' or '.join(owners[a])})" for a in required if r[a] is None), stamp)
+        for r in rows.iter_rows(named=True)
+    ]
     conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_([r["key"] for r in records])))
     conn.execute(held.insert(), records)
     return len(records)
