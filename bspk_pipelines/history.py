@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE, RowProblem
-from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, now, resolves, stage_rows, upsert
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, writing, files, held, months, pending_months, polars_schema
+from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference, now, resolves, stage_rows, upsert
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema, writing
 
 ORDER = "_order"
 MONTH = "%Y-%m"
@@ -227,13 +227,10 @@ def release_months(conn: sa.Connection, brand: str, arrived: str) -> dict[str, l
         entity = ENTITIES[name]
         if not entity.month_column:
             continue
-        payloads = conn.execute(sa.select(held.c.payload).where(
-            held.c.brand == brand, held.c.entity == name, held.c.cause == "reference")).scalars().all()
-        if not payloads:
-            continue
-        frame = pl.read_json(("[" + ",".join(payloads) + "]").encode(), infer_schema_length=None)
-        frame = frame.filter(resolves(conn, entity, brand, frame))
-        month_keys = sorted(set(frame[entity.month_column].cast(pl.Utf8).str.slice(0, 7).to_list()))
+        month_keys = sorted({
+            m for frame in held_by_reference(conn, brand, name).values()
+            for m in frame.filter(resolves(conn, entity, brand, frame))[entity.month_column].dt.strftime(MONTH).to_list()
+        })
         mark_pending(conn, brand, name, month_keys)
         if month_keys:
             released[name] = month_keys

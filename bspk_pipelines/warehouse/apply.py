@@ -306,23 +306,8 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
     Rows waiting for an attribute's owner are not released here: the owner's file merges them.
     """
     entity = ENTITIES[entity_name]
-    rows = conn.execute(
-        sa.select(held.c.file, held.c.payload)
-        .where(held.c.brand == brand, held.c.entity == entity_name, held.c.cause == "reference")
-        .order_by(held.c.held_at, held.c.line)
-    ).all()
     total = Counts()
-    by_file: dict[str, list[dict]] = {}
-    for file, payload in rows:
-        by_file.setdefault(file, []).append(json.loads(payload))
-    schema = polars_schema(entity) | {LINE: pl.Int64}
-    for file, records in by_file.items():
-        frame = pl.DataFrame(records, infer_schema_length=None)
-        frame = frame.with_columns([
-            (pl.col(c).cast(pl.Utf8).str.to_datetime(strict=False) if t == pl.Datetime("us") else
-             pl.col(c).cast(pl.Utf8).str.to_date(strict=False) if t == pl.Date else pl.col(c).cast(t))
-            for c, t in schema.items() if c in frame.columns
-        ])
+    for file, frame in held_by_reference(conn, brand, entity_name).items():
         # Rows still waiting are left exactly as they are held.
         frame = frame.filter(resolves(conn, entity, brand, frame))
         if frame.is_empty():
@@ -336,6 +321,28 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
         ))
         total += counts
     return total
+
+
+def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict[str, pl.DataFrame]:
+    """Rows of `entity_name` held for a shopper or product, typed again, by the file that sent them."""
+    entity = ENTITIES[entity_name]
+    rows = conn.execute(
+        sa.select(held.c.file, held.c.payload)
+        .where(held.c.brand == brand, held.c.entity == entity_name, held.c.cause == "reference")
+        .order_by(held.c.held_at, held.c.line)
+    ).all()
+    by_file: dict[str, list[dict]] = {}
+    for file, payload in rows:
+        by_file.setdefault(file, []).append(json.loads(payload))
+    schema = polars_schema(entity) | {LINE: pl.Int64}
+    return {
+        file: pl.DataFrame(records, infer_schema_length=None).with_columns([
+            (pl.col(c).cast(pl.Utf8).str.to_datetime(strict=False) if t == pl.Datetime("us") else
+             pl.col(c).cast(pl.Utf8).str.to_date(strict=False) if t == pl.Date else pl.col(c).cast(t))
+            for c, t in schema.items() if c in records[0]
+        ])
+        for file, records in by_file.items()
+    }
 
 
 def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame) -> pl.Series:
