@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -188,8 +189,64 @@ class Sync(Strict):
         return v
 
 
+# The platform's client events; `shopper.*` are the newer names of the same events.
+CLIENT_EVENTS = ("client.created", "client.updated", "client.deleted")
+EVENT_ALIASES = {f"shopper.{e.split('.')[1]}": e for e in CLIENT_EVENTS}
+EVENTS = (*CLIENT_EVENTS, "file_import.finished")
+EXTRACT_ENTITIES = ("clients", "calls", "messages", "emails", "notes", "appointments", "reminders", "slices",
+                    "sales_associates")
+
+
+class WebhookEndpoint(Strict):
+    """A receiver of the brand's events. Its signing secret (`whsec_...`) is read from the
+    environment variable `secret_env`; during a key rotation the variable holds the new and the
+    old secret separated by a space, and every delivery carries a signature from each."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    events: list[str] = Field(min_length=1)
+    enabled: bool = True
+    secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, v: list[str]) -> list[str]:
+        unknown = [e for e in v if e not in EVENTS and e not in EVENT_ALIASES]
+        if unknown:
+            raise ValueError(f"events among {', '.join((*EVENTS, *EVENT_ALIASES))}; found {', '.join(unknown)}")
+        return v
+
+
+class Webhooks(Strict):
+    endpoints: list[WebhookEndpoint] = []
+    # A client change that came from the brand's own files is not sent back to it unless asked.
+    echo_imports: bool = False
+
+
+class Extracts(Strict):
+    """Incremental extracts of the platform's engagement data, written to the brand's outbox."""
+
+    format: Literal["csv", "jsonl"] = "csv"
+    outbox: str | None = Field(None, description="folder, relative to the data folder; default <brand>/outbox")
+    lookback: str = Field("5m", description="how far before the watermark each run looks again for late rows")
+    entities: list[Literal[EXTRACT_ENTITIES]] = list(EXTRACT_ENTITIES)  # type: ignore[valid-type]
+
+    @field_validator("lookback")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        duration(v)
+        return v
+
+
+def duration(text: str) -> timedelta:
+    """`30s`, `5m`, `2h` or `1d` as a timedelta."""
+    m = re.match(r"^(\d+)(s|m|h|d)$", text)
+    if not m:
+        raise ValueError(f"a duration such as 30s, 5m, 2h or 1d; found {text!r}")
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]: int(m.group(1))})
+
+
 class Brand(Strict):
-    """A tenant: its sources, its precedence rules and its schedules."""
+    """A tenant: its sources, its precedence rules, its schedules and its outbound channels."""
 
     brand: str
     company_name: str
@@ -201,6 +258,8 @@ class Brand(Strict):
     history_start: str = Field("2000-01", pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
     # A backfill over many months runs this many months per run (Dagster backfill policy).
     months_per_run: int = Field(120, ge=1, le=600)
+    webhooks: Webhooks = Webhooks()
+    extracts: Extracts = Extracts()
 
     @field_validator("brand")
     @classmethod

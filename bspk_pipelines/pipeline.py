@@ -17,10 +17,12 @@ import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.config import Brand, FileMap
+from bspk_pipelines.engagement.clients import ImportSync
 from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import Delivery, safe_name, sha256_of
 from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
+from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
 from bspk_pipelines.warehouse import bulk
@@ -83,6 +85,7 @@ def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, pa
             brand=brand, source=source, name=name, entity=None, sha256=sha256_of(path), size=path.stat().st_size,
             received_at=now(), sort_key="", status="failed", error=error,
         ))
+        file_finished(conn, brand, source, name, now())
     return True
 
 
@@ -114,6 +117,8 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
             received_at=now(), sort_key=delivery.queue_position, status=status, duplicate_of=twin,
             error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
         ))
+        if twin:
+            file_finished(conn, brand.brand, source, name, now())
     message = f"same bytes as {twin}: recorded as a duplicate, not applied" if twin else "landed"
     return StepResult(status, message, sha256=sha, size=size)
 
@@ -227,6 +232,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     except FileFailure as e:
         with writing(engine) as conn:
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
+            file_finished(conn, brand.brand, source, name, now())
         raise
     problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), _file_map(brand, source, entity, name)[1])
     _write_problems(out / "rejects" / "part-dedup.parquet", problems)
@@ -286,6 +292,7 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
         if entity.month_column:
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
+            file_finished(conn, brand.brand, source, name, now())
         else:
             _set(conn, brand.brand, source, name, status="mapped")
     if entity.month_column:
@@ -354,10 +361,13 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
     for source, name in pending:
         rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
         with writing(engine) as conn:
-            counts = apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided)
+            # A shopper's change reaches its client (and the client's events) in the same transaction.
+            clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
+            counts = apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
+            file_finished(conn, brand.brand, source, name, now())
         applied.append(Applied(name, source, counts))
         _forget_work(layout, brand.brand, source, entity_name, name)
     with writing(engine) as conn:

@@ -8,6 +8,7 @@ a shopper or product not known yet are held, and released when it arrives.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -21,6 +22,8 @@ from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, col
 
 KEY = "_key"
 FILE = "_file"
+# Sees a write before it happens: (connection, stage table of the rows about to be written).
+Observer = Callable[[sa.Connection, sa.Table], None]
 
 
 @dataclass
@@ -88,6 +91,7 @@ def upsert(
     hold_unresolved: bool = True,
     dry_run: bool = False,
     all_new: bool = False,
+    observe: Observer | None = None,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
@@ -95,7 +99,8 @@ def upsert(
     Rows are stamped with `file`, or, when it is None, with the frame's own `_file` column.
     A dry run counts what would happen and writes nothing. With `all_new` the caller knows no
     key exists yet (an empty month): rows are inserted without comparing, and a key that does
-    exist fails the insert (IntegrityError) rather than being compared.
+    exist fails the insert (IntegrityError) rather than being compared. `observe` is called with
+    the stage once held rows have left it, while the target still holds the old rows.
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
@@ -123,6 +128,8 @@ def upsert(
     if dry_run:
         stage.drop(conn)
         return counts
+    if observe:
+        observe(conn, stage)
     stamp = now()
     source_file = stage.c[FILE] if file is None else sa.literal(file)
     if counts.updated:
@@ -252,13 +259,15 @@ def apply_rows(
     file: str,
     owners: dict[str, list[str]] | None = None,
     provided: dict[str, set[str]] | None = None,
+    observe: Observer | None = None,
 ) -> Counts:
     """Apply one file's mapped rows. With `owners` (several sources feed the entity), each source's
-    rows are kept apart and the entity's rows are merged from them by precedence."""
+    rows are kept apart and the entity's rows are merged from them by precedence. `observe` sees
+    the write to the entity's table (see `upsert`)."""
     entity = ENTITIES[entity_name]
     target = ENTITY_TABLES[entity_name]
     if not owners:
-        return upsert(conn, entity, target, brand, frame, file, list(entity.key))
+        return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe)
     by_source = BY_SOURCE_TABLES[entity_name]
     key = list(entity.key)
     upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
@@ -277,7 +286,7 @@ def apply_rows(
     complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {})
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
-    counts = upsert(conn, entity, target, brand, complete, file, key)
+    counts = upsert(conn, entity, target, brand, complete, file, key, observe=observe)
     counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True), file, owners)
     return counts
 

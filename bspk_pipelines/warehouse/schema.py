@@ -227,6 +227,8 @@ def engine_for(url: str) -> sa.Engine:
 
 def migrate(engine: sa.Engine) -> None:
     """Create missing tables and add missing columns (additive migrations), then record the version."""
+    from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
+
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # One migrator at a time when several runs start together.
