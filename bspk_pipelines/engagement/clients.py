@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bspk_pipelines.outbound.events import client_key, client_object, enqueue, iso
+from bspk_pipelines.warehouse.apply import refresh_statistics
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS, client_changes, clients
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
 
@@ -133,16 +134,18 @@ class ImportSync:
         if not created:
             return
         self.counts.created += created
-        # The file holds the values: the change record names it rather than copying them.
-        just_created = sa.and_(clients.c.brand == self.brand, clients.c.created_at == self.at,
-                               clients.c.shopper_ref.in_(sa.select(stage.c.shopper_ref)))
+        refresh_statistics(conn, clients, created)
+        # The file holds the values: the change record names it rather than copying them. Each
+        # staged row finds its client by the (brand, shopper_ref) index.
+        just_created = stage.join(clients, sa.and_(clients.c.brand == self.brand, clients.c.shopper_ref == stage.c.shopper_ref))
         conn.execute(sa.insert(client_changes).from_select(
             ["brand", "client_id", "shopper_ref", "kind", "origin", "changed_by", "changed_at"],
             sa.select(sa.literal(self.brand), clients.c.id, clients.c.shopper_ref, sa.literal("created"),
-                      sa.literal("import"), sa.literal(self.file), sa.literal(self.at)).where(just_created),
+                      sa.literal("import"), sa.literal(self.file), sa.literal(self.at))
+            .select_from(just_created).where(clients.c.created_at == self.at),
         ))
         if self.echo:
-            for row in conn.execute(sa.select(clients).where(just_created)).mappings():
+            for row in conn.execute(sa.select(clients).select_from(just_created).where(clients.c.created_at == self.at)).mappings():
                 enqueue(conn, self.brand, "client.created", client_key(row["shopper_ref"]), client_object(dict(row)), self.at)
                 self.counts.events += 1
 

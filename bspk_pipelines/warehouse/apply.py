@@ -144,14 +144,14 @@ def upsert(
             source_file.label(FILE), sa.literal(stamp).label("_updated_at"),
         ).where(sa.true() if all_new else ~sa.exists().where(match))
         conn.execute(sa.insert(target).from_select(["brand", *cols, "_file", "_updated_at"], select))
-    _refresh_statistics(conn, target, counts.inserted + counts.updated)
+    refresh_statistics(conn, target, counts.inserted + counts.updated)
     if entity.replace_set_by and target is ENTITY_TABLES[entity.name]:
         counts.deleted = _replace_sets(conn, entity, target, stage, brand)
     stage.drop(conn)
     return counts
 
 
-def _refresh_statistics(conn: sa.Connection, target: sa.Table, changed: int) -> None:
+def refresh_statistics(conn: sa.Connection, target: sa.Table, changed: int) -> None:
     """ANALYZE a PostgreSQL table that grew by a tenth, as autovacuum would, but before the next
     statement: a backfill filling an empty table otherwise plans every month as if still empty."""
     if conn.dialect.name != "postgresql" or changed < 1000:
