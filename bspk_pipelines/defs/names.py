@@ -50,3 +50,23 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 def months_job(brand: str, entity: str) -> str:
     return f"{brand}__{entity}__months"
+
+
+def extract_key(brand: str, entity: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "extract", entity])
+
+
+def webhooks_key(brand: str) -> dg.AssetKey:
+    return dg.AssetKey([brand, "webhooks", "deliveries"])
+
+
+def extract_job(brand: str) -> str:
+    return f"{brand}__extract"
+
+
+def extract_schedule(brand: str) -> str:
+    return f"{brand}__extract_schedule"
+
+
+def webhook_sensor(brand: str) -> str:
+    return f"{brand}__webhook_sensor"

@@ -1,4 +1,4 @@
-"""Every brand's definitions merged with the project-wide resources."""
+"""Every brand's definitions (ingest and outbound) merged with the project-wide resources."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dagster as dg
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.defs.ingest.factory import build_ingest
+from bspk_pipelines.defs.outbound import build_outbound
 from bspk_pipelines.defs.resources import default_resources
 
 
@@ -13,5 +14,6 @@ def build_definitions(brands: list[Brand], resources: dict | None = None) -> dg.
     """`resources` replaces the ones from the environment (tests point them at their own folders)."""
     return dg.Definitions.merge(
         *[build_ingest(b) for b in brands],
+        *[build_outbound(b) for b in brands],
         dg.Definitions(resources=resources or default_resources()),
     )

@@ -1,0 +1,126 @@
+"""One brand's outbound side: extracts as assets on the brand's interval, and webhook deliveries.
+
+Webhooks go out from a sensor every few seconds (no run per delivery: a run each time would bury
+the brand's ingest runs). What the sensor does shows on the `[brand, "webhooks", "deliveries"]`
+asset: an observation when counts change, and its `no_dead_letters` check, which fails while
+events wait for `bspk webhooks replay`. Materialising that asset delivers what is due at once.
+"""
+
+
+import json
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bspk_pipelines.config import Brand
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.outbound.extracts import outbox_folder, run_extract
+from bspk_pipelines.outbound.webhooks import dead_letters, deliver, delivery_counts
+
+# The brand's tables an extract reads besides the platform's own (lineage in the UI).
+EXTRACT_UPSTREAM = {"clients": ("shoppers", "sales_associates", "stores"), "sales_associates": ("sales_associates",)}
+NO_DEAD_LETTERS = "no_dead_letters"
+SENSOR_INTERVAL_SECONDS = 10
+SENSOR_BUDGET_SECONDS = 40  # under Dagster's 60 s limit for one sensor evaluation
+
+
+def build_extract_asset(brand: Brand, entity: str) -> dg.AssetsDefinition:
+    b, fmt = brand.brand, brand.extracts.format
+    deps = [names.bspk_key(b, e) for e in EXTRACT_UPSTREAM.get(entity, ()) if e in brand.entities]
+
+    @dg.asset(
+        key=names.extract_key(b, entity), deps=deps, group_name=f"{b}_outbound", kinds={fmt},
+        tags={"brand": b, "entity": entity},
+        description=f"{b}'s {entity} changed since the last extract, as a {fmt} file with a manifest in its outbox "
+                    f"(look-back {brand.extracts.lookback}, rows seen again skipped).",
+    )
+    def extract(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
+        result = run_extract(warehouse.engine, brand, entity, outbox_folder(folders.layout.data_dir, brand))
+        metadata = {
+            "rows": dg.MetadataValue.int(result.rows),
+            "seen_again": dg.MetadataValue.int(result.skipped),
+            "watermark": dg.MetadataValue.text(str(result.watermark_after)),
+            "previous_watermark": dg.MetadataValue.text(str(result.watermark_before)),
+        }
+        if result.path:
+            metadata |= {
+                "file": dg.MetadataValue.path(str(result.path)),
+                "sha256": dg.MetadataValue.text(result.sha256),
+                "updated_from": dg.MetadataValue.text(str(result.first_updated)),
+                "updated_to": dg.MetadataValue.text(str(result.last_updated)),
+            }
+        context.log.info(f"{entity}: {result.rows} row(s)" + (f" in {result.path.name}" if result.path else ", no file"))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return extract
+
+
+def _dead_letter_metadata(conn: sa.Connection, brand: str) -> tuple[int, dict]:
+    dead = dead_letters(conn, brand)
+    sample = [f"{d.status} {d.event_name} {d.message_id} -> {d.target_url}: {d.last_error}" for d in dead[:10]]
+    return len(dead), {"dead_letters": dg.MetadataValue.int(len(dead)), "sample": dg.MetadataValue.md(
+        "\n".join(f"- {s}" for s in sample) or "none")}
+
+
+def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition, dg.SensorDefinition]:
+    b = brand.brand
+    key = names.webhooks_key(b)
+
+    @dg.asset(
+        key=key, group_name=f"{b}_outbound", kinds={"webhook"}, tags={"brand": b},
+        description=f"{b}'s webhook deliveries. The {names.webhook_sensor(b)} sensor delivers every "
+                    f"{SENSOR_INTERVAL_SECONDS} s; materialising delivers what is due now and reports the counts.",
+    )
+    def deliveries(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        report = deliver(warehouse.engine, [brand], budget_seconds=SENSOR_BUDGET_SECONDS)
+        context.log.info(report.summary())
+        with warehouse.engine.connect() as conn:
+            counts = delivery_counts(conn, b)
+        return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()})
+
+    @dg.asset_check(asset=key, name=NO_DEAD_LETTERS, description="Events whose retries ran out (or a 422) wait for a replay.")
+    def no_dead_letters(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.engine.connect() as conn:
+            dead, metadata = _dead_letter_metadata(conn, b)
+        return dg.AssetCheckResult(passed=dead == 0, metadata=metadata)
+
+    @dg.sensor(
+        name=names.webhook_sensor(b), minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Delivers {b}'s webhook events: in order per client, retried with back-off for 96 h.",
+    )
+    def webhook_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+        report = deliver(warehouse.engine, [brand], budget_seconds=SENSOR_BUDGET_SECONDS)
+        with warehouse.engine.connect() as conn:
+            counts = delivery_counts(conn, b)
+            dead, dead_metadata = _dead_letter_metadata(conn, b)
+        events = []
+        if json.dumps(counts, sort_keys=True) != (context.cursor or ""):
+            events = [
+                dg.AssetObservation(asset_key=key, metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}),
+                dg.AssetCheckEvaluation(asset_key=key, check_name=NO_DEAD_LETTERS, passed=dead == 0, metadata=dead_metadata),
+            ]
+        return dg.SensorResult(skip_reason=report.summary(), cursor=json.dumps(counts, sort_keys=True), asset_events=events)
+
+    return deliveries, no_dead_letters, webhook_sensor
+
+
+def build_outbound(brand: Brand) -> dg.Definitions:
+    b = brand.brand
+    extracts = [build_extract_asset(brand, e) for e in brand.extracts.entities]
+    deliveries, check, sensor = build_webhooks(brand)
+    job = dg.define_asset_job(
+        names.extract_job(b), selection=[names.extract_key(b, e) for e in brand.extracts.entities],
+        tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        description=f"Writes {b}'s incremental extracts of engagement data to its outbox.",
+    )
+    schedules = []
+    if brand.schedule_cron:
+        schedules.append(dg.ScheduleDefinition(
+            name=names.extract_schedule(b), cron_schedule=brand.schedule_cron, job=job,
+            default_status=dg.DefaultScheduleStatus.RUNNING, tags={names.BRAND_TAG: b},
+            description=f"{b}'s sync interval ({brand.sync.interval}): extracts what changed since the last run.",
+        ))
+    return dg.Definitions(assets=[*extracts, deliveries], asset_checks=[check], jobs=[job], sensors=[sensor],
+                          schedules=schedules)
