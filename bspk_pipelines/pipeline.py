@@ -108,22 +108,42 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
     with writing(engine) as conn:
         if existing:
             return StepResult(existing["status"], "resuming a file whose processing was interrupted", sha256=sha, size=size)
-        twin = conn.execute(
-            sa.select(files.c.name).where(files.c.brand == brand.brand, files.c.sha256 == sha, files.c.status != "failed")
-        ).scalar()
-        status = "duplicate" if twin else "received"
-        conn.execute(files.insert().values(
-            brand=brand.brand, source=source, name=name, entity=delivery.entity, sha256=sha, size=size,
-            received_at=now(), sort_key=delivery.queue_position, status=status, duplicate_of=twin,
-            error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
-        ))
-        if twin:
-            file_finished(conn, brand.brand, source, name, now())
+        twin = twin_of(conn, brand.brand, sha)
+        _record_file(conn, brand.brand, delivery, sha, size, twin)
     message = f"same bytes as {twin}: recorded as a duplicate, not applied" if twin else "landed"
-    return StepResult(status, message, sha256=sha, size=size)
+    return StepResult("duplicate" if twin else "received", message, sha256=sha, size=size)
 
 
-def _file_map(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
+def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
+    """The name of a file of the brand with these bytes that was not refused, if any."""
+    return conn.execute(
+        sa.select(files.c.name).where(files.c.brand == brand, files.c.sha256 == sha, files.c.status != "failed")
+    ).scalar()
+
+
+def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, size: int, twin: str | None) -> None:
+    conn.execute(files.insert().values(
+        brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=size,
+        received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
+        duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
+    ))
+    if twin:
+        file_finished(conn, brand, delivery.source, delivery.name, now())
+
+
+def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, size: int) -> str | None:
+    """Record a delivered file as a duplicate without landing it, if a file with the same bytes
+    was imported before (its landed copy holds them). Returns that file's name, or None (then
+    nothing is recorded and the file goes through the four steps)."""
+    with writing(engine) as conn:
+        twin = twin_of(conn, brand, sha)
+        if twin is None or _file_row(conn, brand, delivery.source, delivery.name):
+            return None
+        _record_file(conn, brand, delivery, sha, size, twin)
+    return twin
+
+
+def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
     """How the file maps to the entity (None: the platform's own format), and for each platform
     column the file's column a reject should name."""
     src = brand.sources[source]
@@ -138,7 +158,7 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
-    file_map, where = _file_map(brand, source, entity_name, name)
+    file_map, where = mapping_of(brand, source, entity_name, name)
     if file_map is None:
         expected = [c.header or c.name for c in entity.columns if c.in_header]
         optional = [c.header or c.name for c in entity.columns if not c.in_header]
@@ -234,7 +254,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
             file_finished(conn, brand.brand, source, name, now())
         raise
-    problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), _file_map(brand, source, entity, name)[1])
+    problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), mapping_of(brand, source, entity, name)[1])
     _write_problems(out / "rejects" / "part-dedup.parquet", problems)
     sample = sample or problems[:5]
     valid -= len(problems) + superseded

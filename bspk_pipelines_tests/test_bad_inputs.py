@@ -432,9 +432,13 @@ def test_same_bytes_under_a_new_name_is_a_duplicate(harness):
     assert f["error"] == f"same bytes as {STORE_FILE}: recorded, not applied twice"
     assert f["rows_read"] is None and f["inserted"] is None
     assert harness.rejects(other) == []
-    # Only the new files row: no entity table, reject or held row changed.
+    # Only the new files row and its file_import.finished event: no entity table, reject or held row changed.
     after = snapshot(harness.engine)
-    assert {t: rows for t, rows in after.items() if t != "files"} == {t: rows for t, rows in before.items() if t != "files"}
+    recorded = ("files", "webhook_events")
+    assert {t: rows for t, rows in after.items() if t not in recorded} == {t: rows for t, rows in before.items() if t not in recorded}
+    [new] = [e for e in after["webhook_events"] if e not in before["webhook_events"]]
+    event = dict(zip(metadata.tables["webhook_events"].c.keys(), new))
+    assert event["event_name"] == "file_import.finished" and '"status": "duplicate"' in event["payload"]
 
 
 def test_failed_bytes_under_a_new_name_are_tried_again(harness):

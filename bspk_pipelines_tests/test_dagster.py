@@ -164,6 +164,37 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
         assert conn.execute(sa.text("select count(*) from sales")).scalar() == 1
 
 
+def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
+    """The same bytes under a new name: the sensor records the duplicate and reports the raw
+    partition's materialisation itself; no run starts, nothing is landed twice."""
+    defs, brand, drop = defs_and_folder
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    with dg.DagsterInstance.get() as instance:
+        assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
+        (drop / "SHOPPER_V3_Acme_202401020900.csv").write_text(SHOPPERS)
+        (drop / "SHOPPER_V3_Acme_202401020900.csv.done").write_text("")
+        result = _tick(defs, None, instance)
+        assert not result.run_requests
+        [event] = result.asset_events
+        assert event.asset_key == names.raw_key("acme", "main", "shoppers") and event.partition == "SHOPPER_V3_Acme_202401020900.csv"
+        assert event.metadata["duplicate_of"].value == "SHOPPER_V3_Acme_202401010900.csv"
+        lines = []
+        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []  # recorded already
+        (drop / "SHOPPER_V3_Acme_202401030900.csv").write_text(SHOPPERS)
+        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []
+        assert lines == ["  SHOPPER_V3_Acme_202401030900.csv: same bytes as SHOPPER_V3_Acme_202401010900.csv: "
+                         "recorded as a duplicate, not applied (no run needed)"]
+        reported = instance.get_latest_materialization_event(names.raw_key("acme", "main", "shoppers"))
+        assert reported.asset_materialization.partition == "SHOPPER_V3_Acme_202401030900.csv"
+        assert len(instance.get_runs()) == 1
+    with defs.resources["warehouse"].engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("select name, status from files")).all())
+        events = conn.execute(sa.text("select count(*) from webhook_events where event_name = 'file_import.finished'")).scalar()
+    assert sorted(statuses.values()) == ["applied", "duplicate", "duplicate"] and events == 3
+    landed = drop.parent.parent / "acme" / "landing" / "main"
+    assert [p.name for p in landed.iterdir()] == ["SHOPPER_V3_Acme_202401010900.csv"]
+
+
 def test_failed_file_fails_its_run_and_others_go_on(defs_and_folder, dagster_home):
     defs, brand, drop = defs_and_folder
     (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text("shopper_ref;first_name\nS1;Marie\n")

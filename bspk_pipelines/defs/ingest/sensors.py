@@ -13,7 +13,7 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.entities import ENTITIES, dependents
 from bspk_pipelines.history import month_bounds, pending
 from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, ready_files, sha256_of
-from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_failed_name
+from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_duplicate, record_failed_name
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
 
@@ -25,6 +25,8 @@ class Plan:
     runs: list[dg.RunRequest] = field(default_factory=list)
     partitions: dict[str, list[str]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    # Re-deliveries recorded without a run: their raw partitions' materialisations, reported as is.
+    duplicates: list[dg.AssetMaterialization] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
 
 
@@ -85,6 +87,16 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                 continue
             sha = sha256_of(path)
             kept[name] = sha
+            twin = record_duplicate(engine, brand.brand, delivery, sha, snap.size)
+            if twin:
+                # The same bytes came before: no run (nothing to land or apply), only the record.
+                plan.duplicates.append(dg.AssetMaterialization(
+                    asset_key=names.raw_key(brand.brand, source, delivery.entity), partition=name,
+                    description=f"same bytes as {twin}: recorded as a duplicate, not applied",
+                    metadata={"file": name, "status": "duplicate", "duplicate_of": twin, "sha256": sha, "size_bytes": snap.size},
+                ))
+                _add_partition(plan, brand, delivery)
+                continue
             found.append((delivery, sha))
         plan.cursor["requested"][source] = kept
     found.sort(key=lambda f: f[0].sort_key)
@@ -95,9 +107,13 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
             also = [d for d in dependents(delivery.entity)
                     if d in brand.entities and not ENTITIES[d].month_column and (d in waiting or d in entities_in_tick)]
             plan.runs.append(run_request(brand, delivery, sha, also))
-            plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source, delivery.entity), []).append(delivery.name)
+            _add_partition(plan, brand, delivery)
     plan.runs += month_requests(brand, engine)
     return plan
+
+
+def _add_partition(plan: Plan, brand: Brand, delivery: Delivery) -> None:
+    plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source, delivery.entity), []).append(delivery.name)
 
 
 def month_requests(brand: Brand, engine: sa.Engine) -> list[dg.RunRequest]:
@@ -144,7 +160,9 @@ def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:
             run_requests=plan.runs,
             cursor=json.dumps(plan.cursor, sort_keys=True),
             dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(p, keys) for p, keys in plan.partitions.items()],
-            skip_reason=None if plan.runs else "no new file has settled in the drop folders",
+            asset_events=plan.duplicates,
+            skip_reason=None if plan.runs else f"{len(plan.duplicates)} duplicate(s) recorded" if plan.duplicates
+            else "no new file has settled in the drop folders",
         )
 
     return drop_sensor
