@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export BSPK_DATA_DIR ?= $(CURDIR)/data
 export BSPK_MAPPINGS_DIR ?= $(CURDIR)/mappings
+# Webhook signing secrets of the two sample brands (their receivers run on 127.0.0.1 only).
+# A real brand's secret lives in the deployment's secret store, never in a file like this one.
+export ACME_WEBHOOK_SECRET ?= whsec_c2FtcGxlLWFjbWUtc2VjcmV0LTIwMjY=
+export MAISON_WEBHOOK_SECRET ?= whsec_c2FtcGxlLW1haXNvbi1zZWNyZXQtMjAyNg==
 
 .PHONY: demo test dev check-config clean
 
@@ -20,8 +24,12 @@ demo: $(BIN)/bspk  ## generate the sample brands' files, ingest them through Dag
 test: $(BIN)/bspk  ## the whole test suite (SQLite and the local PostgreSQL)
 	$(BIN)/pytest -n 2 --dist loadfile
 
-dev: $(BIN)/bspk  ## the Dagster UI, daemon, sensors and schedules on the same instance as the demo
+# `bspk serve` (http://127.0.0.1:8000) runs in the background of the recipe's shell, so in the same process
+# group as dagster dev: Ctrl-C reaches both, and however dagster dev ends, the API is stopped with it.
+dev: $(BIN)/bspk  ## the Dagster UI, daemon, sensors and schedules on the demo's instance, and the REST API beside them
 	mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/bspk serve & api=$$!; \
+	trap 'kill $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml
 
 check-config: $(BIN)/bspk

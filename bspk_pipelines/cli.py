@@ -1,4 +1,4 @@
-"""`bspk`: check brand configs, sync a brand's drop folders once, run the bundled demo."""
+"""`bspk`: check brand configs, sync drop folders once, backfill months, write extracts, manage webhooks, run the demo."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             out(f"  failed file: {problem}")
         for partitions, keys in plan.partitions.items():
             instance.add_dynamic_partitions(partitions, keys)
+        for event in plan.duplicates:
+            instance.report_runless_asset_event(event)
+            out(f"  {event.partition}: {event.description} (no run needed)")
         ran = False
         for request in plan.runs:
             if request.run_key in done:
@@ -143,21 +146,24 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
     return "\n".join(lines)
 
 
-def sync(args: argparse.Namespace) -> int:
+def _each_brand(wanted: list[str] | None, step) -> tuple[dg.Definitions, list[Brand], bool]:
+    """`step(defs, brand, instance) -> ok` for each wanted brand (default: all) on the instance."""
     ensure_dagster_home()
     from bspk_pipelines.defs.project import build_definitions
 
-    brands = [b for b in load_brands() if b.brand in args.brand] if args.brand else load_brands()
-    missing = set(args.brand or []) - {b.brand for b in brands}
-    if missing:
-        print(f"no brand file for {', '.join(sorted(missing))} in {mappings_dir()}", file=sys.stderr)
-        return 2
+    brands = _brands(wanted)
     defs = build_definitions(brands)
-    ok = True
     with dg.DagsterInstance.get() as instance:
-        for brand in brands:
-            print(f"{brand.brand}:")
-            ok &= all(r.success for r in sync_brand(defs, brand, instance, args.settle))
+        ok = all([step(defs, brand, instance) for brand in brands])
+    return defs, brands, ok
+
+
+def sync(args: argparse.Namespace) -> int:
+    def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
+        print(f"{brand.brand}:")
+        return all(r.success for r in sync_brand(defs, brand, instance, args.settle))
+
+    defs, brands, ok = _each_brand(args.brand, step)
     print()
     print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
     return 0 if ok or args.allow_failed else 1
@@ -194,8 +200,141 @@ def backfill(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _brands(wanted: list[str] | None) -> list[Brand]:
+    brands = load_brands()
+    missing = set(wanted or []) - {b.brand for b in brands}
+    if missing:
+        raise SystemExit(f"no brand file for {', '.join(sorted(missing))} in {mappings_dir()}")
+    return [b for b in brands if not wanted or b.brand in wanted]
+
+
+def _engine() -> sa.Engine:
+    from bspk_pipelines.warehouse.schema import engine_for, warehouse_url
+
+    return engine_for(warehouse_url())
+
+
+def extract(args: argparse.Namespace) -> int:
+    """Run brands' extract jobs now, as their schedule would, recorded in the Dagster instance."""
+    return 0 if _each_brand(args.brand, _run_extracts)[2] else 1
+
+
+def _run_extracts(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, out=print) -> bool:
+    result = defs.resolve_job_def(names.extract_job(brand.brand)).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET)
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        file = m.metadata.get("file")
+        out(f"  {brand.brand} {m.asset_key.path[-1]:<17} {m.metadata['rows'].value:>5} row(s)"
+            + (f" -> {Path(file.value).name}" if file else ""))
+    if not result.success:
+        out(f"  {brand.brand} extracts: run {result.run_id[:8]} FAILED: {_failure(result)}")
+    return result.success
+
+
+def webhooks(args: argparse.Namespace) -> int:
+    """Deliver, inspect, replay and re-enable brands' webhooks; or receive them locally."""
+    from bspk_pipelines.outbound import webhooks as hooks
+
+    if args.action == "receive":
+        return _receive(args)
+    brands = _brands(args.brand)
+    engine = _engine()
+    if args.action == "deliver":
+        print(hooks.deliver(engine, brands, budget_seconds=args.budget).summary())
+    elif args.action == "list":
+        with engine.connect() as conn:
+            for brand in brands:
+                print(f"{brand.brand}:")
+                for e in hooks.endpoints(conn, brand.brand):
+                    state = "disabled: " + e.disabled_reason if e.disabled_reason else "enabled" if e.is_enabled else "off"
+                    print(f"  endpoint {e.id} {e.target_url} ({state}) events: {', '.join(e.events)}")
+                print("  deliveries: " + ", ".join(f"{k} {v}" for k, v in hooks.delivery_counts(conn, brand.brand).items()))
+                for d in hooks.dead_letters(conn, brand.brand):
+                    print(f"  {d.status} {d.message_id} {d.event_name} -> endpoint {d.endpoint_id} after {d.attempts} "
+                          f"attempt(s): {d.last_error}")
+    elif args.action == "replay":
+        for brand in brands:
+            n = hooks.replay(engine, brand.brand, endpoint_id=args.endpoint, message_id=args.event)
+            print(f"{brand.brand}: {n} dead-lettered deliver{'y' if n == 1 else 'ies'} queued again")
+    elif args.action == "enable":
+        if args.endpoint is None:
+            print("enable needs --endpoint (see `bspk webhooks list`)", file=sys.stderr)
+            return 2
+        for brand in brands:
+            done = hooks.enable_endpoint(engine, brand.brand, args.endpoint)
+            print(f"{brand.brand}: endpoint {args.endpoint} " + ("enabled again" if done else "not found"))
+    return 0
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from bspk_pipelines.outbound.receiver import Receiver, describe
+
+    secret = os.environ.get(args.secret_env)
+    if not secret:
+        print(f"set {args.secret_env} to the endpoint's whsec_ secret", file=sys.stderr)
+        return 2
+    receiver = Receiver(secret.split()[0], port=args.port, path=args.path, on_event=lambda e: print(describe(e), flush=True))
+    print(f"receiving on {receiver.url}, verifying signatures with {args.secret_env}; Ctrl-C stops", flush=True)
+    try:
+        receiver.thread.join()
+    except KeyboardInterrupt:
+        receiver.stop()
+    return 0
+
+
+def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
+    """Associates at work on the sample brands, their webhooks delivered to local receivers the
+    demo starts, and the extracts written."""
+    from urllib.parse import urlparse
+
+    from bspk_pipelines.engagement.activity import Platform
+    from bspk_pipelines.engagement.simulate import simulate
+    from bspk_pipelines.outbound import webhooks as hooks
+    from bspk_pipelines.outbound.receiver import Receiver
+
+    engine = resource(defs, "warehouse").engine
+    print("\nAssociates at work (simulated):")
+    for brand in brands:
+        done = simulate(Platform(engine, brand.brand), actions=60)
+        print(f"  {brand.brand}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(done.items())))
+    receivers = []
+    for brand in brands:
+        for endpoint in brand.webhooks.endpoints:
+            url, secret = urlparse(endpoint.url), os.environ.get(endpoint.secret_env)
+            if url.hostname != "127.0.0.1" or not secret:
+                print(f"  {brand.brand}: no local receiver for {endpoint.url} ({endpoint.secret_env} "
+                      f"{'set' if secret else 'not set: run `make demo`'})")
+                continue
+            try:
+                receivers.append((brand.brand, Receiver(secret.split()[0], port=url.port, path=url.path)))
+            except OSError as e:
+                print(f"  {brand.brand}: cannot listen on {endpoint.url} ({e}); its events stay queued")
+    print("\nWebhooks (delivered to receivers on 127.0.0.1 that verify every signature):")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        report = hooks.deliver(engine, brands, budget_seconds=20)
+        if not report.attempted:
+            break
+    for brand_id, receiver in receivers:
+        kinds = sorted({r.event_name for r in receiver.unique.values()})
+        print(f"  {brand_id}: {len(receiver.unique)} event(s) received and verified at {receiver.url} "
+              f"({', '.join(kinds)})")
+        receiver.stop()
+    with engine.connect() as conn:
+        for brand in brands:
+            print(f"  {brand.brand} deliveries: "
+                  + ", ".join(f"{k} {v}" for k, v in hooks.delivery_counts(conn, brand.brand).items()))
+    print("\nExtracts (incremental, with manifests):")
+    with dg.DagsterInstance.get() as instance:
+        for brand in brands:
+            _run_extracts(defs, brand, instance, out=print)
+
+
 def demo(args: argparse.Namespace) -> int:
-    """Generate the bundled sample brands' files and ingest them all through Dagster."""
+    """Generate the bundled sample brands' files, ingest them all through Dagster, then show the
+    way out: simulated associate activity, its webhooks delivered, its extracts written."""
+    from bspk_pipelines.defs.project import build_definitions
     from bspk_pipelines.samples import generate_samples
 
     os.environ.setdefault("BSPK_MAPPINGS_DIR", str(PROJECT_ROOT / "mappings"))
@@ -204,11 +343,52 @@ def demo(args: argparse.Namespace) -> int:
     written = generate_samples(data)
     print(f"Sample drop files written under {data / 'drop'}: " + ", ".join(f"{b} ({len(p)} files)" for b, p in written.items()))
     code = sync(argparse.Namespace(brand=None, settle=args.settle, allow_failed=True))
+    brands = load_brands()
+    _demo_outbound(build_definitions(brands), brands)
     print(
-        f"\nRuns, asset lineage and metadata are in the Dagster instance at {home}.\n"
-        "Open the UI on it with `make dev` (dagster dev) and browse http://127.0.0.1:3000."
+        f"\nRuns, asset lineage and metadata are in the Dagster instance at {home}; extracts are under "
+        f"{data}/<brand>/outbox.\nOpen the UI on it with `make dev` (dagster dev) and browse http://127.0.0.1:3000."
     )
     return code
+
+
+def serve(args: argparse.Namespace) -> int:
+    """The REST API (Extraction API, Platform API, import upload) over the environment's warehouse
+    and drop folders, until Ctrl-C."""
+    import uvicorn
+
+    print(f"API on http://{args.host}:{args.port} (OpenAPI at /openapi.json, docs at /docs); keys: `bspk api-keys`",
+          flush=True)
+    uvicorn.run("bspk_pipelines.api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def api_keys(args: argparse.Namespace) -> int:
+    """Create, list and revoke a brand's API keys. `create` prints the key alone on stdout, once."""
+    from bspk_pipelines.api import keys
+
+    brand = _brands([args.brand])[0].brand
+    engine = _engine()
+    if args.action == "create":
+        if not args.name:
+            print("create needs --name: what the key is for", file=sys.stderr)
+            return 2
+        key_id, key = keys.create_key(engine, brand, args.name)
+        print(f"{brand}: key {key_id} ({args.name}) created; it is shown this once, keep it secret:", file=sys.stderr)
+        print(key)
+    elif args.action == "list":
+        with engine.connect() as conn:
+            for k in keys.list_keys(conn, brand):
+                state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+                print(f"{k.key_id}  {state:<24} created {k.created_at:%Y-%m-%d %H:%M}  {k.name}")
+    elif args.action == "revoke":
+        if not args.key_id:
+            print("revoke needs --key-id (see `bspk api-keys list`)", file=sys.stderr)
+            return 2
+        done = keys.revoke_key(engine, brand, args.key_id)
+        print(f"{brand}: key {args.key_id} " + ("revoked" if done else "not found among the active keys"))
+        return 0 if done else 1
+    return 0
 
 
 def _month(text: str) -> str:
@@ -235,9 +415,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", dest="end", required=True, type=_month, help="last month, YYYY-MM")
     p.add_argument("--entity", default="sales", help=argparse.SUPPRESS)
     p.set_defaults(func=backfill)
-    p = sub.add_parser("demo", help="generate the sample brands' files and ingest them")
+    p = sub.add_parser("extract", help="write brands' incremental extracts to their outboxes now")
+    p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
+    p.set_defaults(func=extract)
+    p = sub.add_parser("webhooks", help="deliver, list, replay or re-enable webhooks; or receive them locally")
+    p.add_argument("action", choices=["deliver", "list", "replay", "enable", "receive"])
+    p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
+    p.add_argument("--endpoint", type=int, help="endpoint id (replay: only its deliveries; enable: required)")
+    p.add_argument("--event", help="replay: only this webhook-id (msg_...)")
+    p.add_argument("--budget", type=float, default=40, help="deliver: seconds to keep delivering (default 40)")
+    p.add_argument("--port", type=int, default=8765, help="receive: port on 127.0.0.1 (default 8765)")
+    p.add_argument("--path", default="/webhooks", help="receive: URL path (default /webhooks)")
+    p.add_argument("--secret-env", default="BSPK_WEBHOOK_SECRET", help="receive: variable holding the whsec_ secret")
+    p.set_defaults(func=webhooks)
+    p = sub.add_parser("demo", help="generate the sample brands' files, ingest them, and show webhooks and extracts")
     p.add_argument("--settle", type=float, default=1.0)
     p.set_defaults(func=demo)
+    p = sub.add_parser("serve", help="serve the REST API (Extraction, Platform, import upload)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("api-keys", help="create, list or revoke a brand's API keys")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("--brand", required=True, help="brand id")
+    p.add_argument("--name", help="create: what the key is for")
+    p.add_argument("--key-id", help="revoke: the key's id (see list)")
+    p.set_defaults(func=api_keys)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -210,3 +210,16 @@ extract_seen = sa.Table(
     sa.Column("row_updated_at", sa.DateTime, primary_key=True),
     comment="rows extracted within the look-back window: what the next run's look-back finds again is skipped",
 )
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("brand", sa.Text, nullable=False),
+    sa.Column("key_id", sa.Text, nullable=False, unique=True, comment="the key's public part, shown by `bspk api-keys list`"),
+    sa.Column("key_hash", sa.Text, nullable=False, comment="scrypt of the secret part with its parameters and salt; never the key"),
+    sa.Column("name", sa.Text, nullable=False, comment="what the brand uses the key for"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime),
+    comment="the REST API's bearer keys: several per brand, each scoped to its brand",
+)

@@ -1,0 +1,219 @@
+"""The REST service: the Extraction API, the Platform API and the import upload, from the same
+warehouse and drop folders as the pipelines. `bspk serve` runs it with uvicorn.
+
+Every request under /api/ passes the gate first: a Bearer key (401 without a valid one), then the
+key's rate limit (429 over it), then, for an upload, its declared size (413 over the limit),
+before any body is read. The key's brand scopes everything the routes do. Errors are
+`{"error": {"status", "message"}}`; an unexpected failure is logged here and answered with a
+plain 500, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bspk_pipelines.api.keys import ApiKey, KeyStore
+from bspk_pipelines.api.ratelimit import RateLimiter
+from bspk_pipelines.config import Brand
+from bspk_pipelines.pipeline import Layout
+
+log = logging.getLogger("bspk.api")
+
+API_PREFIX = "/api/"
+IMPORTS_PATH = "/api/platform/v1/imports"
+# Room for the multipart envelope around an upload of the largest allowed size.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Limits of the service; `from_env` reads them from BSPK_API_* variables."""
+
+    rate_limit: int = 30  # requests per key per window, as the platform's example headers show
+    rate_window: float = 10.0  # seconds
+    max_upload_bytes: int = 100 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        env = os.environ
+        return cls(
+            rate_limit=int(env.get("BSPK_API_RATE_LIMIT", cls.rate_limit)),
+            rate_window=float(env.get("BSPK_API_RATE_WINDOW", cls.rate_window)),
+            max_upload_bytes=int(float(env.get("BSPK_API_MAX_UPLOAD_MB", 100)) * 1024 * 1024),
+        )
+
+
+@dataclass
+class Service:
+    """What the routes work with; one per app, on `app.state.service`."""
+
+    engine: sa.Engine
+    brands: dict[str, Brand]
+    layout: Layout
+    settings: ApiSettings
+    keys: KeyStore = field(init=False)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyStore(self.engine)
+        self.limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_window)
+
+
+def error_body(status: int, message: str) -> dict:
+    return {"error": {"status": status, "message": message}}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+class Gate:
+    """ASGI middleware: authentication, rate limit and upload size, before a route runs."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="bspk"'}
+        if scheme.lower() != "bearer" or not token.strip():
+            return await error_response(401, "an API key is required: send `Authorization: Bearer <key>`",
+                                        challenge)(scope, receive, send)
+        try:
+            key = await run_in_threadpool(self.service.keys.verify, token.strip())
+        except Exception:
+            log.exception("API key check failed")
+            return await error_response(500, "internal error")(scope, receive, send)
+        if key is None:
+            return await error_response(401, "the API key is not valid, or was revoked", challenge)(scope, receive, send)
+        allowance = self.service.limiter.hit(key.key_id)
+        limit_headers = allowance.headers()
+        if not allowance.allowed:
+            return await error_response(
+                429, f"rate limit of {allowance.limit} requests per {self.service.settings.rate_window:g} s exceeded; "
+                     f"retry in {limit_headers['Retry-After']} s", limit_headers)(scope, receive, send)
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == IMPORTS_PATH:
+            refused = self._upload_refused(headers)
+            if refused:
+                return await error_response(*refused, limit_headers)(scope, receive, send)
+        scope.setdefault("state", {})["api_key"] = key
+
+        async def send_with_limits(message):
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                for name, value in limit_headers.items():
+                    out[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+    def _upload_refused(self, headers: Headers) -> tuple[int, str] | None:
+        """An upload's Content-Length must be declared and within the limit: the body is never read past it."""
+        length = headers.get("content-length")
+        limit = self.service.settings.max_upload_bytes
+        if length is None:
+            return 411, "an upload needs a Content-Length header"
+        if not length.isdigit():
+            return 400, "Content-Length is not a number"
+        if int(length) > limit + MULTIPART_ALLOWANCE:
+            return 413, f"the upload is larger than the limit of {limit} bytes"
+        return None
+
+
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer bspk_...`, "
+                                                                         "a key from `bspk api-keys create`")
+
+
+def current_key(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> ApiKey:
+    """The verified key of the request: the gate checked it and put it there (`bearer` only
+    declares the scheme in the OpenAPI document)."""
+    return request.state.api_key
+
+
+Key = Annotated[ApiKey, Depends(current_key)]
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header", "form")]
+        where = ".".join(loc)
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return error_response(400, "the body is not valid JSON")
+        return error_response(422, _validation_message(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal error")
+
+
+def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = None, data_dir: str | Path | None = None,
+               settings: ApiSettings | None = None) -> FastAPI:
+    """The service over `engine` and the brands' drop folders under `data_dir`; each argument left
+    out comes from the environment, as the pipelines read it (BSPK_WAREHOUSE_URL, BSPK_DATA_DIR,
+    BSPK_MAPPINGS_DIR, BSPK_API_*)."""
+    from bspk_pipelines.api import extraction, imports, platform
+    from bspk_pipelines.config import load_brands
+    from bspk_pipelines.defs.resources import data_dir as default_data_dir
+    from bspk_pipelines.warehouse.schema import engine_for, warehouse_url
+
+    service = Service(
+        engine=engine if engine is not None else engine_for(warehouse_url()),
+        brands={b.brand: b for b in (brands if brands is not None else load_brands())},
+        layout=Layout(Path(data_dir if data_dir is not None else default_data_dir()).resolve()),
+        settings=settings or ApiSettings.from_env(),
+    )
+    app = FastAPI(
+        title="BSPK data-integration API",
+        version="1.0.0",
+        description=(
+            "The Extraction API (`/api/extraction/v1/`), the Platform API (`/api/platform/v1/`) and the import "
+            "upload, served from the warehouse the pipelines fill. Authenticate with `Authorization: Bearer <key>` "
+            "(keys from `bspk api-keys create`); every key sees only its own brand. Each key may make "
+            f"{service.settings.rate_limit} requests per {service.settings.rate_window:g} s (X-RateLimit-Limit, "
+            "X-RateLimit-Remaining; 429 beyond). Errors are `{\"error\": {\"status\", \"message\"}}`."
+        ),
+        docs_url="/docs",
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(extraction.router())
+    app.include_router(platform.router())
+    app.include_router(imports.router())
+    app.add_middleware(Gate, service=service)
+    return app

@@ -1,0 +1,316 @@
+"""Import upload: a CSV file over HTTP into the brand's drop folder, then its progress.
+
+`POST /api/platform/v1/imports` (multipart, field `file`, optional field `source`) takes a file
+only when everything the pipeline would refuse at once is fine, so a bad upload is a 4xx now
+rather than a failed file later:
+
+- the name is one safe path component (no separators, no `..`, no control characters), not one
+  the drop-folder watcher skips (hidden, `.part`, `.tmp`, `.done`), and follows the naming rule
+  of exactly one of the brand's sources (`files.classify`: the platform's
+  `<TYPE>_<VERSION>_<Company>_<YYYYMMDDHHMM>.csv`, or a CSV source's patterns); `source` picks
+  one when the name fits several;
+- a file name is imported once: a name the brand's `files` record knows, or one waiting in the
+  drop folder, is a 409;
+- at most `max_upload_bytes` (413; the gate refuses a larger Content-Length before reading);
+- the content decodes in the source's encoding (UTF-8 for the platform's format) and its first
+  line is the entity's header (`parse.check_header`, as validation checks it).
+
+The bytes go to a hidden temporary name in the drop folder (`.<name>.<random>.part`, which the
+watcher ignores), are checked on the way, and are then linked to the final name in one step
+(`os.link`, which also refuses to replace a file that appeared meanwhile): the watcher never
+sees a partial file. The answer is 202 with an id to follow.
+
+`GET /api/platform/v1/imports/{id}`: `received` with `landed: false` while the file waits in
+the drop folder; then the `files` record: received, validated, mapped, applied, duplicate or
+failed, its counts and how many rejects it has (listed by `.../imports/{id}/rejects`).
+The id is the source and file name, base64url-encoded: it works for files dropped by other means
+too, and it names nothing outside the key's brand.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import csv
+import hashlib
+import math
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from bspk_pipelines.api.app import Key, Service, service_of
+from bspk_pipelines.api.keys import ApiKey
+from bspk_pipelines.api.models import ImportStatus, Reject
+from bspk_pipelines.api.responses import (
+    BAD_BODY,
+    CONFLICT,
+    ERRORS,
+    LIMIT_HEADERS,
+    NOT_FOUND,
+    PAGE_HEADERS,
+    _error,
+)
+from bspk_pipelines.config import Brand
+from bspk_pipelines.entities import ENTITIES
+from bspk_pipelines.files import (
+    Delivery,
+    FileNameError,
+    classify,
+    is_candidate,
+    safe_name,
+)
+from bspk_pipelines.mapping import source_columns
+from bspk_pipelines.outbound.events import iso
+from bspk_pipelines.parse import FileFailure, check_header
+from bspk_pipelines.pipeline import mapping_of
+from bspk_pipelines.warehouse.schema import files, rejects
+
+PREFIX = "/api/platform/v1/imports"
+CHUNK = 1 << 20
+MAX_HEADER_CHARS = 1 << 20
+COUNTS = ("rows_read", "rejected", "superseded", "inserted", "updated", "unchanged", "held", "deleted")
+ImportId = Annotated[str, PathParam(max_length=1024, description="the id the upload answered with")]
+
+
+def import_id(source: str, name: str) -> str:
+    return base64.urlsafe_b64encode(f"{source}/{name}".encode()).decode("ascii").rstrip("=")
+
+
+def parse_import_id(value: str) -> tuple[str, str] | None:
+    try:
+        source, _, name = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8").partition("/")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (source, name) if source and name else None
+
+
+def _brand(service: Service, key: ApiKey) -> Brand:
+    brand = service.brands.get(key.brand)
+    if brand is None:
+        raise HTTPException(422, f"brand {key.brand} has no configuration here, so no drop folder to import into")
+    return brand
+
+
+def route(brand: Brand, name: str, source: str | None) -> Delivery:
+    """Which source and entity the file name belongs to, or a 422 saying why none (or several)."""
+    if source is not None and source not in brand.sources:
+        raise HTTPException(422, f"source: {brand.brand} has no source {source!r}; it has {', '.join(brand.sources)}")
+    found, problems = [], []
+    for sid in [source] if source else list(brand.sources):
+        try:
+            found.append(classify(brand, sid, name))
+        except FileNameError as e:
+            problems.append(f"source {sid}: {e}")
+    if not found:
+        raise HTTPException(422, "the file name fits none of the brand's naming rules: " + "; ".join(problems))
+    if len(found) > 1:
+        raise HTTPException(422, f"{name} fits sources {', '.join(d.source for d in found)}: send `source` to choose")
+    return found[0]
+
+
+def expected_header(brand: Brand, delivery: Delivery) -> tuple[list[str], list[str], bool]:
+    """(columns that must be there, columns that may, whether others are refused): as validation reads the file."""
+    file_map, _ = mapping_of(brand, delivery.source, delivery.entity, delivery.name)
+    if file_map is None:
+        entity = ENTITIES[delivery.entity]
+        return ([c.header or c.name for c in entity.columns if c.in_header],
+                [c.header or c.name for c in entity.columns if not c.in_header], True)
+    return source_columns(file_map), [], False
+
+
+class Checker:
+    """Follows the bytes of an upload: size, sha256, decoding, and the header line once it is complete."""
+
+    def __init__(self, brand: Brand, delivery: Delivery, limit: int):
+        dialect = brand.sources[delivery.source].dialect
+        self.brand, self.delivery, self.limit, self.dialect = brand, delivery, limit, dialect
+        # As validation reads it: a UTF-8 byte-order mark is allowed.
+        encoding = "utf-8-sig" if dialect.encoding == "utf-8" else dialect.encoding
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.size, self.sha = 0, hashlib.sha256()
+        self.head: list[str] = []
+        self.header_checked = False
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise HTTPException(413, f"the upload is larger than the limit of {self.limit} bytes")
+        self.sha.update(chunk)
+        try:
+            text = self.decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as e:
+            raise HTTPException(422, f"{self.delivery.name}: not {self.dialect.encoding} text "
+                                     f"(byte {self.size - len(chunk) + e.start}: {e.reason})") from None
+        if not self.header_checked:
+            self.head.append(text)
+            head = "".join(self.head)
+            if "\n" in head or final:
+                self._check_header(head.split("\n", 1)[0])
+            elif len(head) > MAX_HEADER_CHARS:
+                raise HTTPException(422, f"{self.delivery.name}: no end of line in the first {MAX_HEADER_CHARS} characters")
+
+    def _check_header(self, line: str) -> None:
+        self.header_checked = True
+        name = self.delivery.name
+        if not line.strip():
+            raise HTTPException(422, f"{name}: line 1: expected the header, found " + ("nothing" if not self.size else "an empty line"))
+        if "\x00" in line:
+            raise HTTPException(422, f"{name}: line 1: NUL characters in the header")
+        header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], delimiter=self.dialect.delimiter,
+                                                     quotechar=self.dialect.quote))]
+        expected, optional, exact = expected_header(self.brand, self.delivery)
+        try:
+            check_header(name, header, expected, optional, exact, self.dialect.delimiter)
+        except FileFailure as e:
+            raise HTTPException(422, str(e)) from None
+
+
+def _known(conn: sa.Connection, brand: str, source: str, name: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(files).where(files.c.brand == brand, files.c.source == source, files.c.name == name)
+                       ).mappings().first()
+    return dict(row) if row else None
+
+
+def receive(service: Service, brand: Brand, upload: UploadFile, source: str | None) -> dict[str, Any]:
+    """Check the upload and put it in the drop folder under its name, in one step; its status."""
+    name = upload.filename or ""
+    try:
+        safe_name(name)
+        if not is_candidate(name):
+            raise FileNameError(f"{name!r}: the drop folder ignores hidden names and .part/.tmp/.done files")
+        delivery = route(brand, name, source)
+    except FileNameError as e:
+        raise HTTPException(422, str(e)) from None
+    with service.engine.connect() as conn:
+        known = _known(conn, brand.brand, delivery.source, name)
+    folder = service.layout.drop(brand, delivery.source)
+    final = folder / name
+    if known:
+        raise HTTPException(409, f"{name} was imported before ({known['status']}): a file name is imported once")
+    if final.exists():
+        raise HTTPException(409, f"{name} is already waiting in the drop folder")
+    checker = Checker(brand, delivery, service.settings.max_upload_bytes)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{name}.{secrets.token_hex(4)}.part"
+    try:
+        with partial.open("wb") as out:
+            for chunk in iter(lambda: upload.file.read(CHUNK), b""):
+                checker.feed(chunk)
+                out.write(chunk)
+            checker.feed(b"", final=True)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(partial, final)  # atomic, and never replaces a file of the same name
+        except FileExistsError:
+            raise HTTPException(409, f"{name} is already waiting in the drop folder") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return status_of_drop(delivery.source, final, checker.sha.hexdigest(), delivery.entity)
+
+
+def status_of_drop(source: str, path: Path, sha256: str | None, entity: str | None) -> dict[str, Any]:
+    st = path.stat()
+    return {
+        "id": import_id(source, path.name), "file_name": path.name, "source": source, "entity": entity,
+        "status": "received", "landed": False, "size": st.st_size, "sha256": sha256,
+        "received_at": iso(datetime.fromtimestamp(st.st_mtime, UTC).replace(tzinfo=None)), "applied_at": None, "error": None,
+        "duplicate_of": None, "counts": dict.fromkeys(COUNTS), "rejects": {"count": 0, "href": ""},
+    }
+
+
+def status_of_file(conn: sa.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    r = rejects.c
+    count = conn.execute(sa.select(sa.func.count()).where(
+        r.brand == row["brand"], r.source == row["source"], r.file == row["name"])).scalar_one()
+    return {
+        "id": import_id(row["source"], row["name"]), "file_name": row["name"], "source": row["source"],
+        "entity": row["entity"], "status": row["status"], "landed": True, "size": row["size"], "sha256": row["sha256"],
+        "received_at": iso(row["received_at"]), "applied_at": iso(row["applied_at"]), "error": row["error"],
+        "duplicate_of": row["duplicate_of"], "counts": {k: row[k] for k in COUNTS},
+        "rejects": {"count": count, "href": ""},
+    }
+
+
+def _with_href(status: dict[str, Any]) -> dict[str, Any]:
+    status["rejects"]["href"] = f"{PREFIX}/{status['id']}/rejects"
+    return status
+
+
+def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | None, Delivery]:
+    """The `files` record of an import id (None while the file waits in the drop folder) and the
+    file's place; 404 when the key's brand has neither."""
+    missing = HTTPException(404, f"no import {value}")
+    parsed, brand = parse_import_id(value), service.brands.get(key.brand)
+    if parsed is None or brand is None or parsed[0] not in brand.sources:
+        raise missing
+    source, name = parsed
+    try:
+        delivery = classify(brand, source, name)  # also refuses a name that is not one safe path component
+    except FileNameError:
+        raise missing from None
+    with service.engine.connect() as conn:
+        row = _known(conn, key.brand, source, name)
+    if row is None and not (service.layout.drop(brand, source) / name).is_file():
+        raise missing
+    return row, delivery
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix=PREFIX, tags=["Import upload"])
+    ok = {"headers": LIMIT_HEADERS}
+
+    @api.post("", status_code=202, response_model=ImportStatus, summary="Upload a CSV file to import",
+              responses={202: {"description": "received: the file waits in the drop folder for the pipeline", **ok}, **BAD_BODY, **ERRORS, **CONFLICT,
+                         411: _error("no Content-Length"), 413: _error("larger than the upload limit")})
+    def upload_import(request: Request, key: Key,
+               file: Annotated[UploadFile, File(description="the CSV file, named as the brand's files are")],
+               source: Annotated[str | None, Form(max_length=100, description="the brand's source, when the name "
+                                                                            "fits several")] = None) -> JSONResponse:
+        """Put the file in the brand's drop folder for the pipeline; follow it with GET imports/{id}."""
+        service = service_of(request)
+        status = receive(service, _brand(service, key), file, source)
+        return JSONResponse(_with_href(status), status_code=202)
+
+    @api.get("/{import_id}", response_model=ImportStatus, summary="Follow an import",
+             responses={200: {"description": "the import's status", **ok}, **ERRORS, **NOT_FOUND})
+    def get_import(import_id: ImportId, request: Request, key: Key) -> JSONResponse:
+        """Where the file is: waiting in the drop folder, then its `files` record, counts and rejects."""
+        service = service_of(request)
+        row, delivery = find(service, key, import_id)
+        if row is None:
+            waiting = service.layout.drop(service.brands[key.brand], delivery.source) / delivery.name
+            return JSONResponse(_with_href(status_of_drop(delivery.source, waiting, None, delivery.entity)))
+        with service.engine.connect() as conn:
+            return JSONResponse(_with_href(status_of_file(conn, row)))
+
+    @api.get("/{import_id}/rejects", response_model=list[Reject], summary="List an import's rejected rows",
+             responses={200: {"headers": {**LIMIT_HEADERS, "X-Total-Count": PAGE_HEADERS["X-Total-Count"],
+                                          "Link": PAGE_HEADERS["Link"]}}, **ERRORS, **NOT_FOUND})
+    def list_rejects(import_id: ImportId, request: Request, key: Key,
+                     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+                     per_page: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+        """The file's rejects (line, column, value, rule, message) in line order, in pages
+        (`X-Total-Count`, `Link`); empty until the file has been validated."""
+        service = service_of(request)
+        row, delivery = find(service, key, import_id)
+        r = rejects.c
+        where = sa.and_(r.brand == key.brand, r.source == delivery.source, r.file == delivery.name)
+        with service.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).where(where)).scalar_one() if row else 0
+            found = conn.execute(sa.select(r.line, r.column, r.value, r.rule, r.message).where(where)
+                                 .order_by(r.line, r.column, r.id).limit(per_page).offset((page - 1) * per_page)
+                                 ).mappings().all() if row else []
+        pages = max(1, math.ceil(total / per_page))
+        links = [f'<{request.url.include_query_params(page=page + 1)}>; rel="next"'] if page < pages else []
+        links.append(f'<{request.url.include_query_params(page=pages)}>; rel="last"')
+        return JSONResponse([dict(f) for f in found], headers={"X-Total-Count": str(total), "Link": ", ".join(links)})
+
+    return api
