@@ -175,10 +175,7 @@ def backfill(args: argparse.Namespace) -> int:
     from bspk_pipelines.defs.ingest.assets import month_partitions
     from bspk_pipelines.defs.project import build_definitions
 
-    brand = next((b for b in load_brands() if b.brand == args.brand), None)
-    if brand is None:
-        print(f"no brand file for {args.brand} in {mappings_dir()}", file=sys.stderr)
-        return 2
+    [brand] = _brands([args.brand])
     keys = month_partitions(brand).get_partition_keys()
     first, last = f"{args.start}-01", f"{args.end}-01"
     wanted = [k for k in keys if first <= k <= last]
@@ -204,7 +201,8 @@ def _brands(wanted: list[str] | None) -> list[Brand]:
     brands = load_brands()
     missing = set(wanted or []) - {b.brand for b in brands}
     if missing:
-        raise SystemExit(f"no brand file for {', '.join(sorted(missing))} in {mappings_dir()}")
+        print(f"no brand file for {', '.join(sorted(missing))} in {mappings_dir()}", file=sys.stderr)
+        raise SystemExit(2)
     return [b for b in brands if not wanted or b.brand in wanted]
 
 

@@ -193,6 +193,9 @@ class Sync(Strict):
 CLIENT_EVENTS = ("client.created", "client.updated", "client.deleted")
 EVENT_ALIASES = {f"shopper.{e.split('.')[1]}": e for e in CLIENT_EVENTS}
 EVENTS = (*CLIENT_EVENTS, "file_import.finished")
+# Events carry the signing secret (X-Bspk-Secret, as the platform documents): HTTPS only, plain
+# HTTP for a receiver on this machine alone (a local test receiver, the demo).
+TARGET_URL = r"^(https://[^\s/?#]+|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?)(/\S*)?$"
 EXTRACT_ENTITIES = ("clients", "calls", "messages", "emails", "notes", "appointments", "reminders", "slices",
                     "sales_associates")
 
@@ -202,7 +205,7 @@ class WebhookEndpoint(Strict):
     environment variable `secret_env`; during a key rotation the variable holds the new and the
     old secret separated by a space, and every delivery carries a signature from each."""
 
-    url: str = Field(pattern=r"^https?://\S+$")
+    url: str = Field(pattern=TARGET_URL)
     events: list[str] = Field(min_length=1)
     enabled: bool = True
     secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")

@@ -66,7 +66,7 @@ class StepResult:
     rejects: list[RowProblem] = field(default_factory=list)
 
 
-def _file_row(conn: sa.Connection, brand: str, source: str, name: str):
+def file_row(conn: sa.Connection, brand: str, source: str, name: str):
     return conn.execute(
         sa.select(files).where(files.c.brand == brand, files.c.source == source, files.c.name == name)
     ).mappings().first()
@@ -79,7 +79,7 @@ def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> N
 def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, path: Path, error: str) -> bool:
     """Record a file whose name says nothing we can apply; True if it was not recorded before."""
     with writing(engine) as conn:
-        if _file_row(conn, brand, source, name):
+        if file_row(conn, brand, source, name):
             return False
         conn.execute(files.insert().values(
             brand=brand, source=source, name=name, entity=None, sha256=sha256_of(path), size=path.stat().st_size,
@@ -95,7 +95,7 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
     dropped = layout.drop(brand, source) / safe_name(name)
     landed = layout.landed(brand.brand, source, name)
     with writing(engine) as conn:
-        existing = _file_row(conn, brand.brand, source, name)
+        existing = file_row(conn, brand.brand, source, name)
         if existing and existing["status"] not in IN_PROGRESS:
             return StepResult(existing["status"], f"{name} was imported before ({existing['status']}); a file name is imported once",
                               sha256=existing["sha256"], size=existing["size"])
@@ -137,7 +137,7 @@ def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str
     nothing is recorded and the file goes through the four steps)."""
     with writing(engine) as conn:
         twin = twin_of(conn, brand, sha)
-        if twin is None or _file_row(conn, brand, delivery.source, delivery.name):
+        if twin is None or file_row(conn, brand, delivery.source, delivery.name):
             return None
         _record_file(conn, brand, delivery, sha, size, twin)
     return twin
@@ -153,18 +153,25 @@ def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[
     return file_map, lineage(file_map)
 
 
+def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> tuple[list[str], list[str], bool]:
+    """The file's header as validation reads it: (columns that must be there, columns that may,
+    whether any other column is refused)."""
+    file_map, _ = mapping_of(brand, source, entity_name, name)
+    if file_map is None:
+        entity = ENTITIES[entity_name]
+        return ([c.header or c.name for c in entity.columns if c.in_header],
+                [c.header or c.name for c in entity.columns if not c.in_header], True)
+    return source_columns(file_map), [], False
+
+
 def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int):
     """The file's rows in batches: (valid rows, problems, rows read) each."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
     file_map, where = mapping_of(brand, source, entity_name, name)
-    if file_map is None:
-        expected = [c.header or c.name for c in entity.columns if c.in_header]
-        optional = [c.header or c.name for c in entity.columns if not c.in_header]
-        batches = read_batches(path, src.dialect, expected, optional, exact=True, batch_rows=batch_rows)
-    else:
-        batches = read_batches(path, src.dialect, source_columns(file_map), batch_rows=batch_rows)
+    expected, optional, exact = expected_header(brand, source, entity_name, name)
+    batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows)
     for batch in batches:
         if file_map:
             rows = to_platform(entity, file_map, src.dialect, batch.rows)
@@ -234,7 +241,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     The file streams through in batches of `batch_rows`, so memory stays bounded whatever its size.
     """
     with engine.connect() as conn:
-        row = _file_row(conn, brand.brand, source, name)
+        row = file_row(conn, brand.brand, source, name)
     if row is None or row["status"] not in IN_PROGRESS:
         return StepResult(row["status"] if row else "missing", "nothing to validate: " + (row["status"] if row else "not landed"))
     out = layout.work(brand.brand, source, entity, name, "validated")
@@ -291,7 +298,7 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
     Sales history goes on into the month store, and the file counts as applied there.
     """
     with engine.connect() as conn:
-        row = _file_row(conn, brand.brand, source, name)
+        row = file_row(conn, brand.brand, source, name)
     if row is None or row["status"] not in ("validated", "mapped"):
         return StepResult(row["status"] if row else "missing", "nothing to map: " + (row["status"] if row else "not landed"))
     entity = ENTITIES[entity_name]

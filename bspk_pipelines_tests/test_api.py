@@ -455,7 +455,7 @@ def test_an_api_endpoint_receives_the_api_clients_events(world):
     endpoint = world.post("acme", WEBHOOKS, json={"target_url": "https://crm.example.com/in", "events": ["client.created"]}).json()
     world.post("acme", "/api/platform/v1/clients", json={"client": {"shopper_ref": "NEW9"}})
     with world.engine.begin() as conn:
-        fan_out(conn, world.harness["acme"].brand, now())
+        fan_out(conn, world.harness["acme"].brand)
         deliveries = conn.execute(sa.text("select endpoint_id, status from webhook_deliveries where brand='acme'")).all()
     assert [tuple(d) for d in deliveries] == [(endpoint["id"], "pending")]
     # Deleting the endpoint takes its deliveries with it: nothing stays queued for a receiver that is gone.

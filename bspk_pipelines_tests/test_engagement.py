@@ -114,7 +114,7 @@ def test_platform_clients_are_created_and_deleted_with_events(store_and_associat
         platform.create_client("P1", {}, by="SA1")
     with pytest.raises(ClientError, match="unknown client field"):
         platform.update_client("P1", {"shoe_size": "38"}, by="SA1")
-    created, _ = platform.upsert_client("P1", {"first_name": "Adah", "last_name": "Lovelace"}, by="key1",
+    created = platform.upsert_client("P1", {"first_name": "Adah", "last_name": "Lovelace"}, by="key1",
                                         ignore=["first_name"])
     assert created is False
     platform.delete_client("P1", by="SA1")

@@ -133,19 +133,20 @@ def test_first_run_exports_everything_then_only_new_and_changed(world):
         assert world.state(r.entity)["last_file"] == r.path.name
 
     clock.tick(minutes=1)
-    p.log_call("SA1", "S2")  # new
+    p.log_call("SA1", "S2")  # new (and S2's last contact changed)
     p.mark_done("appointments", appointment)  # changed
     p.update_client("S1", {"email": "marie.curie@example.com"}, by="SA1")  # changed
     clock.tick(seconds=10)
     second = {e: world.run(e) for e in ("calls", "appointments", "clients")}
     # Only the new and changed rows; the look-back found the first run's rows again and skipped them.
-    assert (second["calls"].rows, second["appointments"].rows, second["clients"].rows) == (1, 1, 1)
-    assert (second["calls"].skipped, second["appointments"].skipped, second["clients"].skipped) == (2, 0, 1)
+    assert (second["calls"].rows, second["appointments"].rows, second["clients"].rows) == (1, 1, 2)
+    assert (second["calls"].skipped, second["appointments"].skipped, second["clients"].skipped) == (2, 0, 0)
     assert second["calls"].watermark_before == first["calls"].watermark_after
     (done,) = records(second["appointments"].path)
     assert done["is_done"] is True and done["id"] == appointment
-    (changed,) = records(second["clients"].path)
-    assert (changed["client_id"], changed["email"]) == ("S1", "marie.curie@example.com")
+    changed = {r["client_id"]: r for r in records(second["clients"].path)}
+    assert changed["S1"]["email"] == "marie.curie@example.com"
+    assert changed["S2"]["last_contacted_at"] == changed["S2"]["updated_at"]
 
     # The union of both runs' files is the table: every row version exactly once.
     for entity, table in (("calls", calls), ("appointments", appointments), ("clients", clients)):

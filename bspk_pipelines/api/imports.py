@@ -58,7 +58,6 @@ from bspk_pipelines.api.responses import (
     _error,
 )
 from bspk_pipelines.config import Brand
-from bspk_pipelines.entities import ENTITIES
 from bspk_pipelines.files import (
     Delivery,
     FileNameError,
@@ -66,11 +65,10 @@ from bspk_pipelines.files import (
     is_candidate,
     safe_name,
 )
-from bspk_pipelines.mapping import source_columns
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.parse import FileFailure, check_header
-from bspk_pipelines.pipeline import mapping_of
-from bspk_pipelines.warehouse.schema import files, rejects
+from bspk_pipelines.pipeline import expected_header, file_row
+from bspk_pipelines.warehouse.schema import rejects
 
 PREFIX = "/api/platform/v1/imports"
 CHUNK = 1 << 20
@@ -115,16 +113,6 @@ def route(brand: Brand, name: str, source: str | None) -> Delivery:
     return found[0]
 
 
-def expected_header(brand: Brand, delivery: Delivery) -> tuple[list[str], list[str], bool]:
-    """(columns that must be there, columns that may, whether others are refused): as validation reads the file."""
-    file_map, _ = mapping_of(brand, delivery.source, delivery.entity, delivery.name)
-    if file_map is None:
-        entity = ENTITIES[delivery.entity]
-        return ([c.header or c.name for c in entity.columns if c.in_header],
-                [c.header or c.name for c in entity.columns if not c.in_header], True)
-    return source_columns(file_map), [], False
-
-
 class Checker:
     """Follows the bytes of an upload: size, sha256, decoding, and the header line once it is complete."""
 
@@ -165,17 +153,11 @@ class Checker:
             raise HTTPException(422, f"{name}: line 1: NUL characters in the header")
         header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], delimiter=self.dialect.delimiter,
                                                      quotechar=self.dialect.quote))]
-        expected, optional, exact = expected_header(self.brand, self.delivery)
+        expected, optional, exact = expected_header(self.brand, self.delivery.source, self.delivery.entity, self.delivery.name)
         try:
             check_header(name, header, expected, optional, exact, self.dialect.delimiter)
         except FileFailure as e:
             raise HTTPException(422, str(e)) from None
-
-
-def _known(conn: sa.Connection, brand: str, source: str, name: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(files).where(files.c.brand == brand, files.c.source == source, files.c.name == name)
-                       ).mappings().first()
-    return dict(row) if row else None
 
 
 def receive(service: Service, brand: Brand, upload: UploadFile, source: str | None) -> dict[str, Any]:
@@ -189,7 +171,7 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
     except FileNameError as e:
         raise HTTPException(422, str(e)) from None
     with service.engine.connect() as conn:
-        known = _known(conn, brand.brand, delivery.source, name)
+        known = file_row(conn, brand.brand, delivery.source, name)
     folder = service.layout.drop(brand, delivery.source)
     final = folder / name
     if known:
@@ -257,7 +239,7 @@ def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | No
     except FileNameError:
         raise missing from None
     with service.engine.connect() as conn:
-        row = _known(conn, key.brand, source, name)
+        row = file_row(conn, key.brand, source, name)
     if row is None and not (service.layout.drop(brand, source) / name).is_file():
         raise missing
     return row, delivery

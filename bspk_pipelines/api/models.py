@@ -20,7 +20,7 @@ from pydantic import (
     create_model,
 )
 
-from bspk_pipelines.config import EVENT_ALIASES, EVENTS
+from bspk_pipelines.config import EVENT_ALIASES, EVENTS, TARGET_URL
 from bspk_pipelines.entities import SHOPPERS, Kind
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS
 
@@ -274,7 +274,7 @@ class ShopperBody(Strict):
 # --- Platform API: webhook endpoints ---------------------------------------------------------
 
 EventName = Literal[(*EVENTS, *EVENT_ALIASES)]  # type: ignore[valid-type]
-TargetUrl = Annotated[Text, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+TargetUrl = Annotated[Text, Field(min_length=8, max_length=2048, pattern=TARGET_URL)]
 
 
 class WebhookEndpointCreate(Strict):

@@ -115,7 +115,7 @@ def upsert(request: Request, key: ApiKey, fields: ClientFields) -> JSONResponse:
     platform = Platform(service.engine, key.brand)
     for attempt in range(2):
         try:
-            created, _ = platform.upsert_client(shopper_ref, values, by=f"api-key:{key.key_id}", ignore=ignore)
+            created = platform.upsert_client(shopper_ref, values, by=f"api-key:{key.key_id}", ignore=ignore)
             break
         except ClientError as e:
             raise HTTPException(422, str(e)) from None

@@ -6,7 +6,6 @@ asset: an observation when counts change, and its `no_dead_letters` check, which
 events wait for `bspk webhooks replay`. Materialising that asset delivers what is due at once.
 """
 
-
 import json
 
 import dagster as dg
@@ -16,7 +15,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.outbound.extracts import outbox_folder, run_extract
-from bspk_pipelines.outbound.webhooks import dead_letters, deliver, delivery_counts
+from bspk_pipelines.outbound.webhooks import DEAD_LETTER_STATUSES, dead_letters, deliver, delivery_counts
 
 # The brand's tables an extract reads besides the platform's own (lineage in the UI).
 EXTRACT_UPSTREAM = {"clients": ("shoppers", "sales_associates", "stores"), "sales_associates": ("sales_associates",)}
@@ -56,11 +55,13 @@ def build_extract_asset(brand: Brand, entity: str) -> dg.AssetsDefinition:
     return extract
 
 
-def _dead_letter_metadata(conn: sa.Connection, brand: str) -> tuple[int, dict]:
-    dead = dead_letters(conn, brand)
-    sample = [f"{d.status} {d.event_name} {d.message_id} -> {d.target_url}: {d.last_error}" for d in dead[:10]]
-    return len(dead), {"dead_letters": dg.MetadataValue.int(len(dead)), "sample": dg.MetadataValue.md(
-        "\n".join(f"- {s}" for s in sample) or "none")}
+def _dead_letter_check(conn: sa.Connection, brand: str, counts: dict[str, int]) -> tuple[bool, dict]:
+    """Passed, and the metadata: how many dead letters, and the first ten."""
+    dead = sum(counts[s] for s in DEAD_LETTER_STATUSES)
+    sample = [f"{d.status} {d.event_name} {d.message_id} -> {d.target_url}: {d.last_error}"
+              for d in dead_letters(conn, brand, limit=10)] if dead else []
+    return dead == 0, {"dead_letters": dg.MetadataValue.int(dead),
+                       "sample": dg.MetadataValue.md("\n".join(f"- {s}" for s in sample) or "none")}
 
 
 def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition, dg.SensorDefinition]:
@@ -75,15 +76,13 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     def deliveries(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         report = deliver(warehouse.engine, [brand], budget_seconds=SENSOR_BUDGET_SECONDS)
         context.log.info(report.summary())
-        with warehouse.engine.connect() as conn:
-            counts = delivery_counts(conn, b)
-        return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()})
+        return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in report.counts_by_brand[b].items()})
 
     @dg.asset_check(asset=key, name=NO_DEAD_LETTERS, description="Events whose retries ran out (or a 422) wait for a replay.")
     def no_dead_letters(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.engine.connect() as conn:
-            dead, metadata = _dead_letter_metadata(conn, b)
-        return dg.AssetCheckResult(passed=dead == 0, metadata=metadata)
+            passed, metadata = _dead_letter_check(conn, b, delivery_counts(conn, b))
+        return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
     @dg.sensor(
         name=names.webhook_sensor(b), minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
@@ -92,14 +91,14 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     )
     def webhook_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
         report = deliver(warehouse.engine, [brand], budget_seconds=SENSOR_BUDGET_SECONDS)
-        with warehouse.engine.connect() as conn:
-            counts = delivery_counts(conn, b)
-            dead, dead_metadata = _dead_letter_metadata(conn, b)
+        counts = report.counts_by_brand[b]
         events = []
         if json.dumps(counts, sort_keys=True) != (context.cursor or ""):
+            with warehouse.engine.connect() as conn:
+                passed, dead_metadata = _dead_letter_check(conn, b, counts)
             events = [
                 dg.AssetObservation(asset_key=key, metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}),
-                dg.AssetCheckEvaluation(asset_key=key, check_name=NO_DEAD_LETTERS, passed=dead == 0, metadata=dead_metadata),
+                dg.AssetCheckEvaluation(asset_key=key, check_name=NO_DEAD_LETTERS, passed=passed, metadata=dead_metadata),
             ]
         return dg.SensorResult(skip_reason=report.summary(), cursor=json.dumps(counts, sort_keys=True), asset_events=events)
 

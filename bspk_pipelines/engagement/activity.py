@@ -52,18 +52,20 @@ class Platform:
             return client_store.update_client(conn, self.brand, shopper_ref, values, origin, by, self.clock())
 
     def upsert_client(self, shopper_ref: str, values: dict[str, Any], by: str, ignore: Sequence[str] = (),
-                      origin: str = "api") -> tuple[bool, dict[str, dict]]:
+                      origin: str = "api") -> bool:
         """Create the client, or update it, leaving the attributes in `ignore` as they are.
-        Returns (created, changed fields)."""
-        values = {k: v for k, v in values.items() if k not in set(ignore)}
+        Returns whether it was created."""
+        ignored = set(ignore)
+        values = {k: v for k, v in values.items() if k not in ignored}
         with writing(self.engine) as conn:
             at = self.clock()
-            existing = conn.execute(sa.select(clients.c.deleted_at).where(
-                clients.c.brand == self.brand, clients.c.shopper_ref == shopper_ref)).first()
-            if existing is None:
-                client = client_store.create_client(conn, self.brand, shopper_ref, values, origin, by, at)
-                return True, {f: {"old": None, "new": client[f]} for f in values}
-            return False, client_store.update_client(conn, self.brand, shopper_ref, values, origin, by, at)
+            exists = conn.execute(sa.select(clients.c.id).where(
+                clients.c.brand == self.brand, clients.c.shopper_ref == shopper_ref)).first() is not None
+            if exists:
+                client_store.update_client(conn, self.brand, shopper_ref, values, origin, by, at)
+            else:
+                client_store.create_client(conn, self.brand, shopper_ref, values, origin, by, at)
+            return not exists
 
     def delete_client(self, shopper_ref: str, by: str, origin: str = "platform") -> None:
         with writing(self.engine) as conn:
@@ -149,9 +151,10 @@ class Platform:
             row_id = conn.execute(table.insert().values(
                 brand=self.brand, **actor, **who, **values, created_at=at, updated_at=at)).inserted_primary_key[0]
             if contact:
-                # Not a change of the client's attributes: no event, and its updated time stays.
+                # Not a change of the client's attributes (no event), but of its record: extracts
+                # and the Extraction API, which follow the updated time, carry the new contact time.
                 conn.execute(clients.update().where(clients.c.brand == self.brand, clients.c.shopper_ref == client)
-                             .values(last_contacted_at=at))
+                             .values(last_contacted_at=at, updated_at=at))
             return row_id
 
     def _associate(self, conn: sa.Connection, ref: str) -> dict[str, Any]:

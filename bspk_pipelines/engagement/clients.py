@@ -12,13 +12,14 @@ its config asks for it (`webhooks.echo_imports`): the brand already has it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from bspk_pipelines.outbound.events import client_key, client_object, enqueue, iso
+from bspk_pipelines.outbound.events import client_key, enqueue, iso
+from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.warehouse.apply import refresh_statistics
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS, client_changes, clients
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
@@ -28,16 +29,22 @@ class ClientError(ValueError):
     """A platform-side change that cannot be made (unknown client, unknown field)."""
 
 
-@dataclass
-class ClientCounts:
-    created: int = 0
-    updated: int = 0
-    events: int = 0
-
-
 def _client(conn: sa.Connection, brand: str, shopper_ref: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(clients).where(clients.c.brand == brand, clients.c.shopper_ref == shopper_ref)).mappings().first()
+    """The client's row, locked until the transaction ends (on PostgreSQL; a SQLite writer holds
+    the whole file): two edits of one client take turns, so each compares against the other's
+    result, and their events are written in the order they commit."""
+    row = conn.execute(sa.select(clients).where(clients.c.brand == brand, clients.c.shopper_ref == shopper_ref)
+                       .with_for_update()).mappings().first()
     return dict(row) if row else None
+
+
+def _created_events(conn: sa.Connection, brand: str, refs: list[str], at: datetime) -> None:
+    """`client.created` for new clients: each as the Extraction API shows it, plus the brand's id
+    as the webhook payload names it (`external_id`, and `ref` for the shopper.* names)."""
+    for i in range(0, len(refs), 500):
+        for _, _, record in VIEWS["clients"].rows(conn, brand, client_ids=refs[i:i + 500]):
+            ref = record["client_id"]
+            enqueue(conn, brand, "client.created", client_key(ref), record | {"external_id": ref, "ref": ref}, at)
 
 
 def _record(conn: sa.Connection, brand: str, client: dict[str, Any], kind: str, fields: dict | None, origin: str, by: str, at: datetime) -> None:
@@ -73,7 +80,7 @@ def create_client(conn: sa.Connection, brand: str, shopper_ref: str, values: dic
     conn.execute(clients.insert().values(brand=brand, shopper_ref=shopper_ref, **values, created_at=at, updated_at=at))
     client = _client(conn, brand, shopper_ref)
     _record(conn, brand, client, "created", {f: {"old": None, "new": v} for f, v in values.items()}, origin, by, at)
-    enqueue(conn, brand, "client.created", client_key(shopper_ref), client_object(client), at)
+    _created_events(conn, brand, [shopper_ref], at)
     return client
 
 
@@ -116,7 +123,6 @@ class ImportSync:
     file: str
     echo: bool
     at: datetime
-    counts: ClientCounts = field(default_factory=ClientCounts)
 
     def __call__(self, conn: sa.Connection, stage: sa.Table) -> None:
         shoppers = ENTITY_TABLES["shoppers"]
@@ -133,7 +139,6 @@ class ImportSync:
             ["brand", "shopper_ref", *values, "created_at", "updated_at"], select)).rowcount
         if not created:
             return
-        self.counts.created += created
         refresh_statistics(conn, clients, created)
         # The file holds the values: the change record names it rather than copying them. Each
         # staged row finds its client by the (brand, shopper_ref) index.
@@ -145,9 +150,9 @@ class ImportSync:
             .select_from(just_created).where(clients.c.created_at == self.at),
         ))
         if self.echo:
-            for row in conn.execute(sa.select(clients).select_from(just_created).where(clients.c.created_at == self.at)).mappings():
-                enqueue(conn, self.brand, "client.created", client_key(row["shopper_ref"]), client_object(dict(row)), self.at)
-                self.counts.events += 1
+            refs = conn.execute(sa.select(clients.c.shopper_ref).select_from(just_created)
+                                .where(clients.c.created_at == self.at).order_by(clients.c.id)).scalars().all()
+            _created_events(conn, self.brand, refs, self.at)
 
     def _modify(self, conn: sa.Connection, stage: sa.Table, values: list[str], shoppers: sa.Table,
                 known_shopper: sa.ColumnElement[bool]) -> None:
@@ -160,6 +165,7 @@ class ImportSync:
             .select_from(stage.join(clients, sa.and_(clients.c.brand == self.brand, clients.c.shopper_ref == stage.c.shopper_ref))
                          .outerjoin(shoppers, known_shopper))
             .where(sa.or_(shoppers.c.shopper_ref.is_(None), differs))
+            .with_for_update(of=clients)  # as `_client`: platform edits of these clients wait for this file
         )
         by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in conn.execute(query).mappings():
@@ -172,7 +178,6 @@ class ImportSync:
             _record(conn, self.brand, client, "updated", changes, "import", self.file, self.at)
             if self.echo:
                 _updated_event(conn, self.brand, client, changes, "import", self.file, self.at)
-                self.counts.events += 1
             by_fields.setdefault(tuple(sorted(changes)), []).append({"_id": client["id"], **{f: c["new"] for f, c in changes.items()}})
         for fields, rows in by_fields.items():
             conn.execute(
@@ -180,4 +185,3 @@ class ImportSync:
                 .values({f: sa.bindparam(f) for f in fields} | {"updated_at": self.at}),
                 rows,
             )
-            self.counts.updated += len(rows)

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.warehouse.platform import CLIENT_FIELDS, webhook_events
+from bspk_pipelines.warehouse.platform import webhook_events
 from bspk_pipelines.warehouse.schema import files
 
 
@@ -40,16 +40,6 @@ def enqueue(conn: sa.Connection, brand: str, event_name: str, ordering_key: str,
 
 def client_key(shopper_ref: str) -> str:
     return f"client:{shopper_ref}"
-
-
-def client_object(row: dict[str, Any]) -> dict[str, Any]:
-    """A client as events carry it: the platform id, the brand's id (as `external_id`, and as
-    `ref` for the newer shopper.* names) and every attribute, nulls included."""
-    return {
-        "id": row["id"], "external_id": row["shopper_ref"], "ref": row["shopper_ref"],
-        **{f: iso(row[f]) for f in CLIENT_FIELDS},
-        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
-    }
 
 
 def file_finished(conn: sa.Connection, brand: str, source: str, name: str, at: datetime) -> str:

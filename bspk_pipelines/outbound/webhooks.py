@@ -65,8 +65,9 @@ import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 from urllib3.util import Timeout
 
-from bspk_pipelines.config import CLIENT_EVENTS, EVENT_ALIASES, Brand
+from bspk_pipelines.config import EVENT_ALIASES, Brand
 from bspk_pipelines.outbound.events import iso
+from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints, webhook_events
 from bspk_pipelines.warehouse.schema import writing
 
@@ -83,11 +84,6 @@ JITTER = 0.10
 ERROR_CHARS = 500  # of a receiver's answer kept in last_error
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """Now, as the warehouse stores time: naive UTC."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,23 +144,13 @@ def subscribed_name(event_name: str, subscriptions: Iterable[str]) -> str | None
 class FanOut(NamedTuple):
     events: int  # events marked fanned out
     deliveries: int  # delivery rows created
-    skipped_imports: int  # client events from the brand's own files, not echoed back
 
 
-def _is_import_echo(event_name: str, payload: str) -> bool:
-    if _canonical(event_name) not in CLIENT_EVENTS:
-        return False
-    try:
-        obj = json.loads(payload)
-    except ValueError:
-        return False
-    return isinstance(obj, dict) and obj.get("origin") == "import"
-
-
-def fan_out(conn: sa.Connection, brand: Brand, at: datetime) -> FanOut:
+def fan_out(conn: sa.Connection, brand: Brand) -> FanOut:
     """One pending delivery per (event not yet fanned out, enabled endpoint subscribed to it),
     then the events are marked fanned out; run it inside one write transaction (`writing`).
-    A delivery is due from its event's creation, whatever the time of the fan-out (`at`)."""
+    A delivery is due from its event's creation, whatever the time of the fan-out. (Whether an
+    import's client change is an event at all was decided when it was written: `echo_imports`.)"""
     ev, e, d = webhook_events, webhook_endpoints, webhook_deliveries
     endpoints = [
         (r["id"], json.loads(r["events"]))
@@ -173,15 +159,12 @@ def fan_out(conn: sa.Connection, brand: Brand, at: datetime) -> FanOut:
     ]
     # FOR UPDATE: a second deliverer fanning out at once waits, then finds these rows done.
     events = conn.execute(
-        sa.select(ev.c.id, ev.c.event_name, ev.c.ordering_key, ev.c.payload, ev.c.created_at)
+        sa.select(ev.c.id, ev.c.event_name, ev.c.ordering_key, ev.c.created_at)
         .where(ev.c.brand == brand.brand, ev.c.fanned_out == sa.false())
         .order_by(ev.c.id).with_for_update()
     ).mappings().all()
-    rows, skipped = [], 0
+    rows = []
     for event in events:
-        if not brand.webhooks.echo_imports and _is_import_echo(event["event_name"], event["payload"]):
-            skipped += 1
-            continue
         for endpoint_id, subscriptions in endpoints:
             if subscribed_name(event["event_name"], subscriptions):
                 rows.append({
@@ -193,7 +176,7 @@ def fan_out(conn: sa.Connection, brand: Brand, at: datetime) -> FanOut:
     ids = [event["id"] for event in events]
     for i in range(0, len(ids), 500):
         conn.execute(ev.update().where(ev.c.id.in_(ids[i:i + 500])).values(fanned_out=True))
-    return FanOut(len(events), len(rows), skipped)
+    return FanOut(len(events), len(rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,15 +336,25 @@ class DeliveryReport:
     rejected: int = 0
     dead: int = 0
     disabled: list[str] = field(default_factory=list)  # "brand: url" of endpoints disabled by a 410
-    pending_by_brand: dict[str, int] = field(default_factory=dict)
-    dead_letters_by_brand: dict[str, int] = field(default_factory=dict)  # dead and rejected
+    counts_by_brand: dict[str, dict[str, int]] = field(default_factory=dict)  # after the run, by status
     budget_spent: bool = False
+
+    @property
+    def pending_by_brand(self) -> dict[str, int]:
+        return {b: c[PENDING] for b, c in self.counts_by_brand.items()}
+
+    @property
+    def dead_letters_by_brand(self) -> dict[str, int]:
+        """Dead and rejected deliveries per brand."""
+        return {b: sum(c[s] for s in DEAD_LETTER_STATUSES) for b, c in self.counts_by_brand.items()}
 
     def summary(self) -> str:
         parts = [(
             f"{self.attempted} attempted: {self.delivered} delivered, {self.retried} to retry, "
             f"{self.rejected} rejected (422), {self.dead} dead"
         )]
+        if self.endpoints_changed:
+            parts.append(f"{self.endpoints_changed} endpoint(s) updated from the brands' config")
         if self.deliveries_created:
             parts.append(f"{self.deliveries_created} new deliveries from {self.events_fanned_out} events")
         if self.disabled:
@@ -483,7 +476,7 @@ def _new_session(max_workers: int) -> requests.Session:
     return session
 
 
-def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = utc_now, session: requests.Session | None = None,
+def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session: requests.Session | None = None,
             budget_seconds: float = 40, max_workers: int = 8, rng: random.Random | None = None,
             timeout: float = SEND_TIMEOUT) -> DeliveryReport:
     """Sync endpoints, fan out new events, then send what is due until nothing is due or
@@ -492,12 +485,18 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = utc_now, sess
     rng = rng or random.Random()
     report = DeliveryReport()
     for brand in brands:
-        with writing(engine) as conn:
-            report.endpoints_changed += sync_endpoints(conn, brand, clock())
-        with writing(engine) as conn:
-            counts = fan_out(conn, brand, clock())
-        report.events_fanned_out += counts.events
-        report.deliveries_created += counts.deliveries
+        # An idle tick only reads: the write lock (SQLite's is the whole file) is taken when
+        # there is something to write, so the sensor never queues behind a long apply for nothing.
+        with engine.connect() as conn:
+            stale, unfanned = not _config_matches(conn, brand), _has_unfanned(conn, brand.brand)
+        if stale:
+            with writing(engine) as conn:
+                report.endpoints_changed += sync_endpoints(conn, brand, clock())
+        if unfanned:
+            with writing(engine) as conn:
+                counts = fan_out(conn, brand)
+            report.events_fanned_out += counts.events
+            report.deliveries_created += counts.deliveries
 
     brand_ids = [b.brand for b in brands]
     own_session = session is None
@@ -509,7 +508,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = utc_now, sess
             while True:
                 in_budget = time.monotonic() - started < budget_seconds
                 claimed: list[_Job] = []
-                if in_budget and len(inflight) < max_workers and brand_ids:
+                if in_budget and len(inflight) < max_workers and brand_ids and _any_due(engine, brand_ids, clock()):
                     claimed = _claim(engine, brand_ids, clock(), max_workers - len(inflight))
                     unsendable = [(job, _Outcome(error=job.error)) for job in claimed if job.error]
                     if unsendable:
@@ -529,14 +528,31 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = utc_now, sess
             session.close()
 
     with engine.connect() as conn:
-        report.pending_by_brand, report.dead_letters_by_brand = _totals(conn, brand_ids)
+        report.counts_by_brand = {b: delivery_counts(conn, b) for b in brand_ids}
     return report
 
 
-def _totals(conn: sa.Connection, brand_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
-    counts = {b: delivery_counts(conn, b) for b in brand_ids}
-    return ({b: c[PENDING] for b, c in counts.items()},
-            {b: sum(c[s] for s in DEAD_LETTER_STATUSES) for b, c in counts.items()})
+def _config_matches(conn: sa.Connection, brand: Brand) -> bool:
+    """Whether `sync_endpoints` would change nothing (read only)."""
+    e = webhook_endpoints
+    rows = {r.target_url: r for r in conn.execute(
+        sa.select(e.c.target_url, e.c.origin, e.c.events, e.c.is_enabled, e.c.secret_env).where(e.c.brand == brand.brand))}
+    for ep in brand.webhooks.endpoints:
+        row = rows.pop(ep.url, None)
+        if row is None or (row.origin == "config" and (json.loads(row.events), bool(row.is_enabled), row.secret_env)
+                           != (ep.events, ep.enabled, ep.secret_env)):
+            return False
+    return not any(r.origin == "config" and r.is_enabled for r in rows.values())
+
+
+def _has_unfanned(conn: sa.Connection, brand_id: str) -> bool:
+    ev = webhook_events
+    return conn.execute(sa.select(ev.c.id).where(ev.c.brand == brand_id, ev.c.fanned_out == sa.false()).limit(1)).first() is not None
+
+
+def _any_due(engine: sa.Engine, brand_ids: list[str], now: datetime) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(_due(brand_ids, now, 1)).first() is not None
 
 
 def delivery_counts(conn: sa.Connection, brand_id: str) -> dict[str, int]:
@@ -585,8 +601,8 @@ class DeadLetter:
     finished_at: datetime | None
 
 
-def dead_letters(conn: sa.Connection, brand_id: str, endpoint_id: int | None = None) -> list[DeadLetter]:
-    """The brand's dead and rejected deliveries, oldest event first."""
+def dead_letters(conn: sa.Connection, brand_id: str, endpoint_id: int | None = None, limit: int | None = None) -> list[DeadLetter]:
+    """The brand's dead and rejected deliveries, oldest event first (the first `limit` of them)."""
     d, e, ev = webhook_deliveries, webhook_endpoints, webhook_events
     query = (
         sa.select(d.c.id, d.c.status, ev.c.event_name, ev.c.message_id, d.c.ordering_key, d.c.endpoint_id,
@@ -598,11 +614,11 @@ def dead_letters(conn: sa.Connection, brand_id: str, endpoint_id: int | None = N
     )
     if endpoint_id is not None:
         query = query.where(d.c.endpoint_id == endpoint_id)
-    return [DeadLetter(*row) for row in conn.execute(query)]
+    return [DeadLetter(*row) for row in conn.execute(query.limit(limit))]
 
 
 def replay(engine: sa.Engine, brand_id: str, endpoint_id: int | None = None, message_id: str | None = None,
-           clock: Clock = utc_now) -> int:
+           clock: Clock = now) -> int:
     """Dead and rejected deliveries (of one endpoint, of one event, or all the brand's) become
     pending again with a fresh retry budget and the same webhook-id; returns how many."""
     d, ev = webhook_deliveries, webhook_events
@@ -618,7 +634,7 @@ def replay(engine: sa.Engine, brand_id: str, endpoint_id: int | None = None, mes
         )).rowcount
 
 
-def enable_endpoint(engine: sa.Engine, brand_id: str, endpoint_id: int, clock: Clock = utc_now) -> bool:
+def enable_endpoint(engine: sa.Engine, brand_id: str, endpoint_id: int, clock: Clock = now) -> bool:
     """Clear an endpoint's `disabled_reason` (a 410 Gone): its parked deliveries go out again.
     Returns False if the brand has no such endpoint."""
     e = webhook_endpoints
