@@ -8,6 +8,8 @@ once, and a step that finds its file already past it changes nothing.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -50,6 +52,10 @@ class Layout:
     def work(self, brand: str, source: str, entity: str, name: str, layer: str) -> Path:
         """Folder of a file's rows after a step, as parquet parts (one per batch)."""
         return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{layer}"
+
+    def digests(self, brand: str, source: str, entity: str) -> Path:
+        """Folder of the row digests of the source's last applied file of the entity."""
+        return self.data_dir / brand / "work" / source / entity / "applied-digests"
 
 
 @dataclass
@@ -387,14 +393,22 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
     applied = []
     for source, name in pending:
         rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
+        digests = RowDigests(layout, brand.brand, source, entity_name, rows) if _skippable(entity) else None
         with writing(engine) as conn:
+            fresh = digests.unseen(conn, name) if digests else rows
             # A shopper's change reaches its client (and the client's events) in the same transaction.
             clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
-            counts = apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
+            counts = (apply_rows(conn, brand.brand, entity_name, source, fresh, name, owners, provided, observe=clients)
+                      if not fresh.is_empty() else Counts())
+            counts.unchanged += rows.height - fresh.height
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
             file_finished(conn, brand.brand, source, name, now())
+            if digests:
+                digests.keep(name)  # before the commit: a set on disk never claims an apply that did not happen
+        if digests:
+            digests.forget_all_but(name)
         applied.append(Applied(name, source, counts))
         _forget_work(layout, brand.brand, source, entity_name, name)
     with writing(engine) as conn:
@@ -402,3 +416,58 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)
     return applied, released
+
+
+def _skippable(entity) -> bool:
+    """Whether a row equal to the last file's can be left out: not where a file's rows act as a
+    whole (an image set replaces the product's), nor where rows are compared on a time
+    (inventory's latest measurement, sales by month)."""
+    return not (entity.replace_set_by or entity.latest_by or entity.month_column)
+
+
+class RowDigests:
+    """Rows a source sends again exactly as in its last applied file are not applied again.
+
+    Brands resend whole files (every shopper, every day) where a few rows changed. Each applied
+    file leaves the 128-bit digests (two seeded polars row hashes) of its mapped rows; the next
+    file of the same source and entity applies only the rows whose digest is not among them and
+    counts the rest as unchanged. Mapped rows are compared, after validation, de-duplication and
+    mapping, so rejects and duplicates are reported exactly as before, and a change of mapping
+    or precedence changes the digests. Only the source's last applied file counts (a row
+    changed, then changed back, is applied); the digests' folder name carries the columns,
+    their types and the polars version, so a new hash or schema compares with nothing.
+    """
+
+    def __init__(self, layout: Layout, brand: str, source: str, entity: str, rows: pl.DataFrame):
+        self.brand, self.source, self.entity = brand, source, entity
+        content = rows.drop(LINE)
+        schema = json.dumps([pl.__version__, [(c, str(t)) for c, t in content.schema.items()]])
+        self.folder = layout.digests(brand, source, entity) / hashlib.sha256(schema.encode()).hexdigest()[:16]
+        self.rows = rows.with_columns(content.hash_rows(seed=1).alias("_h1"), content.hash_rows(seed=2).alias("_h2"))
+
+    def unseen(self, conn: sa.Connection, name: str) -> pl.DataFrame:
+        """The rows not in the last applied file of the source (all of them without its digests)."""
+        last = conn.execute(
+            sa.select(files.c.name).where(files.c.brand == self.brand, files.c.source == self.source,
+                                          files.c.entity == self.entity, files.c.status == "applied", files.c.name != name)
+            .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
+        ).scalar()
+        path = self.folder / f"{safe_name(last)}.parquet" if last else None
+        if path is None or not path.exists():
+            return self.rows.drop("_h1", "_h2")
+        seen = pl.read_parquet(path)
+        return self.rows.join(seen, on=["_h1", "_h2"], how="anti", maintain_order="left").drop("_h1", "_h2")
+
+    def keep(self, name: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{safe_name(name)}.parquet"
+        partial = path.with_name(f".{path.name}.part")
+        self.rows.select("_h1", "_h2").write_parquet(partial)
+        os.replace(partial, path)
+
+    def forget_all_but(self, name: str) -> None:
+        """Once `name` is applied, earlier files' digests (of any schema) are of no use."""
+        keep = self.folder / f"{safe_name(name)}.parquet"
+        for path in self.folder.parent.glob("*/*.parquet"):
+            if path != keep:
+                path.unlink(missing_ok=True)
