@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.outbound.extracts import outbox_folder, run_extract
 from bspk_pipelines.outbound.webhooks import DEAD_LETTER_STATUSES, dead_letters, deliver, delivery_counts
 
@@ -114,12 +115,7 @@ def build_outbound(brand: Brand) -> dg.Definitions:
         tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
         description=f"Writes {b}'s incremental extracts of engagement data to its outbox.",
     )
-    schedules = []
-    if brand.schedule_cron:
-        schedules.append(dg.ScheduleDefinition(
-            name=names.extract_schedule(b), cron_schedule=brand.schedule_cron, job=job,
-            default_status=dg.DefaultScheduleStatus.RUNNING, tags={names.BRAND_TAG: b},
-            description=f"{b}'s sync interval ({brand.sync.interval}): extracts what changed since the last run.",
-        ))
-    return dg.Definitions(assets=[*extracts, deliveries], asset_checks=[check], jobs=[job], sensors=[sensor],
-                          schedules=schedules)
+    return dg.Definitions(
+        assets=[*extracts, deliveries], asset_checks=[check], jobs=[job], sensors=[sensor],
+        schedules=on_sync_interval(brand, names.extract_schedule(b), job, "extracts what changed since the last run"),
+    )

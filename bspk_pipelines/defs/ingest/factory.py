@@ -8,6 +8,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
+from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.entities import ENTITIES
 
 
@@ -40,14 +41,7 @@ def build_ingest(brand: Brand) -> dg.Definitions:
         names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
     )
-    schedules = []
-    if brand.schedule_cron:
-        schedules.append(dg.ScheduleDefinition(
-            name=names.sync_schedule(b), cron_schedule=brand.schedule_cron, job=apply,
-            default_status=dg.DefaultScheduleStatus.RUNNING, tags={names.BRAND_TAG: b},
-            description=f"{b}'s sync interval ({brand.sync.interval}): applies what is pending and releases held rows.",
-        ))
     return dg.Definitions(
-        assets=[*file_assets, *tables], jobs=[*jobs, apply],
-        sensors=[build_drop_sensor(brand, jobs)], schedules=schedules,
+        assets=[*file_assets, *tables], jobs=[*jobs, apply], sensors=[build_drop_sensor(brand, jobs)],
+        schedules=on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows"),
     )
