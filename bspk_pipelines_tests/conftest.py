@@ -143,6 +143,14 @@ def brand_harness(config: dict, engine: sa.Engine, tmp_path: Path) -> Harness:
     return Harness(Brand.model_validate(config), Layout(tmp_path / "data"), engine)
 
 
+def tick(defs, sensor: str, cursor: str | None = None, instance=None):
+    """One evaluation of the named sensor of `defs`, as the daemon would run it."""
+    import dagster as dg
+
+    with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
+        return defs.resolve_sensor_def(sensor)(context)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI, a run in which no PostgreSQL test passed is a failure, whatever else passed."""
     if not IN_CI or exitstatus != 0 or getattr(session.config, "workerinput", None) is not None:

@@ -17,7 +17,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines_tests.conftest import NATIVE
+from bspk_pipelines_tests.conftest import NATIVE, tick
 
 SHOPPERS = (
     "shopper_ref,first_name,last_name,alternate_first_name,alternate_last_name,gender,email,title,mobile_phone,"
@@ -55,10 +55,7 @@ def dagster_home(tmp_path, monkeypatch) -> str:
     return str(home)
 
 
-def _tick(defs: dg.Definitions, cursor: str | None, instance: dg.DagsterInstance | None = None) -> dg.SensorResult:
-    sensor = defs.resolve_sensor_def(names.drop_sensor("acme"))
-    with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
-        return sensor(context)
+DROP_SENSOR = names.drop_sensor("acme")
 
 
 def test_definitions_load_with_names_from_one_helper(defs_and_folder):
@@ -76,21 +73,21 @@ def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
     defs, _, drop = defs_and_folder
     path = drop / "SHOPPER_V3_Acme_202401010000.csv"
     path.write_text(SHOPPERS[:80])
-    first = _tick(defs, None)
+    first = tick(defs, DROP_SENSOR, None)
     assert first.run_requests == []  # seen once: it may still be growing
     with path.open("a") as f:
         f.write(SHOPPERS[80:])
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    second = _tick(defs, first.cursor)
+    second = tick(defs, DROP_SENSOR, first.cursor)
     assert second.run_requests == []  # it grew since the last look
-    third = _tick(defs, second.cursor)
+    third = tick(defs, DROP_SENSOR, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["SHOPPER_V3_Acme_202401010000.csv"]
     request = third.run_requests[0]
     assert request.job_name == names.ingest_job("acme", "main", "shoppers")
     assert request.tags[names.BRAND_TAG] == "acme"
     assert request.run_key.startswith("main/SHOPPER_V3_Acme_202401010000.csv/")
     # A restart resumes from the stored cursor: the file is not requested twice.
-    assert _tick(defs, third.cursor).run_requests == []
+    assert tick(defs, DROP_SENSOR, third.cursor).run_requests == []
 
 
 def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_folder):
@@ -103,7 +100,7 @@ def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_fol
     (drop / "SHOPPER_V3_Acme_202401011000.csv.part").write_text(SHOPPERS)
     (drop / "SHOPPER_V3_Acme_202401011000.tmp").write_text(SHOPPERS)
     (drop / ".hidden.csv").write_text(SHOPPERS)
-    result = _tick(defs, None)
+    result = tick(defs, DROP_SENSOR, None)
     assert [r.partition_key for r in result.run_requests] == [
         "PRODUCT_V2_Acme_202401010800.csv",  # earliest timestamp first
         "SHOPPER_V3_Acme_202401010900.csv",  # same timestamp: platform dependency order
@@ -121,7 +118,7 @@ def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
     defs, _, drop = defs_and_folder
     (drop / "clients export.csv").write_text(SHOPPERS)
     (drop / "clients export.csv.done").touch()
-    result = _tick(defs, None)
+    result = tick(defs, DROP_SENSOR, None)
     assert result.run_requests == []
     engine = defs.resources["warehouse"].engine
     with engine.connect() as conn:
@@ -129,7 +126,7 @@ def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
     assert row.status == "failed" and "expected <TYPE>_<VERSION>_Acme_<YYYYMMDDHHMM>.csv" in row.error
     cursor = json.loads(result.cursor)
     assert cursor["requested"]["main"]["clients export.csv"] == "failed"
-    assert _tick(defs, result.cursor).run_requests == []
+    assert tick(defs, DROP_SENSOR, result.cursor).run_requests == []
 
 
 def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
@@ -173,7 +170,7 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
         assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
         (drop / "SHOPPER_V3_Acme_202401020900.csv").write_text(SHOPPERS)
         (drop / "SHOPPER_V3_Acme_202401020900.csv.done").write_text("")
-        result = _tick(defs, None, instance)
+        result = tick(defs, DROP_SENSOR, None, instance)
         assert not result.run_requests
         [event] = result.asset_events
         assert event.asset_key == names.raw_key("acme", "main", "shoppers") and event.partition == "SHOPPER_V3_Acme_202401020900.csv"

@@ -21,7 +21,7 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.outbound.receiver import Answer, Receiver
 from bspk_pipelines.outbound.webhooks import replay
-from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, header
+from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, header, tick
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
@@ -61,10 +61,7 @@ def setup(tmp_path, warehouse_url, receiver, monkeypatch):
     return defs, brand, data
 
 
-def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
-    sensor = defs.resolve_sensor_def(names.webhook_sensor("acme"))
-    with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
-        return sensor(context)
+WEBHOOK_SENSOR = names.webhook_sensor("acme")
 
 
 def test_outbound_definitions(setup):
@@ -87,7 +84,7 @@ def test_sensor_delivers_and_extracts_land_in_the_outbox(setup, receiver):
         platform.update_client("S1", {"email": "new@example.com"}, by="SA1")
         platform.log_call("SA1", "S1")
 
-        result = _tick(defs, instance)
+        result = tick(defs, WEBHOOK_SENSOR, instance=instance)
         received = sorted(r.event_name for r in receiver.unique.values())
         assert received == ["client.updated"] + ["file_import.finished"] * 3
         [update] = [r.obj for r in receiver.unique.values() if r.event_name == "client.updated"]
@@ -96,7 +93,7 @@ def test_sensor_delivers_and_extracts_land_in_the_outbox(setup, receiver):
         assert observation.metadata["delivered"].value == 4 and check.passed
         assert "4 delivered" in result.skip_reason.skip_message
         # Nothing changed since: no new events for the UI.
-        assert _tick(defs, instance, result.cursor).asset_events == []
+        assert tick(defs, WEBHOOK_SENSOR, result.cursor, instance).asset_events == []
 
         run = defs.resolve_job_def(names.extract_job("acme")).execute_in_process(instance=instance)
         assert run.success
@@ -118,13 +115,13 @@ def test_dead_letters_fail_the_check_until_replayed(setup, receiver):
     receiver.status["code"] = 422
     with dg.DagsterInstance.get() as instance:
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        result = _tick(defs, instance)
+        result = tick(defs, WEBHOOK_SENSOR, instance=instance)
         _, check = result.asset_events
         assert check.check_name == NO_DEAD_LETTERS and not check.passed
         assert check.metadata["dead_letters"].value == 3 and "file_import.finished" in check.metadata["sample"].value
         receiver.status["code"] = 204
         assert replay(defs.resources["warehouse"].engine, "acme") == 3
-        healed = _tick(defs, instance, result.cursor)
+        healed = tick(defs, WEBHOOK_SENSOR, result.cursor, instance)
         assert healed.asset_events[1].passed and len(receiver.unique) == 3
         # Materialising the deliveries asset (the UI's "deliver now") runs its check too.
         run = dg.materialize([defs.get_assets_def(names.webhooks_key("acme")), *defs.asset_checks],
