@@ -69,10 +69,11 @@ def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entit
     return sorted(by_month)
 
 
-def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.DataFrame) -> Counts:
-    """What a file's rows change in the table: inserted, updated, unchanged, held (nothing written).
+def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.DataFrame, unknown: dict[str, pl.Series]) -> Counts:
+    """What a batch of a file's rows changes in the table: inserted, updated, unchanged, held
+    (nothing written). `unknown`: the file's references that do not resolve (`unknown_references`).
 
-    Where the table holds nothing yet in the file's span (an initial load, a new month), every
+    Where the table holds nothing yet in the batch's span (an initial load, a new month), every
     row whose references resolve is new, and the comparison is skipped.
     """
     table = ENTITY_TABLES[entity.name]
@@ -83,8 +84,8 @@ def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.Dat
     occupied = conn.execute(sa.select(sa.literal(1)).where(table.c.brand == brand, col >= first, col <= last).limit(1)).first()
     if occupied:
         return upsert(conn, entity, table, brand, rows, "", list(entity.key), dry_run=True)
-    known = resolves(conn, entity, brand, rows)
-    return Counts(inserted=int(known.sum()), held=rows.height - int(known.sum()))
+    resolved = int(resolves(conn, entity, brand, rows, unknown).sum())
+    return Counts(inserted=resolved, held=rows.height - resolved)
 
 
 def mark_pending(conn: sa.Connection, brand: str, entity: str, month_keys: list[str]) -> None:

@@ -28,7 +28,7 @@ from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
 from bspk_pipelines.warehouse import bulk
-from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
+from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held, unknown_references
 from bspk_pipelines.warehouse.schema import files, rejects, writing
 
 IN_PROGRESS = ("received", "validated", "mapped")
@@ -312,13 +312,16 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     total, preview, touched, counts = 0, None, set(), Counts()
+    parts = _parts(layout.work(brand.brand, source, entity_name, name, "validated"))
     with writing(engine) as conn:
-        for i, part in enumerate(_parts(layout.work(brand.brand, source, entity_name, name, "validated"))):
+        # The shoppers and products the file names that are not known: asked once, not per batch.
+        unknown = unknown_references(conn, entity, brand.brand, pl.scan_parquet(parts)) if entity.month_column and parts else None
+        for i, part in enumerate(parts):
             rows = _owned(brand, source, entity, pl.read_parquet(part))
             total, preview = total + rows.height, rows.head(5) if preview is None or preview.is_empty() else preview
             if entity.month_column:
                 # Counted against the table as it stands when the file lands, then landed by month.
-                counts += landing_counts(conn, brand.brand, entity, rows)
+                counts += landing_counts(conn, brand.brand, entity, rows, unknown)
                 touched |= set(land_months(conn, layout.data_dir, brand, entity, rows, name, f"{row['sort_key']}/{i:05d}"))
             else:
                 rows.write_parquet(out / f"part-{i:05d}.parquet")

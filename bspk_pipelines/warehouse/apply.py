@@ -176,8 +176,11 @@ def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: 
 
 def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand: str, frame: pl.DataFrame, file: str | None) -> int:
     """Move rows whose shopper or product is not known yet from the stage to `held`."""
-    # A newer row for a key supersedes whatever was held for it.
-    conn.execute(held.delete().where(held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_(sa.select(stage.c[KEY]))))
+    # A newer row for a key supersedes whatever was held for it (if anything is held: the
+    # question costs nothing, the delete a pass over every staged key).
+    where = sa.and_(held.c.brand == brand, held.c.entity == entity.name)
+    if conn.execute(sa.select(held.c.key).where(where).limit(1)).first():
+        conn.execute(held.delete().where(where, held.c.key.in_(sa.select(stage.c[KEY]))))
     missing = _missing_references(entity, stage, brand)
     if not missing:
         return 0
@@ -354,22 +357,36 @@ def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict
     }
 
 
-def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame) -> pl.Series:
-    """For each row, whether every shopper or product it references is known now."""
-    ok = pl.Series([True] * frame.height)
+def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame | pl.LazyFrame) -> dict[str, pl.Series]:
+    """For each reference the rows carry, the values among theirs that name no known shopper or
+    product (yet). The distinct values go to the database once; it answers in one join."""
+    unknown = {}
+    columns = frame.collect_schema().names()
     for ref in entity.references:
-        if ref.column not in frame.columns:
+        if ref.column not in columns:
             continue
-        # The distinct values go to the database once; it answers which exist in one join.
         wanted = sa.Table("wanted_refs", sa.MetaData(), sa.Column("value", sa.Text), prefixes=["TEMPORARY"])
         wanted.drop(conn, checkfirst=True)
         wanted.create(conn)
-        bulk.load(conn, wanted, frame.select(pl.col(ref.column).drop_nulls().unique().alias("value")))
+        distinct = frame.lazy().select(pl.col(ref.column).drop_nulls().unique().alias("value")).collect(engine="streaming")
+        bulk.load(conn, wanted, distinct)
         referenced = ENTITY_TABLES[ref.entity]
-        known = conn.execute(sa.select(wanted.c.value).where(sa.exists().where(
+        missing = conn.execute(sa.select(wanted.c.value).where(~sa.exists().where(
             referenced.c.brand == brand, referenced.c[ref.target_column] == wanted.c.value))).scalars().all()
         wanted.drop(conn)
-        ok &= frame[ref.column].is_null() | frame[ref.column].is_in(pl.Series(known, dtype=pl.Utf8))
+        unknown[ref.column] = pl.Series(missing, dtype=pl.Utf8)
+    return unknown
+
+
+def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame,
+             unknown: dict[str, pl.Series] | None = None) -> pl.Series:
+    """For each row, whether every shopper or product it references is known now (`unknown`: from
+    `unknown_references` over rows that include these, to ask the database once for many batches)."""
+    unknown = unknown_references(conn, entity, brand, frame) if unknown is None else unknown
+    ok = pl.repeat(True, frame.height, eager=True)
+    for column, values in unknown.items():
+        if not values.is_empty():
+            ok &= ~frame[column].is_in(values.implode()).fill_null(False)
     return ok
 
 

@@ -7,6 +7,7 @@ the open transaction. Both skip SQLAlchemy's per-row parameter processing.
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import sqlalchemy as sa
@@ -25,11 +26,15 @@ def load(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame, batch_rows: 
             quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
             name = conn.dialect.identifier_preparer.format_table(table)
             sql = f"COPY {name} ({quoted}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-            for chunk in frame.iter_slices(batch_rows):
-                buffer = io.BytesIO()
-                chunk.write_csv(buffer, include_header=False, null_value=NULL, datetime_format="%Y-%m-%dT%H:%M:%S%.f")
-                buffer.seek(0)
-                cursor.copy_expert(sql, buffer)
+            # polars writes the next slice's CSV while the server takes this one (both let go of the GIL).
+            with ThreadPoolExecutor(1) as writer:
+                pending = None
+                for chunk in frame.iter_slices(batch_rows):
+                    written = writer.submit(_csv, chunk)
+                    if pending:
+                        cursor.copy_expert(sql, pending.result())
+                    pending = written
+                cursor.copy_expert(sql, pending.result())
         else:
             placeholders = ", ".join("?" for _ in columns)
             quoted = ", ".join(f'"{c}"' for c in columns)
@@ -38,6 +43,13 @@ def load(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame, batch_rows: 
                 cursor.executemany(sql, _sqlite_rows(chunk))
     finally:
         cursor.close()
+
+
+def _csv(frame: pl.DataFrame) -> io.BytesIO:
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False, null_value=NULL, datetime_format="%Y-%m-%dT%H:%M:%S%.f")
+    buffer.seek(0)
+    return buffer
 
 
 def _sqlite_rows(frame: pl.DataFrame):
