@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -68,6 +69,7 @@ class StepResult:
     rejected: int = 0
     sha256: str = ""
     size: int = 0
+    unchanged: int = 0
     preview: pl.DataFrame | None = None
     rejects: list[RowProblem] = field(default_factory=list)
 
@@ -170,8 +172,10 @@ def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> t
     return source_columns(file_map), [], False
 
 
-def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int):
-    """The file's rows in batches: (valid rows, problems, rows read) each."""
+def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int,
+                     unchanged: UnchangedRows | None):
+    """The file's rows in batches: (valid rows, problems, rows read) each. With `unchanged`, rows
+    as the source's last applied file sent them are set aside there before mapping and checks."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
@@ -179,10 +183,11 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
     expected, optional, exact = expected_header(brand, source, entity_name, name)
     batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows)
     for batch in batches:
+        rows = unchanged.set_aside_rows(batch.rows) if unchanged else batch.rows
         if file_map:
-            rows = to_platform(entity, file_map, src.dialect, batch.rows)
+            rows = to_platform(entity, file_map, src.dialect, rows)
         else:
-            rows = batch.rows.rename({h: n for h, n in entity.header_names.items() if h in batch.rows.columns})
+            rows = rows.rename({h: n for h, n in entity.header_names.items() if h in rows.columns})
         checked = validate(entity, rows, where)
         problems, rows = batch.problems + checked.rejects, checked.rows
         if entity.month_column:
@@ -197,10 +202,14 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(folder.glob("part-*.parquet"))
 
 
-def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None, exclude: set[int] = frozenset()) -> pl.DataFrame:
+def _count(parts: list[Path]) -> int:
+    return pl.scan_parquet(parts).select(pl.len()).collect().item() if parts else 0
+
+
+def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | None, exclude: set[int] = frozenset()) -> pl.DataFrame:
     """Rows sharing `columns` with another row of the file (lines in `exclude` aside): every row
     but the first (or, with `keep_by`, the latest by that column), with the line of the one that stays."""
-    scan = pl.scan_parquet(parts).select(*columns, LINE, *([keep_by] if keep_by else []))
+    scan = rows.select(*columns, LINE, *([keep_by] if keep_by else []))
     scan = scan.filter(~pl.col(LINE).is_in(list(exclude))) if exclude else scan
     order = [keep_by, LINE] if keep_by else [LINE]
     stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
@@ -210,13 +219,16 @@ def _later_duplicates(parts: list[Path], columns: list[str], keep_by: str | None
     return scan.join(stays, on=columns, nulls_equal=True).filter(pl.col(LINE) != pl.col("_stays")).collect(engine="streaming")
 
 
-def _deduplicate(entity, parts: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
+def _deduplicate(entity, parts: list[Path], aside: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
     """A key once per file, whatever batch it fell in: a later duplicate is rejected, except where
-    the latest measurement wins (superseded); values that must be unique likewise.
+    the latest measurement wins (superseded); values that must be unique likewise. Rows set
+    aside as unchanged (`aside`: their key and unique values) count as any other row.
     Returns the rejects and the number of rows superseded."""
     problems, superseded, dropped = [], 0, set()
-    key = [k for k in entity.key if k in pl.read_parquet_schema(parts[0])]
-    later = _later_duplicates(parts, key, entity.latest_by)
+    every_row = pl.concat([pl.scan_parquet(p) for p in (parts, aside) if p], how="diagonal")
+    columns = pl.read_parquet_schema(parts[0])
+    key = [k for k in entity.key if k in columns]
+    later = _later_duplicates(every_row, key, entity.latest_by)
     if entity.latest_by:
         superseded = later.height
     else:
@@ -225,14 +237,14 @@ def _deduplicate(entity, parts: list[Path], where: dict[str, str]) -> tuple[list
                      for r in later.iter_rows(named=True)]
     dropped |= set(later[LINE].to_list())
     for c in entity.columns:
-        if c.unique and c.name in key + list(pl.read_parquet_schema(parts[0])):
-            clash = _later_duplicates(parts, [c.name], None, dropped)
+        if c.unique and c.name in columns:
+            clash = _later_duplicates(every_row, [c.name], None, dropped)
             problems += [RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
                                     f"{c.name} must be unique per {entity.name}; line {r['_stays']} has it")
                          for r in clash.iter_rows(named=True)]
             dropped |= set(clash[LINE].to_list())
     if dropped:
-        for part in parts:
+        for part in parts + aside:
             rows = pl.read_parquet(part)
             kept = rows.filter(~pl.col(LINE).is_in(list(dropped)))
             if kept.height != rows.height:
@@ -245,6 +257,8 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     """Parse and check every row; good rows go on, bad rows become rejects naming line, column and rule.
 
     The file streams through in batches of `batch_rows`, so memory stays bounded whatever its size.
+    Rows exactly as the source's last applied file sent them are set aside as unchanged (see
+    `UnchangedRows`).
     """
     with engine.connect() as conn:
         row = file_row(conn, brand.brand, source, name)
@@ -253,13 +267,17 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
     out = layout.work(brand.brand, source, entity, name, "validated")
     shutil.rmtree(out, ignore_errors=True)
     (out / "rejects").mkdir(parents=True)
-    read = valid = 0
+    unchanged = None
+    if _skippable(ENTITIES[entity]):
+        with engine.connect() as conn:
+            unchanged = UnchangedRows.start(conn, layout, brand, source, entity, name)
+    read = 0
     preview, sample = None, []
     try:
-        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows)):
+        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows, unchanged)):
             rows.write_parquet(out / f"part-{i:05d}.parquet")
             _write_problems(out / "rejects" / f"part-{i:05d}.parquet", problems)
-            read, valid = read + n, valid + rows.height
+            read += n
             preview = rows.head(5) if preview is None or preview.is_empty() else preview
             sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
@@ -267,10 +285,11 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
             _set(conn, brand.brand, source, name, status="failed", error=str(e))
             file_finished(conn, brand.brand, source, name, now())
         raise
-    problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), mapping_of(brand, source, entity, name)[1])
+    aside = unchanged.aside_parts() if unchanged else []
+    problems, superseded = _deduplicate(ENTITIES[entity], _parts(out), aside, mapping_of(brand, source, entity, name)[1])
     _write_problems(out / "rejects" / "part-dedup.parquet", problems)
     sample = sample or problems[:5]
-    valid -= len(problems) + superseded
+    valid, set_aside = _count(_parts(out)), _count(aside)
     found = _parts(out / "rejects")
     problems_frame = pl.scan_parquet(found) if found else None
     rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0
@@ -281,7 +300,8 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
                 pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file")))
         _set(conn, brand.brand, source, name, status="validated", rows_read=read, rejected=rejected_lines,
              superseded=superseded)
-    return StepResult("validated", rows=valid, rejected=rejected_lines, preview=preview, rejects=sample)
+    return StepResult("validated", rows=valid + set_aside, rejected=rejected_lines, unchanged=set_aside, preview=preview,
+                      rejects=sample)
 
 
 PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "message": pl.Utf8}
@@ -395,23 +415,30 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
         ).all()
     applied = []
     for source, name in pending:
+        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name) if _skippable(entity) else None
+        with engine.connect() as conn:
+            outdated = unchanged is not None and not unchanged.compared_with_last_applied(conn)
+        if outdated:
+            # Rows were set aside against a file that is no longer the source's last applied one:
+            # checked again, against the one that is.
+            validate_file(engine, layout, brand, source, entity_name, name)
+            map_file(engine, layout, brand, source, entity_name, name)
+            unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name)
         rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
-        digests = RowDigests(layout, brand.brand, source, entity_name, rows) if _skippable(entity) else None
         with writing(engine) as conn:
-            fresh = digests.unseen(conn, name) if digests else rows
             # A shopper's change reaches its client (and the client's events) in the same transaction.
             clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
-            counts = (apply_rows(conn, brand.brand, entity_name, source, fresh, name, owners, provided, observe=clients)
-                      if not fresh.is_empty() else Counts())
-            counts.unchanged += rows.height - fresh.height
+            counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
+                      if not rows.is_empty() else Counts())
+            counts.unchanged += unchanged.set_aside() if unchanged else 0
             _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
             file_finished(conn, brand.brand, source, name, now())
-            if digests:
-                digests.keep(name)  # before the commit: a set on disk never claims an apply that did not happen
-        if digests:
-            digests.forget_all_but(name)
+            if unchanged:
+                unchanged.keep()  # before the commit: digests on disk never claim an apply that did not happen
+        if unchanged:
+            unchanged.forget_all_but_this()
         applied.append(Applied(name, source, counts))
         _forget_work(layout, brand.brand, source, entity_name, name)
     with writing(engine) as conn:
@@ -428,49 +455,124 @@ def _skippable(entity) -> bool:
     return not (entity.replace_set_by or entity.latest_by or entity.month_column)
 
 
-class RowDigests:
-    """Rows a source sends again exactly as in its last applied file are not applied again.
+DIGEST = ["_h1", "_h2"]
+
+
+def _last_applied(conn: sa.Connection, brand: str, source: str, entity: str, other_than: str) -> str | None:
+    """The source's file of the entity applied last, other than `other_than`."""
+    return conn.execute(
+        sa.select(files.c.name).where(files.c.brand == brand, files.c.source == source, files.c.entity == entity,
+                                      files.c.status == "applied", files.c.name != other_than)
+        .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
+    ).scalar()
+
+
+@cache
+def _rules_fingerprint() -> str:
+    """The code that reads, maps and checks rows: digests made under other rules compare with nothing."""
+    here = Path(__file__).parent
+    code = b"".join((here / m).read_bytes() for m in ("entities.py", "parse.py", "mapping.py", "validate.py", "pipeline.py"))
+    return hashlib.sha256(code).hexdigest()
+
+
+class UnchangedRows:
+    """Rows a source sends again exactly as in its last applied file are neither mapped, checked
+    nor applied again: they count as unchanged.
 
     Brands resend whole files (every shopper, every day) where a few rows changed. Each applied
-    file leaves the 128-bit digests (two seeded polars row hashes) of its mapped rows; the next
-    file of the same source and entity applies only the rows whose digest is not among them and
-    counts the rest as unchanged. Mapped rows are compared, after validation, de-duplication and
-    mapping, so rejects and duplicates are reported exactly as before, and a change of mapping
-    or precedence changes the digests. Only the source's last applied file counts (a row
-    changed, then changed back, is applied); the digests' folder name carries the columns,
-    their types and the polars version, so a new hash or schema compares with nothing.
+    file leaves, for each of its rows that passed, a 128-bit digest (two seeded polars row
+    hashes) of its fields as read, with its key and unique values. The next file of the same
+    source and entity sets aside each row whose digest is among them before mapping; the key and
+    unique values of the rows set aside still take part in the file's duplicate checks, so rejects
+    and duplicates are reported exactly as if every row had been checked. Only the source's last
+    applied file counts (a row changed, then changed back, is applied); if another file of the
+    source is applied in between, the file is checked again, against that one, before it applies. The
+    digests' folder name carries the file's header, the source's settings, the attributes it
+    owns, the code of the rules and the polars version: a change to any of them compares with nothing.
     """
 
-    def __init__(self, layout: Layout, brand: str, source: str, entity: str, rows: pl.DataFrame):
-        self.brand, self.source, self.entity = brand, source, entity
+    def __init__(self, layout: Layout, brand: Brand, source: str, entity: str, name: str):
+        self.layout, self.brand, self.source, self.entity, self.name = layout, brand, source, entity, name
+        self.work = layout.work(brand.brand, source, entity, name, "validated")
+        state = self.work / "unchanged.json"
+        self.state = json.loads(state.read_text()) if state.exists() else {}
+        self.previous: pl.DataFrame | None = None
+        self.batches = 0
+
+    @classmethod
+    def start(cls, conn: sa.Connection, layout: Layout, brand: Brand, source: str, entity: str, name: str) -> UnchangedRows:
+        """Before validation: compare with the source's last applied file."""
+        rows = cls(layout, brand, source, entity, name)
+        rows.state = {"compared_with": _last_applied(conn, brand.brand, source, entity, name)}
+        for folder in ("aside", "digests"):
+            (rows.work / folder).mkdir(parents=True, exist_ok=True)
+        return rows
+
+    @classmethod
+    def of_validated(cls, layout: Layout, brand: Brand, source: str, entity: str, name: str) -> UnchangedRows | None:
+        """After validation: what it set aside, if it compared at all."""
+        rows = cls(layout, brand, source, entity, name)
+        return rows if rows.state else None
+
+    def set_aside_rows(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Of one batch of rows as read, the rows to map and check; the others are set aside."""
         content = rows.drop(LINE)
-        schema = json.dumps([pl.__version__, [(c, str(t)) for c, t in content.schema.items()]])
-        self.folder = layout.digests(brand, source, entity) / hashlib.sha256(schema.encode()).hexdigest()[:16]
-        self.rows = rows.with_columns(content.hash_rows(seed=1).alias("_h1"), content.hash_rows(seed=2).alias("_h2"))
+        hashed = rows.with_columns(content.hash_rows(seed=1).alias(DIGEST[0]), content.hash_rows(seed=2).alias(DIGEST[1]))
+        if "digests" not in self.state:
+            self.state["digests"] = self._fingerprint(content.columns)
+            (self.work / "unchanged.json").write_text(json.dumps(self.state))
+            base = self.state["compared_with"] and self._digests_of(self.state["compared_with"])
+            self.previous = pl.read_parquet(base) if base and base.exists() else None
+        part = f"part-{self.batches:05d}.parquet"
+        self.batches += 1
+        if self.previous is not None:
+            hashed.select(LINE, *DIGEST).join(self.previous, on=DIGEST).write_parquet(self.work / "aside" / part)
+            hashed = hashed.join(self.previous, on=DIGEST, how="anti", maintain_order="left")
+        hashed.select(LINE, *DIGEST).write_parquet(self.work / "digests" / part)
+        return hashed.drop(DIGEST)
 
-    def unseen(self, conn: sa.Connection, name: str) -> pl.DataFrame:
-        """The rows not in the last applied file of the source (all of them without its digests)."""
-        last = conn.execute(
-            sa.select(files.c.name).where(files.c.brand == self.brand, files.c.source == self.source,
-                                          files.c.entity == self.entity, files.c.status == "applied", files.c.name != name)
-            .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
-        ).scalar()
-        path = self.folder / f"{safe_name(last)}.parquet" if last else None
-        if path is None or not path.exists():
-            return self.rows.drop("_h1", "_h2")
-        seen = pl.read_parquet(path)
-        return self.rows.join(seen, on=["_h1", "_h2"], how="anti", maintain_order="left").drop("_h1", "_h2")
+    def aside_parts(self) -> list[Path]:
+        return _parts(self.work / "aside")
 
-    def keep(self, name: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{safe_name(name)}.parquet"
+    def set_aside(self) -> int:
+        return _count(self.aside_parts())
+
+    def compared_with_last_applied(self, conn: sa.Connection) -> bool:
+        """Whether what was set aside still stands: nothing was, or against the last applied file."""
+        return not self.set_aside() or self.state["compared_with"] == _last_applied(
+            conn, self.brand.brand, self.source, self.entity, self.name)
+
+    def keep(self) -> None:
+        """Leave this file's digests for the next file: those set aside, and those of the rows that passed."""
+        if "digests" not in self.state:
+            return
+        parts = _parts(self.work)
+        kept = [c for c in pl.read_parquet_schema(parts[0]) if c in _dedup_columns(ENTITIES[self.entity])] if parts else []
+        passed = pl.scan_parquet(_parts(self.work / "digests")).join(pl.scan_parquet(parts).select(LINE, *kept), on=LINE)
+        aside = [pl.scan_parquet(self.aside_parts())] if self.aside_parts() else []
+        digests = pl.concat([passed, *aside], how="diagonal").select(*DIGEST, *kept).unique(DIGEST)
+        path = self._digests_of(self.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.part")
-        self.rows.select("_h1", "_h2").write_parquet(partial)
+        digests.sink_parquet(partial)
         os.replace(partial, path)
 
-    def forget_all_but(self, name: str) -> None:
-        """Once `name` is applied, earlier files' digests (of any schema) are of no use."""
-        keep = self.folder / f"{safe_name(name)}.parquet"
-        for path in self.folder.parent.glob("*/*.parquet"):
+    def forget_all_but_this(self) -> None:
+        """Once this file is applied, earlier files' digests (of any fingerprint) are of no use."""
+        keep = self._digests_of(self.name)
+        for path in self.layout.digests(self.brand.brand, self.source, self.entity).glob("*/*.parquet"):
             if path != keep:
                 path.unlink(missing_ok=True)
+
+    def _fingerprint(self, header: list[str]) -> str:
+        settings = [pl.__version__, _rules_fingerprint(), header, self.brand.sources[self.source].model_dump(mode="json"),
+                    owned_columns(self.brand, self.source, self.entity)]
+        return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:16]
+
+    def _digests_of(self, name: str) -> Path:
+        return self.layout.digests(self.brand.brand, self.source, self.entity) / self.state["digests"] / f"{safe_name(name)}.parquet"
+
+
+def _dedup_columns(entity) -> set[str]:
+    """The columns a file's duplicate checks read: the key and the values that must be unique."""
+    return set(entity.key) | {c.name for c in entity.columns if c.unique}

@@ -1,5 +1,6 @@
-"""Rows a source sends again exactly as in its last applied file are left out of the apply, and
-the outcome is the same as applying them: on SQLite and PostgreSQL."""
+"""Rows a source sends again exactly as in its last applied file are set aside before they are
+checked and left out of the apply, and the outcome is the same as applying them: on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import shutil
 import pytest
 
 import bspk_pipelines.pipeline as pipeline
+from bspk_pipelines.files import classify
+from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
 from bspk_pipelines_tests.conftest import SHOPPER
 
 
-def shopper(ref: str, city: str = "Paris", email: str = "a@example.com") -> str:
-    return f"{ref},Marie,Curie,,,F,{email},,,,,,,,{city},,,FR,,,,,TRUE,FALSE\n"
+def shopper(ref: str, city: str = "Paris", email: str = "a@example.com", phone: str = "") -> str:
+    return f"{ref},Marie,Curie,,,F,{email},,{phone},,,,,,{city},,,FR,,,,,TRUE,FALSE\n"
 
 
 @pytest.fixture
@@ -78,3 +81,66 @@ def test_without_the_last_files_digests_every_row_is_applied(harness, applied_ro
     # Only the last applied file's digests are kept.
     [kept] = harness.layout.digests("acme", "main", "shoppers").glob("*/*.parquet")
     assert kept.name == "SHOPPER_V3_Acme_202401020000.csv.parquet"
+
+
+@pytest.fixture
+def checked_rows(monkeypatch):
+    """How many rows each batch sent to the rules."""
+    seen = []
+    real = pipeline.validate
+
+    def spy(entity, rows, where):
+        seen.append(rows.height)
+        return real(entity, rows, where)
+
+    monkeypatch.setattr(pipeline, "validate", spy)
+    return seen
+
+
+def test_rows_as_the_last_file_sent_them_are_not_checked_again(harness, checked_rows, applied_rows):
+    rows = [shopper(f"S{i}") for i in range(1, 6)]
+    harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + "".join(rows))
+    harness.ingest("SHOPPER_V3_Acme_202401010000.csv")
+    rows[2] = shopper("S3", city="Lyon")
+    harness.drop("SHOPPER_V3_Acme_202401020000.csv", SHOPPER + "".join(rows))
+    f = harness.ingest("SHOPPER_V3_Acme_202401020000.csv")
+    assert checked_rows == [5, 1] and applied_rows == [5, 1]
+    assert (f["rows_read"], f["updated"], f["unchanged"], f["rejected"]) == (5, 1, 4, 0)
+
+
+def test_a_row_set_aside_still_counts_in_the_duplicate_checks(harness, checked_rows):
+    """An unchanged row and a changed row of the same shopper: the later line is the duplicate,
+    whichever of the two was set aside; a new shopper taking a set-aside row's mobile phone too."""
+    harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + shopper("S1") + shopper("S2", phone="+33612345678"))
+    harness.ingest("SHOPPER_V3_Acme_202401010000.csv")
+    name = "SHOPPER_V3_Acme_202401020000.csv"
+    harness.drop(name, SHOPPER + shopper("S1", city="Lyon") + shopper("S1") + shopper("S2", phone="+33612345678")
+                 + shopper("S3", phone="+33612345678"))
+    f = harness.ingest(name)
+    assert [(line, rule) for line, _, _, rule in harness.rejects(name)] == [(3, "duplicate_key"), (5, "duplicate_mobile_phone")]
+    assert checked_rows == [2, 2]  # S1 in Lyon and S3: the unchanged S1 and S2 were set aside
+    assert (f["updated"], f["unchanged"], f["inserted"], f["rejected"]) == (1, 1, 0, 2)
+    assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Lyon", "S2": "Paris"}
+    # The S1 set aside was rejected: the next file sending it again is checked and applies it.
+    harness.drop("SHOPPER_V3_Acme_202401030000.csv", SHOPPER + shopper("S1") + shopper("S2", phone="+33612345678") + shopper("S4"))
+    f = harness.ingest("SHOPPER_V3_Acme_202401030000.csv")
+    assert checked_rows[2:] == [2] and (f["updated"], f["inserted"], f["unchanged"]) == (1, 1, 1)
+
+
+def test_a_file_checked_before_the_previous_one_applied_is_checked_again(harness, checked_rows, applied_rows):
+    """Rows set aside against the file applied last when they were checked: if another file of the
+    source applies in between, the comparison no longer holds and every row is checked again."""
+    first, second, third = (f"SHOPPER_V3_Acme_2024010{d}0000.csv" for d in (1, 2, 3))
+    harness.drop(first, SHOPPER + shopper("S1") + shopper("S2"))
+    harness.ingest(first)
+    harness.drop(second, SHOPPER + shopper("S1", city="Lyon") + shopper("S2"))
+    harness.drop(third, SHOPPER + shopper("S1") + shopper("S2") + shopper("S3"))  # S1 back to Paris
+    for name in (second, third):
+        land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
+        validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+        map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    assert checked_rows == [2, 1, 1]  # the third file set S1 and S2 aside, against the first
+    apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
+    assert checked_rows[3:] == [2] and applied_rows == [2, 1, 2]  # checked again against the second: S1 and S3 apply
+    assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Paris", "S3": "Paris"}
+    assert [harness.file(third)[c] for c in ("updated", "inserted", "unchanged")] == [1, 1, 1]

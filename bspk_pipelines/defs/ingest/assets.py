@@ -76,7 +76,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
-                "rows_read": read, "rows_valid": result.rows, "rejected": result.rejected,
+                "rows_read": read, "rows_valid": result.rows, "rows_unchanged": result.unchanged, "rejected": result.rejected,
                 "reject_rate": rate, "preview": _md(result.preview), "rejects_preview": _md(rejects),
             },
             check_results=[dg.AssetCheckResult(
