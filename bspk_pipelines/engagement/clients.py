@@ -47,11 +47,15 @@ def _created_events(conn: sa.Connection, brand: str, refs: list[str], at: dateti
             enqueue(conn, brand, "client.created", client_key(ref), record | {"external_id": ref, "ref": ref}, at)
 
 
+def _change_record(brand: str, client: dict[str, Any], kind: str, fields: dict | None, origin: str, by: str,
+                   at: datetime) -> dict[str, Any]:
+    return {"brand": brand, "client_id": client["id"], "shopper_ref": client["shopper_ref"], "kind": kind,
+            "fields": None if fields is None else json.dumps(fields, default=iso), "origin": origin, "changed_by": by,
+            "changed_at": at}
+
+
 def _record(conn: sa.Connection, brand: str, client: dict[str, Any], kind: str, fields: dict | None, origin: str, by: str, at: datetime) -> None:
-    conn.execute(client_changes.insert().values(
-        brand=brand, client_id=client["id"], shopper_ref=client["shopper_ref"], kind=kind,
-        fields=None if fields is None else json.dumps(fields, default=iso), origin=origin, changed_by=by, changed_at=at,
-    ))
+    conn.execute(client_changes.insert().values(_change_record(brand, client, kind, fields, origin, by, at)))
 
 
 def _changes(client: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,7 +171,7 @@ class ImportSync:
             .where(sa.or_(shoppers.c.shopper_ref.is_(None), differs))
             .with_for_update(of=clients)  # as `_client`: platform edits of these clients wait for this file
         )
-        by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        records, by_fields = [], {}
         for row in conn.execute(query).mappings():
             sent = {f: row[f"_new_{f}"] for f in values
                     if row["_known"] is None or row[f"_old_{f}"] != row[f"_new_{f}"]}
@@ -175,13 +179,24 @@ class ImportSync:
             changes = _changes(client, sent)
             if not changes:
                 continue
-            _record(conn, self.brand, client, "updated", changes, "import", self.file, self.at)
+            records.append(_change_record(self.brand, client, "updated", changes, "import", self.file, self.at))
             if self.echo:
                 _updated_event(conn, self.brand, client, changes, "import", self.file, self.at)
             by_fields.setdefault(tuple(sorted(changes)), []).append({"_id": client["id"], **{f: c["new"] for f, c in changes.items()}})
+        if records:
+            conn.execute(client_changes.insert(), records)
         for fields, rows in by_fields.items():
-            conn.execute(
-                clients.update().where(clients.c.id == sa.bindparam("_id"))
-                .values({f: sa.bindparam(f) for f in fields} | {"updated_at": self.at}),
-                rows,
-            )
+            _update_clients(conn, fields, rows, self.at)
+
+
+def _update_clients(conn: sa.Connection, fields: tuple[str, ...], rows: list[dict[str, Any]], at: datetime) -> None:
+    """Set `fields` of many clients (rows of `_id` and the new values) in one UPDATE ... FROM a
+    temporary table, rather than one UPDATE per client."""
+    changed = sa.Table("changed_clients", sa.MetaData(), sa.Column("_id", sa.BigInteger, primary_key=True),
+                       *[sa.Column(f, clients.c[f].type) for f in fields], prefixes=["TEMPORARY"])
+    changed.drop(conn, checkfirst=True)
+    changed.create(conn)
+    conn.execute(changed.insert(), rows)
+    conn.execute(sa.update(clients).where(clients.c.id == changed.c._id)
+                 .values({f: changed.c[f] for f in fields} | {"updated_at": at}))
+    changed.drop(conn)
