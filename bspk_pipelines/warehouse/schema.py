@@ -197,6 +197,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _postgres_settings(dbapi_conn, _record) -> None:
+    # Plans for a file's few thousand changed rows look them up by index rather than scan a
+    # table of millions: a random read costs about what a sequential one does on the SSDs (or
+    # in the cache) a warehouse lives on, not PostgreSQL's default four times as much.
+    cur = dbapi_conn.cursor()
+    cur.execute("SET random_page_cost = 1.1")
+    cur.close()
+    dbapi_conn.commit()
+
+
 def _sqlite_begin(conn) -> None:
     # A writer takes the write lock up front (IMMEDIATE): two writers wait in turn instead of
     # failing on a lock upgrade. Readers begin DEFERRED and never wait for a writer (WAL).
@@ -221,6 +231,8 @@ def engine_for(url: str) -> sa.Engine:
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
+    else:
+        sa.event.listen(engine, "connect", _postgres_settings)
     migrate(engine)
     return engine
 
