@@ -9,6 +9,7 @@ rebuild is idempotent, a backfill equals one big load, and a late file touches o
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference,
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema, writing
 
 ORDER = "_order"
+DEADLOCK = "40P01"
 MONTH = "%Y-%m"
 
 
@@ -133,9 +135,15 @@ def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: st
     return counts
 
 
+# PostgreSQL fills a backfill's empty months over this many connections at once (a connection's
+# inserts run on one server core, and index upkeep is most of a fill's time).
+FILL_CONNECTIONS = 2
+
+
 def rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month_keys: list[str]) -> dict[str, Counts]:
     """Rebuild several months. Months still empty in the table (a backfill, an initial load) fill
-    in one transaction, with one bulk insert; the others rebuild one transaction each."""
+    with bulk inserts, in one transaction per group of months (on PostgreSQL, groups of about
+    equal rows fill side by side); the others rebuild one transaction each."""
     entity = ENTITIES[entity_name]
     started = now()
     with engine.connect() as conn:
@@ -144,21 +152,50 @@ def rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: s
     done: dict[str, Counts] = {}
     if len(empty) > 1:
         landed = {m: _landed(data_dir, brand, entity, m) for m in empty}
-        rows = pl.concat([r for r in landed.values() if r.height], how="diagonal_relaxed") if any(r.height for r in landed.values()) else None
-        table = ENTITY_TABLES[entity_name]
-        with writing(engine) as conn:
-            # A key already stored elsewhere fails the bulk insert: then each month rebuilds alone.
-            if rows is None or _fill_empty_month(conn, entity, brand, rows) is not None:
-                for m, r in landed.items():
-                    stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
-                    done[m] = Counts(inserted=stored, held=r.height - stored)
-                    _record_rebuild(conn, brand, entity_name, m, done[m])
-                conn.execute(pending_months.delete().where(
-                    pending_months.c.brand == brand, pending_months.c.entity == entity_name,
-                    pending_months.c.month.in_(empty), pending_months.c.since <= started))
+        groups = _balanced(landed, FILL_CONNECTIONS if engine.dialect.name == "postgresql" else 1)
+        with ThreadPoolExecutor(len(groups)) as pool:
+            for filled in pool.map(lambda group: _fill_months(engine, entity, brand, group, started), groups):
+                done |= filled
     for m in month_keys:
         if m not in done:
             done[m] = rebuild_month(engine, data_dir, brand, entity_name, m)
+    return done
+
+
+def _balanced(landed: dict[str, pl.DataFrame], n: int) -> list[dict[str, pl.DataFrame]]:
+    """Consecutive months in at most `n` groups of about equal rows."""
+    total = sum(r.height for r in landed.values())
+    groups: list[dict[str, pl.DataFrame]] = [{}]
+    rows = 0
+    for month, frame in landed.items():
+        if groups[-1] and rows >= total * len(groups) / n and len(groups) < n:
+            groups.append({})
+        groups[-1][month] = frame
+        rows += frame.height
+    return groups
+
+
+def _fill_months(engine: sa.Engine, entity: Entity, brand: str, landed: dict[str, pl.DataFrame], started: datetime) -> dict[str, Counts]:
+    """Fill empty months in one transaction; {} where a key is already stored elsewhere (then each
+    month rebuilds alone)."""
+    table = ENTITY_TABLES[entity.name]
+    frames = [r for r in landed.values() if r.height]
+    done = {}
+    try:
+        with writing(engine) as conn:
+            if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed")) is None:
+                return {}
+            for m, r in landed.items():
+                stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
+                done[m] = Counts(inserted=stored, held=r.height - stored)
+                _record_rebuild(conn, brand, entity.name, m, done[m])
+            conn.execute(pending_months.delete().where(
+                pending_months.c.brand == brand, pending_months.c.entity == entity.name,
+                pending_months.c.month.in_(list(landed)), pending_months.c.since <= started))
+    except sa.exc.OperationalError as e:
+        if getattr(e.orig, "pgcode", None) != DEADLOCK:
+            raise
+        return {}  # a key in both groups: the server stopped one of them, whose months rebuild alone
     return done
 
 

@@ -34,10 +34,11 @@ def test_ingest_benchmark_runs_on_postgres_and_sqlite(tmp_path):
 
     assert proc.returncode == 0, f"{out}\n{err}"
     pipeline = [(w, p) for w in ("postgres", "sqlite") for p in ("initial", "redelivery", "delta")]
-    for warehouse, phase in [("postgres", "floor"), *pipeline]:
+    for warehouse, phase in [("postgres", "floor"), ("postgres", "tables"), *pipeline]:
         assert re.search(rf"^{warehouse}\s+{phase}{FIGURES}", out, re.MULTILINE), f"no {warehouse} {phase}\n{out}"
     for target in ("initial", "redelivery", "delta", "peak RSS"):
         assert re.search(rf"^target {target} .*: (holds|misses) \(", out, re.MULTILINE), f"no {target} target\n{out}"
+    assert re.search(r"^initial / tables: \d+\.\d\dx ", out, re.MULTILINE), out
 
     database = re.search(r"^database (bspk_bench_\w+) ", out, re.MULTILINE)
     assert database, out

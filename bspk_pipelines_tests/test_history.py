@@ -215,3 +215,31 @@ def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(eng
     assert (done["2023-12"].inserted, done["2024-04"].inserted) == (1, 1)
     assert [(r[0], r[3][:7]) for r in table(h) if r[0] in ("T1", "T8")] == [("T1", "2024-04"), ("T8", "2023-12")]
     assert len(table(h)) == 7
+
+
+def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
+    import polars as pl
+
+    from bspk_pipelines.history import _balanced
+
+    landed = {m: pl.DataFrame({"x": list(range(n))}) for m, n in
+              [("2024-01", 5), ("2024-02", 1), ("2024-03", 4), ("2024-04", 0), ("2024-05", 6), ("2024-06", 4)]}
+    assert [list(g) for g in _balanced(landed, 2)] == [["2024-01", "2024-02", "2024-03"], ["2024-04", "2024-05", "2024-06"]]
+    assert [list(g) for g in _balanced(landed, 1)] == [list(landed)]
+    assert [list(g) for g in _balanced({"2024-01": landed["2024-01"]}, 2)] == [["2024-01"]]
+
+
+def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_month(engine, tmp_path):
+    """On PostgreSQL the two months fill over two connections at once: the second insert of the key
+    waits for the first and fails, and its months rebuild alone; the newer file's month keeps it."""
+    from bspk_pipelines.history import rebuild_months
+
+    h = loaded(engine, tmp_path, history=[("T1", "P1", "2024-01-05T10:00:00", "S1")])
+    land_only(h, "SALE_V2_Acme_202406010000.csv")
+    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T9", "P1", "2024-07-02T10:00:00", "S1")]))
+    h.drop("SALE_V2_Acme_202406030000.csv", sales([("T9", "P1", "2024-08-02T10:00:00", "S2")]))
+    land_only(h, "SALE_V2_Acme_202406020000.csv")
+    assert land_only(h, "SALE_V2_Acme_202406030000.csv") == ["2024-01", "2024-07", "2024-08"]
+    done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", ["2024-01", "2024-07", "2024-08"])
+    assert pending(engine, "acme", "sales") == [] and done["2024-08"].inserted == 1
+    assert [(r[0], r[3][:7], r[4]) for r in table(h)] == [("T1", "2024-01", "S1"), ("T9", "2024-08", "S2")]

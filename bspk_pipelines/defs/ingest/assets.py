@@ -223,11 +223,15 @@ def _history_asset(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
 
 
 def _uniqueness_violations(conn: sa.Connection, entity_name: str, scope: sa.ColumnElement[bool]) -> dict[str, int]:
-    """Keys that collide once case is ignored, and values that must be unique per record, shared."""
+    """Keys that collide once case is ignored, and values that must be unique per record, shared.
+    (The table's primary key already keeps exactly equal keys apart: an entity whose key ignores
+    no case needs no look at its keys.)"""
     entity = ENTITIES[entity_name]
     table = ENTITY_TABLES[entity_name]
     found = {}
-    groups = {"key": [sa.func.lower(table.c[k]) if entity.column(k).case_insensitive else table.c[k] for k in entity.key]}
+    groups = {}
+    if any(entity.column(k).case_insensitive for k in entity.key):
+        groups["key"] = [sa.func.lower(table.c[k]) if entity.column(k).case_insensitive else table.c[k] for k in entity.key]
     groups |= {c.name: [table.c[c.name]] for c in entity.columns if c.unique}
     for label, cols in groups.items():
         dup = sa.select(*cols).where(scope, *[c.is_not(None) for c in cols]).group_by(*cols).having(sa.func.count() > 1)

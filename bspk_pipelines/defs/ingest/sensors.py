@@ -1,6 +1,7 @@
 """Watching a brand's drop folders: one run per file once it has stopped growing."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, re
 from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_duplicate, record_failed_name
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
+
+_hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256")
 
 
 @dataclass
@@ -72,6 +75,8 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                 files.c.brand == brand.brand, files.c.source == source, files.c.status.not_in(IN_PROGRESS),
                 files.c.name.in_([n for n, _ in fresh]))).all()) if fresh else {}
         kept |= done
+        # Every new file is hashed (is it a re-delivery?): side by side, as hashlib lets go of the GIL.
+        hashes = {name: _hasher.submit(sha256_of, folder / name) for name, _ in fresh if name not in done}
         for name, snap in fresh:
             if name in done:
                 continue
@@ -85,7 +90,7 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                         log.warning(f"{brand.brand}/{source}: {e}")
                 kept[name] = "failed"
                 continue
-            sha = sha256_of(path)
+            sha = hashes[name].result()
             kept[name] = sha
             twin = record_duplicate(engine, brand.brand, delivery, sha, snap.size)
             if twin:
