@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,8 @@ import polars as pl
 from bspk_pipelines.config import Dialect
 
 LINE = "_line"
+# Given the header and a batch's rows, the rows to read on (see `read_batches`).
+SetAside = Callable[[list[str], pl.DataFrame], pl.DataFrame]
 # A field may be long (descriptions go to 65,535 characters); past this it is surely not data.
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -40,6 +42,7 @@ class RowProblem:
 class ParsedBatch:
     rows: pl.DataFrame  # one Utf8 column per header column, blanks as null, plus `_line`
     problems: list[RowProblem]
+    set_aside: int = 0  # rows read but set aside (see `read_batches`)
 
 
 def _decoding(dialect: Dialect) -> str:
@@ -103,6 +106,7 @@ def read_batches(
     optional: list[str] = (),
     exact: bool = False,
     batch_rows: int = 100_000,
+    set_aside: SetAside | None = None,
 ) -> Iterator[ParsedBatch]:
     """Rows of a CSV file in batches, each row tagged with the line it starts on.
 
@@ -111,12 +115,16 @@ def read_batches(
     A plain file (UTF-8, no NUL, no lone carriage return, quotes only around whole fields that
     hold no delimiter) is split by polars, many times faster; any other goes through Python's
     csv reader. Both give the same rows.
+
+    `set_aside`, if given, sees each batch before it is split into fields or checked, and
+    returns the rows to go on with: on the plain path a frame of `_line` and `raw` (the line as
+    it is), on the other the header's fields and `_line`.
     """
     name = path.name
     if path.stat().st_size == 0:
         raise FileFailure(f"{name}: the file is empty: expected a header on line 1")
     if _plain(path, dialect):
-        yield from _split_batches(path, dialect, expected, optional, exact, batch_rows)
+        yield from _split_batches(path, dialect, expected, optional, exact, batch_rows, set_aside)
         return
     encoding = _decoding(dialect)
     try:
@@ -171,9 +179,9 @@ def read_batches(
                 for col, value in zip(columns, record):
                     col.append(value if value.strip() else None)
                 if len(lines) >= batch_rows:
-                    yield _batch(header, columns, lines, problems)
+                    yield _batch(header, columns, lines, problems, set_aside)
                     columns, lines, problems = [[] for _ in header], [], []
-            yield _batch(header, columns, lines, problems)
+            yield _batch(header, columns, lines, problems, set_aside)
     except UnicodeDecodeError:
         line, offset, bad = _locate_decode_error(path, encoding)
         raise FileFailure(
@@ -219,7 +227,8 @@ def _plain(path: Path, dialect: Dialect) -> bool:
 
 
 def _split_batches(
-    path: Path, dialect: Dialect, expected: list[str], optional: list[str], exact: bool, batch_rows: int
+    path: Path, dialect: Dialect, expected: list[str], optional: list[str], exact: bool, batch_rows: int,
+    set_aside: SetAside | None,
 ) -> Iterator[ParsedBatch]:
     """The plain-file path: polars reads whole lines, then splits them on the delimiter."""
     lines = _lines(path)
@@ -235,8 +244,11 @@ def _split_batches(
                 raise FileFailure(f"{path.name}: line 1: expected a header, found an empty line")
             check_header(path.name, header, expected, list(optional), exact, dialect.delimiter)
             numbered = numbered.slice(1)
-        fields = numbered.filter(pl.col("raw").is_not_null()).with_columns(
-            pl.col("raw").str.split(dialect.delimiter).alias("_fields"))
+        present = numbered.filter(pl.col("raw").is_not_null())
+        read = present.height
+        if set_aside:
+            present = set_aside(header, present.select(LINE, "raw"))
+        fields = present.with_columns(pl.col("raw").str.split(dialect.delimiter).alias("_fields"))
         width = len(header)
         ragged = fields.filter(pl.col("_fields").list.len() != width)
         problems = [
@@ -251,10 +263,13 @@ def _split_batches(
                   for i, h in enumerate(header)]
         rows = good.select(*values, pl.col(LINE)).with_columns(
             pl.when(pl.col(h).str.strip_chars() != "").then(pl.col(h)).alias(h) for h in header)
-        yield ParsedBatch(rows, problems)
+        yield ParsedBatch(rows, problems, read - present.height)
 
 
-def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem]) -> ParsedBatch:
+def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem],
+           set_aside: SetAside | None) -> ParsedBatch:
     data = {h: pl.Series(h, col, dtype=pl.Utf8) for h, col in zip(header, columns)}
     data[LINE] = pl.Series(LINE, lines, dtype=pl.Int64)
-    return ParsedBatch(pl.DataFrame(data), problems)
+    rows = pl.DataFrame(data)
+    kept = set_aside(header, rows) if set_aside else rows
+    return ParsedBatch(kept, problems, rows.height - kept.height)

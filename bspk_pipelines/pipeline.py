@@ -181,9 +181,10 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
     path = layout.landed(brand.brand, source, name)
     file_map, where = mapping_of(brand, source, entity_name, name)
     expected, optional, exact = expected_header(brand, source, entity_name, name)
-    batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows)
+    batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows,
+                           set_aside=unchanged.set_aside_rows if unchanged else None)
     for batch in batches:
-        rows = unchanged.set_aside_rows(batch.rows) if unchanged else batch.rows
+        rows = batch.rows
         if file_map:
             rows = to_platform(entity, file_map, src.dialect, rows)
         else:
@@ -195,7 +196,7 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
             if outside:
                 rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
                 problems += outside
-        yield rows, problems, batch.rows.height + len(batch.problems)
+        yield rows, problems, batch.rows.height + len(batch.problems) + batch.set_aside
 
 
 def _parts(folder: Path) -> list[Path]:
@@ -481,8 +482,9 @@ class UnchangedRows:
 
     Brands resend whole files (every shopper, every day) where a few rows changed. Each applied
     file leaves, for each of its rows that passed, a 128-bit digest (two seeded polars row
-    hashes) of its fields as read, with its key and unique values. The next file of the same
-    source and entity sets aside each row whose digest is among them before mapping; the key and
+    hashes) of its line as read (its fields, for a file Python's csv module reads), with its key
+    and unique values. The next file of the same source and entity sets aside each row whose
+    digest is among them before splitting it into fields and mapping it; the key and
     unique values of the rows set aside still take part in the file's duplicate checks, so rejects
     and duplicates are reported exactly as if every row had been checked. Only the source's last
     applied file counts (a row changed, then changed back, is applied); if another file of the
@@ -514,12 +516,13 @@ class UnchangedRows:
         rows = cls(layout, brand, source, entity, name)
         return rows if rows.state else None
 
-    def set_aside_rows(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Of one batch of rows as read, the rows to map and check; the others are set aside."""
+    def set_aside_rows(self, header: list[str], rows: pl.DataFrame) -> pl.DataFrame:
+        """Of one batch of rows as read (lines, or fields: see `read_batches`), the rows to read on,
+        split, map and check; the others are set aside."""
         content = rows.drop(LINE)
         hashed = rows.with_columns(content.hash_rows(seed=1).alias(DIGEST[0]), content.hash_rows(seed=2).alias(DIGEST[1]))
         if "digests" not in self.state:
-            self.state["digests"] = self._fingerprint(content.columns)
+            self.state["digests"] = self._fingerprint(header, content.columns)
             (self.work / "unchanged.json").write_text(json.dumps(self.state))
             base = self.state["compared_with"] and self._digests_of(self.state["compared_with"])
             self.previous = pl.read_parquet(base) if base and base.exists() else None
@@ -564,8 +567,8 @@ class UnchangedRows:
             if path != keep:
                 path.unlink(missing_ok=True)
 
-    def _fingerprint(self, header: list[str]) -> str:
-        settings = [pl.__version__, _rules_fingerprint(), header, self.brand.sources[self.source].model_dump(mode="json"),
+    def _fingerprint(self, header: list[str], hashed: list[str]) -> str:
+        settings = [pl.__version__, _rules_fingerprint(), header, hashed, self.brand.sources[self.source].model_dump(mode="json"),
                     owned_columns(self.brand, self.source, self.entity)]
         return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:16]
 

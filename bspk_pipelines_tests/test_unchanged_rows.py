@@ -144,3 +144,18 @@ def test_a_file_checked_before_the_previous_one_applied_is_checked_again(harness
     assert checked_rows[3:] == [2] and applied_rows == [2, 1, 2]  # checked again against the second: S1 and S3 apply
     assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Paris", "S3": "Paris"}
     assert [harness.file(third)[c] for c in ("updated", "inserted", "unchanged")] == [1, 1, 1]
+
+
+def test_rows_are_set_aside_in_files_the_csv_module_reads_too(harness, checked_rows):
+    """A quoted delimiter sends a file to Python's csv module, whose rows are compared field by
+    field; a file read the other way (lines) compares with nothing and is checked in full."""
+    quoted = shopper("S1").replace(",Paris,", ',"Paris, 8e",')
+    harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + quoted + shopper("S2"))
+    harness.ingest("SHOPPER_V3_Acme_202401010000.csv")
+    harness.drop("SHOPPER_V3_Acme_202401020000.csv", SHOPPER + quoted + shopper("S2", city="Lyon"))
+    f = harness.ingest("SHOPPER_V3_Acme_202401020000.csv")
+    assert checked_rows == [2, 1] and (f["updated"], f["unchanged"]) == (1, 1)
+    harness.drop("SHOPPER_V3_Acme_202401030000.csv", SHOPPER + shopper("S1") + shopper("S2", city="Lyon"))
+    f = harness.ingest("SHOPPER_V3_Acme_202401030000.csv")
+    assert checked_rows[2:] == [2] and (f["updated"], f["unchanged"]) == (1, 1)
+    assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Lyon"}
