@@ -161,6 +161,22 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
         assert conn.execute(sa.text("select count(*) from sales")).scalar() == 1
 
 
+def test_unique_check_fails_when_two_files_give_two_shoppers_one_mobile_phone(defs_and_folder, dagster_home):
+    """A file is checked for shared unique values within itself; across files the table's check says it."""
+    defs, brand, drop = defs_and_folder
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    # S3 takes S1's mobile phone in a later file: each file is clean on its own.
+    (drop / "SHOPPER_V3_Acme_202401011000.csv").write_text(
+        SHOPPERS.splitlines(keepends=True)[0] + "S3,Irene,Curie,,,F,,,+33612345678,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
+    with dg.DagsterInstance.get() as instance:
+        results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        assert [r.success for r in results] == [True, True]
+        check = dg.AssetCheckKey(dg.AssetKey(["acme", "bspk", "shoppers"]), "unique")
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check])[check]
+        evaluation = record.event.dagster_event.event_specific_data
+        assert not evaluation.passed and evaluation.metadata["violations"].value == {"mobile_phone": 1}
+
+
 def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
     """The same bytes under a new name: the sensor records the duplicate and reports the raw
     partition's materialisation itself; no run starts, nothing is landed twice."""

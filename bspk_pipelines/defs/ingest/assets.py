@@ -104,7 +104,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
 
 def _checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec("unique", asset=key, description="no two records share a key or a value that must be unique"),
+        dg.AssetCheckSpec("unique", asset=key, description="no two records share a value that must be unique (keys: the primary key)"),
         dg.AssetCheckSpec("references", asset=key, description="rows held because their shopper or product is not known yet"),
     ]
 
@@ -223,16 +223,13 @@ def _history_asset(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
 
 
 def _uniqueness_violations(conn: sa.Connection, entity_name: str, scope: sa.ColumnElement[bool]) -> dict[str, int]:
-    """Keys that collide once case is ignored, and values that must be unique per record, shared.
-    (The table's primary key already keeps exactly equal keys apart: an entity whose key ignores
-    no case needs no look at its keys.)"""
+    """Values that must be unique per record, shared. Keys need no look: the table's primary key
+    keeps equal keys apart, and refs that ignore case are stored lower-cased (`typed`), so keys
+    that differ only in case are equal keys."""
     entity = ENTITIES[entity_name]
     table = ENTITY_TABLES[entity_name]
     found = {}
-    groups = {}
-    if any(entity.column(k).case_insensitive for k in entity.key):
-        groups["key"] = [sa.func.lower(table.c[k]) if entity.column(k).case_insensitive else table.c[k] for k in entity.key]
-    groups |= {c.name: [table.c[c.name]] for c in entity.columns if c.unique}
+    groups = {c.name: [table.c[c.name]] for c in entity.columns if c.unique}
     for label, cols in groups.items():
         dup = sa.select(*cols).where(scope, *[c.is_not(None) for c in cols]).group_by(*cols).having(sa.func.count() > 1)
         n = conn.execute(sa.select(sa.func.count()).select_from(dup.subquery())).scalar_one()
