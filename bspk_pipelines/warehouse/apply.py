@@ -15,12 +15,14 @@ from datetime import datetime, timezone
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import ENTITIES, Entity, Reference, dependents
+from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, files, held, polars_schema
 
 KEY = "_key"
+# Values bound in one IN (...): well under SQLite's limit of 32,766 variables per statement.
+KEYS_PER_STATEMENT = 5000
 FILE = "_file"
 # Sees a write before it happens: (connection, stage table of the rows about to be written).
 Observer = Callable[[sa.Connection, sa.Table], None]
@@ -104,14 +106,17 @@ def upsert(
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
+    waiting = frame.clear()
+    if dry_run or hold_unresolved:
+        # Rows whose shopper or product is not known yet are held, not staged (a dry run counts them).
+        unknown = unknown_references(conn, entity, brand, frame)
+        known = resolves(conn, entity, brand, frame, unknown)
+        waiting, frame = frame.filter(~known), frame.filter(known)
+        counts.held = waiting.height
     extra_key = tuple(k for k in key if k not in entity.column_names)
     stage = stage_rows(conn, entity, frame, extra_key)
-    if dry_run:
-        unknown = _unresolved(entity, stage, brand)
-        if unknown is not None:
-            counts.held = conn.execute(stage.delete().where(unknown)).rowcount
-    elif hold_unresolved:
-        counts.held = _hold_unresolved(conn, entity, stage, brand, frame, file)
+    if hold_unresolved and not dry_run:
+        _hold_unresolved(conn, entity, brand, stage, waiting, unknown, file)
     values = [c.name for c in stage.columns if c.name not in (LINE, KEY, FILE, *key)]
     match = _match(target, stage, brand, key)
     differs = sa.or_(*[target.c[c].is_distinct_from(stage.c[c]) for c in values]) if values else sa.false()
@@ -174,29 +179,26 @@ def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: 
     return result.rowcount
 
 
-def _hold_unresolved(conn: sa.Connection, entity: Entity, stage: sa.Table, brand: str, frame: pl.DataFrame, file: str | None) -> int:
-    """Move rows whose shopper or product is not known yet from the stage to `held`."""
-    # A newer row for a key supersedes whatever was held for it (if anything is held: the
-    # question costs nothing, the delete a pass over every staged key).
+def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.Table, rows: pl.DataFrame,
+                     unknown: dict[str, pl.Series], file: str | None) -> None:
+    """Record `rows`, whose shopper or product (among `unknown`) is not known yet, in `held`. A
+    newer row for a key supersedes whatever was held for it: held or staged now, its old held row goes."""
     where = sa.and_(held.c.brand == brand, held.c.entity == entity.name)
-    if conn.execute(sa.select(held.c.key).where(where).limit(1)).first():
+    if conn.execute(sa.select(held.c.key).where(where).limit(1)).first():  # the question costs nothing, the delete a pass
         conn.execute(held.delete().where(where, held.c.key.in_(sa.select(stage.c[KEY]))))
-    missing = _missing_references(entity, stage, brand)
-    if not missing:
-        return 0
-    reasons: dict[int, list[str]] = {}
-    for ref, unknown in missing:
-        for line, value in conn.execute(sa.select(stage.c[LINE], stage.c[ref.column]).where(unknown)):
-            reasons.setdefault(line, []).append(f"{ref.column} {value!r} is not a known {ref.entity} record yet")
-    if not reasons:
-        return 0
-    rows = frame.filter(pl.col(LINE).is_in(list(reasons)))
+        keys = rows[KEY].to_list()
+        for i in range(0, len(keys), KEYS_PER_STATEMENT):
+            conn.execute(held.delete().where(where, held.c.key.in_(keys[i:i + KEYS_PER_STATEMENT])))
+    if rows.is_empty():
+        return
+    entity_of = {r.column: r.entity for r in entity.references}
+    missing = {column: set(values.to_list()) for column, values in unknown.items()}
     stamp = now()
-    records = [_held(brand, entity, r, file or r[FILE], "reference", "; ".join(reasons[r[LINE]]), stamp)
-               for r in rows.iter_rows(named=True)]
-    conn.execute(held.insert(), records)  # their keys' earlier held rows were removed above
-    conn.execute(stage.delete().where(_unresolved(entity, stage, brand)))
-    return len(records)
+    conn.execute(held.insert(), [
+        _held(brand, entity, r, file or r[FILE], "reference", "; ".join(
+            f"{c} {r[c]!r} is not a known {entity_of[c]} record yet" for c in missing if r[c] in missing[c]), stamp)
+        for r in rows.iter_rows(named=True)
+    ])
 
 
 def _held(brand: str, entity: Entity, row: dict, file: str, cause: str, reason: str, stamp: datetime) -> dict:
@@ -206,26 +208,6 @@ def _held(brand: str, entity: Entity, row: dict, file: str, cause: str, reason: 
         "reason": reason, "held_at": stamp,
         "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE)}, default=str),
     }
-
-
-def _missing_references(entity: Entity, stage: sa.Table, brand: str) -> list[tuple[Reference, sa.ColumnElement[bool]]]:
-    """For each reference the staged rows carry, the condition that it names no known record."""
-    missing = []
-    for ref in entity.references:
-        if ref.column not in stage.c:
-            continue
-        referenced = ENTITY_TABLES[ref.entity]
-        unknown = sa.and_(
-            stage.c[ref.column].is_not(None),
-            ~sa.exists().where(referenced.c.brand == brand, referenced.c[ref.target_column] == stage.c[ref.column]),
-        )
-        missing.append((ref, unknown))
-    return missing
-
-
-def _unresolved(entity: Entity, stage: sa.Table, brand: str) -> sa.ColumnElement[bool] | None:
-    missing = _missing_references(entity, stage, brand)
-    return sa.or_(*[u for _, u in missing]) if missing else None
 
 
 def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -365,10 +347,12 @@ def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: p
     for ref in entity.references:
         if ref.column not in columns:
             continue
+        distinct = frame.lazy().select(pl.col(ref.column).drop_nulls().unique().alias("value")).collect(engine="streaming")
+        if distinct.is_empty():
+            continue
         wanted = sa.Table("wanted_refs", sa.MetaData(), sa.Column("value", sa.Text), prefixes=["TEMPORARY"])
         wanted.drop(conn, checkfirst=True)
         wanted.create(conn)
-        distinct = frame.lazy().select(pl.col(ref.column).drop_nulls().unique().alias("value")).collect(engine="streaming")
         bulk.load(conn, wanted, distinct)
         referenced = ENTITY_TABLES[ref.entity]
         missing = conn.execute(sa.select(wanted.c.value).where(~sa.exists().where(
