@@ -351,6 +351,9 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
             file_finished(conn, brand.brand, source, name, now())
         else:
+            unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name)
+            if unchanged:
+                unchanged.record_in(out)
             _set(conn, brand.brand, source, name, status="mapped")
     if entity.month_column:
         _forget_work(layout, brand.brand, source, entity_name, name)  # only once the landing is committed
@@ -410,21 +413,24 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
     provided = provided_columns(brand, entity_name) if multi else None
     with engine.connect() as conn:
         pending = conn.execute(
-            sa.select(files.c.source, files.c.name).where(
-                files.c.brand == brand.brand, files.c.entity == entity_name, files.c.status == "mapped"
+            sa.select(files.c.source, files.c.name, files.c.status).where(
+                files.c.brand == brand.brand, files.c.entity == entity_name, files.c.status.in_(("validated", "mapped"))
             ).order_by(files.c.sort_key, files.c.name)
         ).all()
     applied = []
-    for source, name in pending:
-        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name) if _skippable(entity) else None
-        with engine.connect() as conn:
-            outdated = unchanged is not None and not unchanged.compared_with_last_applied(conn)
-        if outdated:
-            # Rows were set aside against a file that is no longer the source's last applied one:
-            # checked again, against the one that is.
-            validate_file(engine, layout, brand, source, entity_name, name)
+    for source, name, status in pending:
+        if status == "validated":
+            # Its run stopped between validation and mapping (or a check below did).
             map_file(engine, layout, brand, source, entity_name, name)
-            unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name)
+        if _skippable(entity):
+            with engine.connect() as conn:
+                current = UnchangedRows.mapped_against_last_applied(conn, layout, brand, source, entity_name, name)
+            if not current:
+                # Rows were set aside against a file that is no longer the source's last applied
+                # one (or the check stopped half way): checked again, against the one that is.
+                validate_file(engine, layout, brand, source, entity_name, name)
+                map_file(engine, layout, brand, source, entity_name, name)
+        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name) if _skippable(entity) else None
         rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
         with writing(engine) as conn:
             # A shopper's change reaches its client (and the client's events) in the same transaction.
@@ -540,14 +546,24 @@ class UnchangedRows:
     def set_aside(self) -> int:
         return _count(self.aside_parts())
 
-    def compared_with_last_applied(self, conn: sa.Connection) -> bool:
-        """Whether what was set aside still stands: nothing was, or against the last applied file."""
-        return not self.set_aside() or self.state["compared_with"] == _last_applied(
-            conn, self.brand.brand, self.source, self.entity, self.name)
+    def record_in(self, mapped: Path) -> None:
+        """Note beside the mapped rows what they were compared with, and how many were set aside."""
+        (mapped / "unchanged.json").write_text(json.dumps(self.state | {"set_aside": self.set_aside()}))
+
+    @staticmethod
+    def mapped_against_last_applied(conn: sa.Connection, layout: Layout, brand: Brand, source: str, entity: str,
+                                    name: str) -> bool:
+        """Whether the file's mapped rows still stand: nothing was set aside, or against the source's
+        last applied file. Mapped rows without the note (a check stopped half way) do not."""
+        note = layout.work(brand.brand, source, entity, name, "mapped") / "unchanged.json"
+        if not note.exists():
+            return False
+        state = json.loads(note.read_text())
+        return not state["set_aside"] or state["compared_with"] == _last_applied(conn, brand.brand, source, entity, name)
 
     def keep(self) -> None:
         """Leave this file's digests for the next file: those set aside, and those of the rows that passed."""
-        if "digests" not in self.state:
+        if "digests" not in self.state or not _parts(self.work / "digests"):
             return
         parts = _parts(self.work)
         kept = [c for c in pl.read_parquet_schema(parts[0]) if c in _dedup_columns(ENTITIES[self.entity])] if parts else []

@@ -243,3 +243,17 @@ def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_m
     done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", ["2024-01", "2024-07", "2024-08"])
     assert pending(engine, "acme", "sales") == [] and done["2024-08"].inserted == 1
     assert [(r[0], r[3][:7], r[4]) for r in table(h)] == [("T1", "2024-01", "S1"), ("T9", "2024-08", "S2")]
+
+
+def test_a_sales_source_that_does_not_own_shopper_ref_lands_its_lines(engine, tmp_path):
+    """The map step asks which references are unknown over the validated rows, before they are
+    limited to what the source owns: a column it does not own is not looked for."""
+    h = brand_harness({**CONFIG, "sources": {"main": {"format": "bspk", "drop": "drop/acme"},
+                                             "pos": {"format": "bspk", "drop": "drop/pos"}},
+                       "precedence": {"sales": {"shopper_ref": ["pos"]}}}, engine, tmp_path)
+    h.drop("PRODUCT_V2_Acme_202401010000.csv", PRODUCTS)
+    h.ingest("PRODUCT_V2_Acme_202401010000.csv")
+    h.drop("SALE_V2_Acme_202406010000.csv", sales([("T1", "P1", "2024-01-05T10:00:00", "S9")]))  # S9: unknown
+    f = h.ingest("SALE_V2_Acme_202406010000.csv")
+    assert (f["status"], f["inserted"], f["held"]) == ("applied", 1, 0)
+    assert [(r[0], r[4]) for r in table(h)] == [("T1", None)]

@@ -159,3 +159,37 @@ def test_rows_are_set_aside_in_files_the_csv_module_reads_too(harness, checked_r
     f = harness.ingest("SHOPPER_V3_Acme_202401030000.csv")
     assert checked_rows[2:] == [2] and (f["updated"], f["unchanged"]) == (1, 1)
     assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Lyon"}
+
+
+@pytest.mark.parametrize("stop_after_batches", [0, 1])
+def test_a_check_again_that_stops_half_way_is_done_again_at_the_next_apply(harness, monkeypatch, stop_after_batches):
+    """The third file, compared with the first, must be checked again once the second applies; if
+    that check stops (before or after its first batch), the next apply checks it again rather than
+    apply rows compared with the wrong file, or stall."""
+    first, second, third = (f"SHOPPER_V3_Acme_2024010{d}0000.csv" for d in (1, 2, 3))
+    harness.drop(first, SHOPPER + shopper("S1") + shopper("S2"))
+    harness.ingest(first)
+    harness.drop(second, SHOPPER + shopper("S1", city="Lyon") + shopper("S2"))
+    harness.drop(third, SHOPPER + shopper("S1") + shopper("S2") + shopper("S3"))  # S1 back to Paris
+    for name in (second, third):
+        land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
+        validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+        map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    real = pipeline._checked_batches
+
+    def stopping(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == stop_after_batches:
+                raise RuntimeError("stopped half way")
+            yield batch
+
+    monkeypatch.setattr(pipeline, "_checked_batches", stopping)
+    one_row_batches = pipeline.validate_file
+    monkeypatch.setattr(pipeline, "validate_file", lambda *args, **kwargs: one_row_batches(*args, batch_rows=1, **kwargs))
+    with pytest.raises(RuntimeError):
+        apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
+    assert harness.file(second)["status"] == "applied" and harness.file(third)["status"] != "applied"
+    monkeypatch.setattr(pipeline, "_checked_batches", real)
+    apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
+    assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Paris", "S3": "Paris"}
+    assert [harness.file(third)[c] for c in ("status", "updated", "inserted", "unchanged")] == ["applied", 1, 1, 1]

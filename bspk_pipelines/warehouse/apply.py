@@ -369,7 +369,7 @@ def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFram
     unknown = unknown_references(conn, entity, brand, frame) if unknown is None else unknown
     ok = pl.repeat(True, frame.height, eager=True)
     for column, values in unknown.items():
-        if not values.is_empty():
+        if column in frame.columns and not values.is_empty():
             ok &= ~frame[column].is_in(values.implode()).fill_null(False)
     return ok
 
