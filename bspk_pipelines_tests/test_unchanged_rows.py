@@ -127,18 +127,25 @@ def test_a_row_set_aside_still_counts_in_the_duplicate_checks(harness, checked_r
     assert checked_rows[2:] == [2] and (f["updated"], f["inserted"], f["unchanged"]) == (1, 1, 1)
 
 
-def test_a_file_checked_before_the_previous_one_applied_is_checked_again(harness, checked_rows, applied_rows):
-    """Rows set aside against the file applied last when they were checked: if another file of the
-    source applies in between, the comparison no longer holds and every row is checked again."""
+def second_and_third_checked_against_the_first(harness) -> tuple[str, str]:
+    """The first file applied; the second (S1 to Lyon) and the third (S1 back to Paris, S3 new)
+    checked and mapped, both against the first, before either applies."""
     first, second, third = (f"SHOPPER_V3_Acme_2024010{d}0000.csv" for d in (1, 2, 3))
     harness.drop(first, SHOPPER + shopper("S1") + shopper("S2"))
     harness.ingest(first)
     harness.drop(second, SHOPPER + shopper("S1", city="Lyon") + shopper("S2"))
-    harness.drop(third, SHOPPER + shopper("S1") + shopper("S2") + shopper("S3"))  # S1 back to Paris
+    harness.drop(third, SHOPPER + shopper("S1") + shopper("S2") + shopper("S3"))
     for name in (second, third):
         land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
         validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
         map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    return second, third
+
+
+def test_a_file_checked_before_the_previous_one_applied_is_checked_again(harness, checked_rows, applied_rows):
+    """Rows set aside against the file applied last when they were checked: if another file of the
+    source applies in between, the comparison no longer holds and every row is checked again."""
+    _, third = second_and_third_checked_against_the_first(harness)
     assert checked_rows == [2, 1, 1]  # the third file set S1 and S2 aside, against the first
     apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert checked_rows[3:] == [2] and applied_rows == [2, 1, 2]  # checked again against the second: S1 and S3 apply
@@ -166,15 +173,7 @@ def test_a_check_again_that_stops_half_way_is_done_again_at_the_next_apply(harne
     """The third file, compared with the first, must be checked again once the second applies; if
     that check stops (before or after its first batch), the next apply checks it again rather than
     apply rows compared with the wrong file, or stall."""
-    first, second, third = (f"SHOPPER_V3_Acme_2024010{d}0000.csv" for d in (1, 2, 3))
-    harness.drop(first, SHOPPER + shopper("S1") + shopper("S2"))
-    harness.ingest(first)
-    harness.drop(second, SHOPPER + shopper("S1", city="Lyon") + shopper("S2"))
-    harness.drop(third, SHOPPER + shopper("S1") + shopper("S2") + shopper("S3"))  # S1 back to Paris
-    for name in (second, third):
-        land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
-        validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
-        map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    second, third = second_and_third_checked_against_the_first(harness)
     real = pipeline._checked_batches
 
     def stopping(*args, **kwargs):
