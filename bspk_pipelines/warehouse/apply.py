@@ -106,7 +106,6 @@ def upsert(
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
-    waiting = frame.clear()
     if dry_run or hold_unresolved:
         # Rows whose shopper or product is not known yet are held, not staged (a dry run counts them).
         unknown = unknown_references(conn, entity, brand, frame)
