@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +19,9 @@ from bspk_pipelines.config import Brand, ConfigError, load_brands, mappings_dir
 from bspk_pipelines.defs import names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The console shows one line per run; every event is still stored in the instance for the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console shows one line per run (a failure's is its message, never a stack trace); every
+# event, stack traces included, is still stored in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -43,6 +47,18 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+@contextmanager
+def open_instance() -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance at DAGSTER_HOME. Processes that start together on a new DAGSTER_HOME
+    create its storage one at a time: Dagster's SQLite storage would record its schema twice."""
+    home = ensure_dagster_home()
+    with (home / ".bspk-instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+    with instance:
+        yield instance
+
+
 def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, settle_seconds: float = 1.0, out=print) -> list[dg.ExecuteInProcessResult]:
     """Process everything pending in the brand's drop folders through the same jobs the sensor
     launches, recording each run in the Dagster instance. Waits `settle_seconds` between looks
@@ -57,7 +73,7 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
     for _ in range(100):
         plan = plan_runs(brand, layout, warehouse.engine, cursor)
         for problem in plan.failed:
-            out(f"  failed file: {problem}")
+            out(f"  not taken: {problem}")
         for partitions, keys in plan.partitions.items():
             instance.add_dynamic_partitions(partitions, keys)
         for event in plan.duplicates:
@@ -153,7 +169,7 @@ def _each_brand(wanted: list[str] | None, step) -> tuple[dg.Definitions, list[Br
 
     brands = _brands(wanted)
     defs = build_definitions(brands)
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         ok = all([step(defs, brand, instance) for brand in brands])
     return defs, brands, ok
 
@@ -185,7 +201,7 @@ def backfill(args: argparse.Namespace) -> int:
     defs = build_definitions([brand])
     job = defs.resolve_job_def(names.months_job(brand.brand, args.entity))
     ok = True
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         for i in range(0, len(wanted), brand.months_per_run):
             chunk = wanted[i:i + brand.months_per_run]
             tags = {names.BRAND_TAG: brand.brand, "entity": args.entity,
@@ -324,7 +340,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
             print(f"  {brand.brand} deliveries: "
                   + ", ".join(f"{k} {v}" for k, v in hooks.delivery_counts(conn, brand.brand).items()))
     print("\nExtracts (incremental, with manifests):")
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         for brand in brands:
             _run_extracts(defs, brand, instance, out=print)
 

@@ -1,13 +1,20 @@
-"""Delivered files: which entity a file name feeds, its order, its hash, and when it is ready."""
+"""Delivered files: which entity a file name feeds, its order, its hash, when it is ready, and how a
+dropped file is read (never through a link, only a regular file, the bytes copied are the bytes hashed)."""
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
+import os
 import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import BY_FILE_TYPE, DEPENDENCY_ORDER
@@ -94,11 +101,96 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a file the pipeline wrote itself (a landed copy)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+CHUNK = 1 << 20
+
+
+class Refused(Exception):
+    """A drop folder entry the pipeline does not read: a link, not a regular file, or unreadable.
+
+    Its message says why and what to change; it never quotes the entry's content.
+    """
+
+    def __init__(self, reason: str, retried: bool):
+        super().__init__(reason)
+        self.retried = retried
+
+
+LINK = "a symbolic link: links in a drop folder are never followed; put the file itself there"
+
+
+def _refusal(error: OSError) -> Refused:
+    if error.errno == errno.ELOOP:
+        return Refused(LINK, retried=False)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return Refused("cannot be read (permission denied): give the pipeline's user read access; "
+                       "it is taken as soon as it can be read", retried=True)
+    return Refused(f"cannot be read ({os.strerror(error.errno) if error.errno else error}); it is tried again "
+                   "at the next look", retried=True)
+
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+@contextmanager
+def open_delivered(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """A dropped file opened for reading, with its status as opened: never through a link (the
+    last path component is not followed, so a link swapped in after a look is refused too), and
+    only a regular file. Refused says why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise _refusal(e) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise Refused(f"{_kind(st.st_mode)}, not a regular file: only regular files are read from a drop folder",
+                      retried=False)
+    with os.fdopen(fd, "rb") as f:
+        yield f, st
+
+
+def hash_delivered(path: Path) -> str:
+    """The sha256 of a dropped file's bytes (see `open_delivered`)."""
+    h = hashlib.sha256()
+    with open_delivered(path) as (f, _):
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Changed(Exception):
+    """A dropped file changed while (or since) it was looked at: it is not ready yet."""
+
+
+def copy_delivered(path: Path, target: Path) -> tuple[str, int]:
+    """Copy a dropped file to `target`, hashing the very bytes written; (sha256, size).
+
+    Changed if the file's size or modification time moved while it was copied: the copy would
+    mix two versions.
+    """
+    h = hashlib.sha256()
+    size = 0
+    with open_delivered(path) as (f, before), target.open("wb") as out:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+        after = os.fstat(f.fileno())
+        out.flush()
+        os.fsync(out.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or size != after.st_size:
+        raise Changed(f"{path.name} changed while it was copied ({before.st_size:,} then {after.st_size:,} bytes)")
+    return h.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -109,25 +201,45 @@ class Snapshot:
     mtime_ns: int
 
 
-def ready_files(
-    folder: Path, previous: dict[str, Snapshot]
-) -> tuple[list[tuple[str, Snapshot]], dict[str, Snapshot]]:
+@dataclass
+class Look:
+    """One look at a drop folder: the files ready to take, what every file looked like (kept for
+    the next look), and the entries refused with the reason."""
+
+    ready: list[tuple[str, Snapshot]]
+    seen: dict[str, Snapshot]
+    refused: dict[str, Refused]
+
+
+def look(folder: Path, previous: dict[str, Snapshot]) -> Look:
     """Files that have stopped growing since the previous look (or carry a `.done` marker).
 
-    Returns the ready files and the snapshot of everything seen now, which the caller keeps
-    for the next look.
+    Links and other entries that are not regular files are refused without being opened or
+    followed; folders are left alone (a subfolder is not a delivery).
     """
-    if not folder.is_dir():
-        return [], {}
-    entries = {e.name: e for e in folder.iterdir()}
-    now: dict[str, Snapshot] = {}
-    ready = []
+    result = Look([], {}, {})
+    try:
+        entries = {e.name: e for e in os.scandir(folder)}
+    except (FileNotFoundError, NotADirectoryError):
+        return result
     for name, entry in sorted(entries.items()):
-        if not is_candidate(name) or not entry.is_file():
+        if not is_candidate(name):
             continue
-        st = entry.stat()
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone since the folder was listed
+        if stat.S_ISLNK(st.st_mode):
+            result.refused[name] = Refused(LINK, retried=False)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            result.refused[name] = Refused(f"{_kind(st.st_mode)}, not a regular file: only regular files are read "
+                                           "from a drop folder", retried=False)
+            continue
         snap = Snapshot(st.st_size, st.st_mtime_ns)
-        now[name] = snap
+        result.seen[name] = snap
         if f"{name}.done" in entries or previous.get(name) == snap:
-            ready.append((name, snap))
-    return ready, now
+            result.ready.append((name, snap))
+    return result

@@ -20,6 +20,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference, now, resolves, stage_rows, upsert
+from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema, writing
 
 ORDER = "_order"
@@ -120,6 +121,11 @@ def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFr
 
 def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
     """Make the warehouse's month exactly what was landed for it, writing only the difference."""
+    with brand_lock(engine, brand):
+        return _rebuild_month(engine, data_dir, brand, entity_name, month)
+
+
+def _rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
     entity = ENTITIES[entity_name]
     started = now()
     rows = _landed(data_dir, brand, entity, month)
@@ -144,6 +150,12 @@ def rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: s
     """Rebuild several months. Months still empty in the table (a backfill, an initial load) fill
     with bulk inserts, in one transaction per group of months (on PostgreSQL, groups of about
     equal rows fill side by side); the others rebuild one transaction each."""
+    with brand_lock(engine, brand):
+        return _rebuild_months(engine, data_dir, brand, entity_name, month_keys)
+
+
+def _rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str,
+                    month_keys: list[str]) -> dict[str, Counts]:
     entity = ENTITIES[entity_name]
     started = now()
     with engine.connect() as conn:

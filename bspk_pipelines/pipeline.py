@@ -3,6 +3,13 @@
 Each step reads what the previous one left (the landed file, then parquet in the work folder),
 records its outcome in the `files` table and can be run again safely: a file name is imported
 once, and a step that finds its file already past it changes nothing.
+
+Several runs may reach the same file at once (the sensor's, `bspk sync`, the UI's). Every step
+holds the brand's writer lock (`warehouse.locks`) while it works, and moves the file on only from
+the status it expects: landing claims the file for one run (an insert that fails if the file is
+recorded), each later step takes it from the status the one before left, and the work folders of
+a landing are its own (named after its claim). A run that comes second finds the work done and
+says so.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +30,7 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand, FileMap
 from bspk_pipelines.engagement.clients import ImportSync
 from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.files import Delivery, safe_name, sha256_of
+from bspk_pipelines.files import Changed, Delivery, Refused, copy_delivered, hash_delivered, safe_name
 from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.outbound.events import file_finished
@@ -30,9 +38,12 @@ from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
 from bspk_pipelines.validate import typed, validate
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held, unknown_references
-from bspk_pipelines.warehouse.schema import files, rejects, writing
+from bspk_pipelines.warehouse.locks import brand_lock
+from bspk_pipelines.warehouse.schema import files, insert_ignoring_conflicts, rejects, writing
 
 IN_PROGRESS = ("received", "validated", "mapped")
+# A drop folder entry not taken (a link, not a regular file, unreadable): looked at again.
+REFUSED = "refused"
 # Rows per batch while a file streams through validation and mapping: bounds memory.
 BATCH_ROWS = 250_000
 
@@ -50,9 +61,9 @@ class Layout:
     def landed(self, brand: str, source: str, name: str) -> Path:
         return self.data_dir / brand / "landing" / source / safe_name(name)
 
-    def work(self, brand: str, source: str, entity: str, name: str, layer: str) -> Path:
-        """Folder of a file's rows after a step, as parquet parts (one per batch)."""
-        return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{layer}"
+    def work(self, brand: str, source: str, entity: str, name: str, claim: str, layer: str) -> Path:
+        """Folder of a file's rows after a step, as parquet parts (one per batch): the claim's own."""
+        return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{safe_name(claim or '-')}.{layer}"
 
     def digests(self, brand: str, source: str, entity: str) -> Path:
         """Folder of the row digests of the source's last applied file of the entity."""
@@ -86,38 +97,85 @@ def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> N
 
 def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, path: Path, error: str) -> bool:
     """Record a file whose name says nothing we can apply; True if it was not recorded before."""
+    try:
+        sha = hash_delivered(path)
+    except Refused as e:
+        return record_refused(engine, brand, source, name, e)
     with writing(engine) as conn:
-        if file_row(conn, brand, source, name):
-            return False
-        conn.execute(files.insert().values(
-            brand=brand, source=source, name=name, entity=None, sha256=sha256_of(path), size=path.stat().st_size,
+        _forget_refusal(conn, brand, source, name)
+        recorded = insert_ignoring_conflicts(conn, files, dict(
+            brand=brand, source=source, name=name, entity=None, sha256=sha, size=path.stat().st_size,
             received_at=now(), sort_key="", status="failed", error=error,
         ))
-        file_finished(conn, brand, source, name, now())
-    return True
+        if recorded:
+            file_finished(conn, brand, source, name, now())
+    return recorded
 
 
-def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) -> StepResult:
-    """Copy the delivered file, unchanged, into the landing zone and record name, size and sha256."""
+def record_refused(engine: sa.Engine, brand: str, source: str, name: str, refusal: Refused) -> bool:
+    """Record a drop folder entry the pipeline will not read, with why (never its content); True
+    if that is news (not recorded before, or for another reason). It is looked at again at every
+    look, and taken once it is a regular file that can be read."""
+    error = f"{name}: refused: {refusal}"
+    with writing(engine) as conn:
+        row = file_row(conn, brand, source, name)
+        if row and (row["status"] != REFUSED or row["error"] == error):
+            return False
+        if row:
+            _set(conn, brand, source, name, error=error, received_at=now())
+            return True
+        return insert_ignoring_conflicts(conn, files, dict(
+            brand=brand, source=source, name=name, entity=None, sha256="", size=0, received_at=now(), sort_key="",
+            status=REFUSED, error=error))
+
+
+def _forget_refusal(conn: sa.Connection, brand: str, source: str, name: str) -> None:
+    """An entry refused before is now a file that can be read: its record makes way for the file's."""
+    conn.execute(files.delete().where(files.c.brand == brand, files.c.source == source, files.c.name == name,
+                                      files.c.status == REFUSED))
+
+
+def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, expected_sha: str | None = None,
+         run_id: str = "") -> StepResult:
+    """Copy the delivered file, unchanged, into the landing zone and claim it for this run: record
+    name, size and the sha256 of the very bytes copied.
+
+    `expected_sha` is what the drop folder's look saw: a file whose bytes differ now changed since
+    it was found ready, and is left for a later look (Changed; nothing is recorded). A file
+    another run has claimed is left to it; a link or unreadable entry is refused (Refused).
+    """
     source, name = delivery.source, delivery.name
     dropped = layout.drop(brand, source) / safe_name(name)
     landed = layout.landed(brand.brand, source, name)
-    with writing(engine) as conn:
-        existing = file_row(conn, brand.brand, source, name)
-        if existing and existing["status"] not in IN_PROGRESS:
+    with brand_lock(engine, brand.brand):
+        with engine.connect() as conn:
+            existing = file_row(conn, brand.brand, source, name)
+        if existing and existing["status"] not in (*IN_PROGRESS, REFUSED):
             return StepResult(existing["status"], f"{name} was imported before ({existing['status']}); a file name is imported once",
                               sha256=existing["sha256"], size=existing["size"])
-    if not landed.exists() or not existing:
+        if existing and existing["status"] != REFUSED:
+            by = f"run {existing['run_id'][:8]}" if existing["run_id"] else "an earlier run"
+            return StepResult(existing["status"], f"landed by {by}: carried on from where it is ({existing['status']})",
+                              sha256=existing["sha256"], size=existing["size"])
+        claim = secrets.token_hex(8)
         landed.parent.mkdir(parents=True, exist_ok=True)
-        partial = landed.with_name(f".{landed.name}.part")
-        shutil.copyfile(dropped, partial)
-        os.replace(partial, landed)
-    sha, size = sha256_of(landed), landed.stat().st_size
-    with writing(engine) as conn:
-        if existing:
-            return StepResult(existing["status"], "resuming a file whose processing was interrupted", sha256=sha, size=size)
-        twin = twin_of(conn, brand.brand, sha)
-        _record_file(conn, brand.brand, delivery, sha, size, twin)
+        partial = landed.with_name(f".{landed.name}.{claim}.part")
+        try:
+            try:
+                sha, size = copy_delivered(dropped, partial)
+            except Refused as e:
+                record_refused(engine, brand.brand, source, name, e)
+                raise
+            if expected_sha and sha != expected_sha:
+                raise Changed(f"{name} changed since it was found ready (its bytes are not the ones hashed then); "
+                              "it is taken again once it has settled")
+            os.replace(partial, landed)
+        finally:
+            partial.unlink(missing_ok=True)
+        with writing(engine) as conn:
+            _forget_refusal(conn, brand.brand, source, name)
+            twin = twin_of(conn, brand.brand, sha)
+            _record_file(conn, brand.brand, delivery, sha, size, twin, claim, run_id)
     message = f"same bytes as {twin}: recorded as a duplicate, not applied" if twin else "landed"
     return StepResult("duplicate" if twin else "received", message, sha256=sha, size=size)
 
@@ -125,18 +183,23 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery) ->
 def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
     """The name of a file of the brand with these bytes that was not refused, if any."""
     return conn.execute(
-        sa.select(files.c.name).where(files.c.brand == brand, files.c.sha256 == sha, files.c.status != "failed")
+        sa.select(files.c.name).where(files.c.brand == brand, files.c.sha256 == sha,
+                                      files.c.status.not_in(("failed", REFUSED)))
     ).scalar()
 
 
-def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, size: int, twin: str | None) -> None:
-    conn.execute(files.insert().values(
+def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, size: int, twin: str | None,
+                 claim: str = "", run_id: str = "") -> bool:
+    """Record the delivery, claimed by `claim`; False if it is recorded already (another run's)."""
+    recorded = insert_ignoring_conflicts(conn, files, dict(
         brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=size,
         received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
         duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
+        claim=claim, run_id=run_id,
     ))
-    if twin:
+    if recorded and twin:
         file_finished(conn, brand, delivery.source, delivery.name, now())
+    return recorded
 
 
 def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, size: int) -> str | None:
@@ -145,10 +208,11 @@ def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str
     nothing is recorded and the file goes through the four steps)."""
     with writing(engine) as conn:
         twin = twin_of(conn, brand, sha)
-        if twin is None or file_row(conn, brand, delivery.source, delivery.name):
+        row = file_row(conn, brand, delivery.source, delivery.name)
+        if twin is None or (row and row["status"] != REFUSED):
             return None
-        _record_file(conn, brand, delivery, sha, size, twin)
-    return twin
+        _forget_refusal(conn, brand, delivery.source, delivery.name)
+        return twin if _record_file(conn, brand, delivery, sha, size, twin) else None
 
 
 def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
@@ -254,28 +318,36 @@ def _deduplicate(entity, parts: list[Path], aside: list[Path], where: dict[str, 
 
 
 def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
-                  batch_rows: int = BATCH_ROWS) -> StepResult:
+                  batch_rows: int = BATCH_ROWS, again: bool = False) -> StepResult:
     """Parse and check every row; good rows go on, bad rows become rejects naming line, column and rule.
 
     The file streams through in batches of `batch_rows`, so memory stays bounded whatever its size.
     Rows exactly as the source's last applied file sent them are set aside as unchanged (see
-    `UnchangedRows`).
+    `UnchangedRows`). A landed file is checked once (`again`: a checked file is checked anew).
     """
+    with brand_lock(engine, brand.brand):
+        return _validate(engine, layout, brand, source, entity, name, batch_rows, again)
+
+
+def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+              batch_rows: int, again: bool) -> StepResult:
     with engine.connect() as conn:
         row = file_row(conn, brand.brand, source, name)
-    if row is None or row["status"] not in IN_PROGRESS:
-        return StepResult(row["status"] if row else "missing", "nothing to validate: " + (row["status"] if row else "not landed"))
-    out = layout.work(brand.brand, source, entity, name, "validated")
+    if row is None or row["status"] not in (("received", "validated", "mapped") if again else ("received",)):
+        return _nothing_to_do("validate", row)
+    claim = row["claim"]
+    out = layout.work(brand.brand, source, entity, name, claim, "validated")
     shutil.rmtree(out, ignore_errors=True)
     (out / "rejects").mkdir(parents=True)
     unchanged = None
     if _skippable(ENTITIES[entity]):
         with engine.connect() as conn:
-            unchanged = UnchangedRows.start(conn, layout, brand, source, entity, name)
+            unchanged = UnchangedRows.start(conn, layout, brand, source, entity, name, claim)
     read = 0
     preview, sample = None, []
     try:
-        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows, unchanged)):
+        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows,
+                                                                 unchanged)):
             rows.write_parquet(out / f"part-{i:05d}.parquet")
             _write_problems(out / "rejects" / f"part-{i:05d}.parquet", problems)
             read += n
@@ -322,18 +394,32 @@ def owned_columns(brand: Brand, source: str, entity_name: str) -> list[str]:
 def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> StepResult:
     """The source's contribution to the entity: its rows, limited to the attributes it owns.
 
-    Sales history goes on into the month store, and the file counts as applied there.
+    Sales history goes on into the month store, and the file counts as applied there. A checked
+    file is mapped once.
     """
+    with brand_lock(engine, brand.brand):
+        return _map(engine, layout, brand, source, entity_name, name)
+
+
+def _nothing_to_do(step: str, row) -> StepResult:
+    if row is None:
+        return StepResult("missing", f"nothing to {step}: not landed")
+    by = f" (claimed by run {row['run_id'][:8]})" if row["run_id"] else ""
+    return StepResult(row["status"], f"nothing to {step}: the file is {row['status']}{by}")
+
+
+def _map(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> StepResult:
     with engine.connect() as conn:
         row = file_row(conn, brand.brand, source, name)
-    if row is None or row["status"] not in ("validated", "mapped"):
-        return StepResult(row["status"] if row else "missing", "nothing to map: " + (row["status"] if row else "not landed"))
+    if row is None or row["status"] != "validated":
+        return _nothing_to_do("map", row)
     entity = ENTITIES[entity_name]
-    out = layout.work(brand.brand, source, entity_name, name, "mapped")
+    claim = row["claim"]
+    out = layout.work(brand.brand, source, entity_name, name, claim, "mapped")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     total, preview, touched, counts = 0, None, set(), Counts()
-    parts = _parts(layout.work(brand.brand, source, entity_name, name, "validated"))
+    parts = _parts(layout.work(brand.brand, source, entity_name, name, claim, "validated"))
     with writing(engine) as conn:
         # The shoppers and products the file names that are not known: asked once, not per batch.
         unknown = unknown_references(conn, entity, brand.brand, pl.scan_parquet(parts)) if entity.month_column and parts else None
@@ -351,12 +437,12 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
             file_finished(conn, brand.brand, source, name, now())
         else:
-            unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name)
+            unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim)
             if unchanged:
                 unchanged.record_in(out)
             _set(conn, brand.brand, source, name, status="mapped")
     if entity.month_column:
-        _forget_work(layout, brand.brand, source, entity_name, name)  # only once the landing is committed
+        _forget_work(layout, brand.brand, source, entity_name, name, claim)  # only once the landing is committed
         return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,
                           preview=preview)
     return StepResult("mapped", rows=total, preview=preview)
@@ -374,11 +460,11 @@ def _owned(brand: Brand, source: str, entity, rows: pl.DataFrame) -> pl.DataFram
     return rows.select(*keep, *missing_keys, LINE)
 
 
-def _forget_work(layout: Layout, brand: str, source: str, entity: str, name: str) -> None:
+def _forget_work(layout: Layout, brand: str, source: str, entity: str, name: str, claim: str) -> None:
     """An applied file's intermediate parts are no longer needed: the landed original stays,
     and sales history lives on in the month store."""
     for layer in ("validated", "mapped"):
-        shutil.rmtree(layout.work(brand, source, entity, name, layer), ignore_errors=True)
+        shutil.rmtree(layout.work(brand, source, entity, name, claim, layer), ignore_errors=True)
 
 
 def _span(month_keys: list[str]) -> str:
@@ -407,31 +493,36 @@ def provided_columns(brand: Brand, entity_name: str) -> dict[str, set[str]]:
 def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
     """Apply every mapped file of the entity, first in first out, each in one transaction;
     then release held rows whose shopper or product has arrived."""
+    with brand_lock(engine, brand.brand):
+        return _apply_pending(engine, layout, brand, entity_name)
+
+
+def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
     entity = ENTITIES[entity_name]
     multi = len(brand.sources_of(entity_name)) > 1
     owners = {a: brand.owners(entity_name, a) for a in entity.attributes} if multi else None
     provided = provided_columns(brand, entity_name) if multi else None
     with engine.connect() as conn:
         pending = conn.execute(
-            sa.select(files.c.source, files.c.name, files.c.status).where(
+            sa.select(files.c.source, files.c.name, files.c.status, files.c.claim).where(
                 files.c.brand == brand.brand, files.c.entity == entity_name, files.c.status.in_(("validated", "mapped"))
             ).order_by(files.c.sort_key, files.c.name)
         ).all()
     applied = []
-    for source, name, status in pending:
+    for source, name, status, claim in pending:
         if status == "validated":
             # Its run stopped between validation and mapping (or a check below did).
             map_file(engine, layout, brand, source, entity_name, name)
         if _skippable(entity):
             with engine.connect() as conn:
-                current = UnchangedRows.mapped_against_last_applied(conn, layout, brand, source, entity_name, name)
+                current = UnchangedRows.mapped_against_last_applied(conn, layout, brand, source, entity_name, name, claim)
             if not current:
                 # Rows were set aside against a file that is no longer the source's last applied
                 # one (or the check stopped half way): checked again, against the one that is.
-                validate_file(engine, layout, brand, source, entity_name, name)
+                validate_file(engine, layout, brand, source, entity_name, name, again=True)
                 map_file(engine, layout, brand, source, entity_name, name)
-        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name) if _skippable(entity) else None
-        rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, "mapped")))
+        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim) if _skippable(entity) else None
+        rows = pl.read_parquet(_parts(layout.work(brand.brand, source, entity_name, name, claim, "mapped")))
         with writing(engine) as conn:
             # A shopper's change reaches its client (and the client's events) in the same transaction.
             clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
@@ -447,7 +538,7 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
         if unchanged:
             unchanged.forget_all_but_this()
         applied.append(Applied(name, source, counts))
-        _forget_work(layout, brand.brand, source, entity_name, name)
+        _forget_work(layout, brand.brand, source, entity_name, name, claim)
     with writing(engine) as conn:
         released = release_held(conn, brand.brand, entity_name)
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
@@ -499,27 +590,29 @@ class UnchangedRows:
     owns, the code of the rules and the polars version: a change to any of them compares with nothing.
     """
 
-    def __init__(self, layout: Layout, brand: Brand, source: str, entity: str, name: str):
+    def __init__(self, layout: Layout, brand: Brand, source: str, entity: str, name: str, claim: str):
         self.layout, self.brand, self.source, self.entity, self.name = layout, brand, source, entity, name
-        self.work = layout.work(brand.brand, source, entity, name, "validated")
+        self.work = layout.work(brand.brand, source, entity, name, claim, "validated")
         state = self.work / "unchanged.json"
         self.state = json.loads(state.read_text()) if state.exists() else {}
         self.previous: pl.DataFrame | None = None
         self.batches = 0
 
     @classmethod
-    def start(cls, conn: sa.Connection, layout: Layout, brand: Brand, source: str, entity: str, name: str) -> UnchangedRows:
+    def start(cls, conn: sa.Connection, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+              claim: str) -> UnchangedRows:
         """Before validation: compare with the source's last applied file."""
-        rows = cls(layout, brand, source, entity, name)
+        rows = cls(layout, brand, source, entity, name, claim)
         rows.state = {"compared_with": _last_applied(conn, brand.brand, source, entity, name)}
         for folder in ("aside", "digests"):
             (rows.work / folder).mkdir(parents=True, exist_ok=True)
         return rows
 
     @classmethod
-    def of_validated(cls, layout: Layout, brand: Brand, source: str, entity: str, name: str) -> UnchangedRows | None:
+    def of_validated(cls, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+                     claim: str) -> UnchangedRows | None:
         """After validation: what it set aside, if it compared at all."""
-        rows = cls(layout, brand, source, entity, name)
+        rows = cls(layout, brand, source, entity, name, claim)
         return rows if rows.state else None
 
     def set_aside_rows(self, header: list[str], rows: pl.DataFrame) -> pl.DataFrame:
@@ -552,10 +645,10 @@ class UnchangedRows:
 
     @staticmethod
     def mapped_against_last_applied(conn: sa.Connection, layout: Layout, brand: Brand, source: str, entity: str,
-                                    name: str) -> bool:
+                                    name: str, claim: str) -> bool:
         """Whether the file's mapped rows still stand: nothing was set aside, or against the source's
         last applied file. Mapped rows without the note (a check stopped half way) do not."""
-        note = layout.work(brand.brand, source, entity, name, "mapped") / "unchanged.json"
+        note = layout.work(brand.brand, source, entity, name, claim, "mapped") / "unchanged.json"
         if not note.exists():
             return False
         state = json.loads(note.read_text())

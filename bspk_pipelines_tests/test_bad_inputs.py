@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.files import FileNameError, Snapshot, classify, ready_files, safe_name
+from bspk_pipelines.files import FileNameError, Snapshot, classify, look, safe_name
 from bspk_pipelines.pipeline import Layout
 from bspk_pipelines.warehouse.schema import metadata
 from bspk_pipelines_tests.conftest import (
@@ -587,10 +587,15 @@ def test_path_escapes_are_refused_before_touching_disk(tmp_path, name):
     with pytest.raises(FileNameError):
         Layout(tmp_path).landed("acme", "main", name)
     with pytest.raises(FileNameError):
-        Layout(tmp_path).work("acme", "main", "stores", name, "validated")
+        Layout(tmp_path).work("acme", "main", "stores", name, "c1", "validated")
 
 
 # --- the drop folder: files still being written, partial uploads, hidden files -------------------------
+
+
+def _look(folder, previous):
+    seen = look(folder, previous)
+    return seen.ready, seen.seen
 
 
 def test_file_still_being_written_is_not_ready_until_its_size_is_stable(tmp_path):
@@ -598,13 +603,13 @@ def test_file_still_being_written_is_not_ready_until_its_size_is_stable(tmp_path
     folder.mkdir()
     path = folder / STORE_FILE
     path.write_text(STORE)
-    ready, seen = ready_files(folder, {})
+    ready, seen = _look(folder, {})
     assert ready == []  # first look: nothing to compare with yet
     with path.open("a") as f:
         f.write(store("S1"))
-    ready, seen = ready_files(folder, seen)
+    ready, seen = _look(folder, seen)
     assert ready == []  # it grew since the last look
-    ready, seen = ready_files(folder, seen)
+    ready, seen = _look(folder, seen)
     assert [n for n, _ in ready] == [STORE_FILE]  # same size and mtime twice: ready
     assert ready[0][1] == Snapshot(path.stat().st_size, path.stat().st_mtime_ns)
 
@@ -614,7 +619,7 @@ def test_done_marker_makes_a_file_ready_at_once(tmp_path):
     folder.mkdir()
     (folder / STORE_FILE).write_text(STORE + store("S1"))
     (folder / f"{STORE_FILE}.done").write_text("")
-    ready, seen = ready_files(folder, {})
+    ready, seen = _look(folder, {})
     assert [n for n, _ in ready] == [STORE_FILE]
     assert set(seen) == {STORE_FILE}  # the marker itself is never a delivery
 
@@ -625,6 +630,6 @@ def test_partial_and_hidden_files_are_ignored(tmp_path, name):
     folder.mkdir()
     (folder / name).write_text(STORE + store("S1"))
     (folder / f"{name}.done").write_text("")
-    first, seen = ready_files(folder, {})
-    second, seen = ready_files(folder, seen)
+    first, seen = _look(folder, {})
+    second, seen = _look(folder, seen)
     assert (first, second, seen) == ([], [], {})

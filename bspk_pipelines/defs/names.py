@@ -43,6 +43,8 @@ def sync_schedule(brand: str) -> str:
 
 BRAND_TAG = "brand"
 FILE_TAG = "bspk/file"
+# The sha256 of the file as the drop folder's look saw it: the run lands exactly those bytes.
+SHA_TAG = "bspk/sha256"
 # Dagster's own tags for a run that materialises a range of partitions.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.entities import ENTITIES, Entity, Kind
 
@@ -99,7 +100,8 @@ files = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
     sa.Column("sort_key", sa.Text, nullable=False, comment="first-in-first-out order of application"),
-    sa.Column("status", sa.Text, nullable=False, comment="received, validated, mapped, applied, duplicate, failed"),
+    sa.Column("status", sa.Text, nullable=False,
+              comment="received, validated, mapped, applied, duplicate, failed; refused: a drop entry not taken (yet)"),
     sa.Column("error", sa.Text),
     sa.Column("duplicate_of", sa.Text),
     sa.Column("rows_read", sa.BigInteger),
@@ -111,6 +113,8 @@ files = sa.Table(
     sa.Column("held", sa.BigInteger),
     sa.Column("deleted", sa.BigInteger),
     sa.Column("applied_at", sa.DateTime),
+    sa.Column("claim", sa.Text, comment="the landing's own token: its work folders are named after it"),
+    sa.Column("run_id", sa.Text, comment="the Dagster run that landed the file"),
 )
 sa.Index("ix_files_sha", files.c.brand, files.c.sha256)
 
@@ -220,6 +224,13 @@ def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
         conn.execution_options(bspk_write=True)
         with conn.begin():
             yield conn
+
+
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, values: dict) -> bool:
+    """Insert a row unless one with its primary key exists (a compare-and-set: of two writers,
+    exactly one inserts); True if this one did."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
 
 
 @cache

@@ -10,7 +10,7 @@ from bspk_pipelines.config import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.entities import ENTITIES, referenced
-from bspk_pipelines.files import classify
+from bspk_pipelines.files import Changed, Refused, classify
 from bspk_pipelines.parse import LINE, FileFailure
 from bspk_pipelines.history import rebuild_months
 from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
@@ -49,8 +49,14 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     def raw_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
         name = context.partition_key
         layout = folders.layout
-        delivery = classify(brand, source, name, (layout.drop(brand, source) / name).stat().st_mtime)
-        result = land(warehouse.engine, layout, brand, delivery)
+        try:
+            delivery = classify(brand, source, name, (layout.drop(brand, source) / name).lstat().st_mtime)
+            result = land(warehouse.engine, layout, brand, delivery, context.run.tags.get(names.SHA_TAG), context.run_id)
+        except FileNotFoundError:
+            raise dg.Failure(description=f"{name} is not in {b}'s {source} drop folder", metadata={"file": name}) from None
+        except (Changed, Refused) as e:
+            raise dg.Failure(description=f"{name}: {e}" if isinstance(e, Refused) else str(e),
+                             metadata={"file": name, "status": "refused" if isinstance(e, Refused) else "not ready"}) from None
         return dg.MaterializeResult(metadata={
             "file": name, "status": result.status, "message": result.message, "sha256": result.sha256,
             "size_bytes": result.size, "landed_path": dg.MetadataValue.path(str(layout.landed(b, source, name))),

@@ -13,8 +13,8 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.entities import ENTITIES, dependents
 from bspk_pipelines.history import month_bounds, pending
-from bspk_pipelines.files import Delivery, FileNameError, Snapshot, classify, ready_files, sha256_of
-from bspk_pipelines.pipeline import IN_PROGRESS, Layout, record_duplicate, record_failed_name
+from bspk_pipelines.files import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
+from bspk_pipelines.pipeline import IN_PROGRESS, REFUSED, Layout, record_duplicate, record_failed_name, record_refused
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
 
@@ -48,7 +48,7 @@ def run_request(brand: Brand, delivery: Delivery, sha: str, also_apply: list[str
         job_name=names.ingest_job(b, s, e),
         partition_key=delivery.name,
         asset_selection=selection,
-        tags={names.BRAND_TAG: b, names.FILE_TAG: delivery.name, "source": s, "entity": e},
+        tags={names.BRAND_TAG: b, names.FILE_TAG: delivery.name, names.SHA_TAG: sha, "source": s, "entity": e},
     )
 
 
@@ -56,42 +56,58 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
     """Ready files not requested before, in first-in-first-out and dependency order.
 
     A file counts once two looks saw the same size and modification time, or once its `.done`
-    marker exists. A name that says nothing we can apply is recorded as a failed file.
+    marker exists; a file that changed after it was requested is requested again, as its new
+    bytes. A name that says nothing we can apply is recorded as a failed file; a link, an entry
+    that is not a regular file or a file that cannot be read is recorded as refused (and looked
+    at again), without stopping the brand's other files.
     """
     plan = Plan(cursor={"seen": {}, "requested": {}})
     found: list[tuple[Delivery, str]] = []
+
+    def report(message: str) -> None:
+        plan.failed.append(message)
+        if log:
+            log.warning(f"{brand.brand}: {message}")
+
     for source in brand.sources:
         folder = layout.drop(brand, source)
         previous = {n: Snapshot(*v) for n, v in cursor["seen"].get(source, {}).items()}
-        ready, now = ready_files(folder, previous)
-        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in now.items()}
-        requested = cursor["requested"].get(source, {})
-        # Forget files that left the folder, so the cursor stays as small as the folder.
-        kept = {n: sha for n, sha in requested.items() if n in now}
-        fresh = [(n, s) for n, s in ready if n not in kept]
+        seen = look(folder, previous)
+        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in seen.seen.items()}
+        for name, refusal in seen.refused.items():
+            if record_refused(engine, brand.brand, source, name, refusal):
+                report(f"{name}: refused: {refusal}")
+        # What was requested of each file: [sha256, size, mtime_ns]. Files that left the folder are
+        # forgotten, so the cursor stays as small as the folder.
+        kept = {n: v for n, v in cursor["requested"].get(source, {}).items() if n in seen.seen}
+        fresh = [(n, s) for n, s in seen.ready if _requested_as(kept.get(n)) != s]
         # Files imported before (by `bspk sync`, or before the cursor was lost) are not run again.
         with engine.connect() as conn:
-            done = dict(conn.execute(sa.select(files.c.name, files.c.sha256).where(
-                files.c.brand == brand.brand, files.c.source == source, files.c.status.not_in(IN_PROGRESS),
-                files.c.name.in_([n for n, _ in fresh]))).all()) if fresh else {}
-        kept |= done
+            done = {r.name: r for r in conn.execute(sa.select(files.c.name, files.c.sha256, files.c.size).where(
+                files.c.brand == brand.brand, files.c.source == source, files.c.status.not_in((*IN_PROGRESS, REFUSED)),
+                files.c.name.in_([n for n, _ in fresh])))} if fresh else {}
         # Every new file is hashed (is it a re-delivery?): side by side, as hashlib lets go of the GIL.
-        hashes = {name: _hasher.submit(sha256_of, folder / name) for name, _ in fresh if name not in done}
+        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, _ in fresh if name not in done}
         for name, snap in fresh:
             if name in done:
+                if done[name].size != snap.size:
+                    report(f"{name}: changed after it was imported ({done[name].size:,} bytes then, {snap.size:,} now); "
+                           "a file name is imported once: send the new version under a new name")
+                kept[name] = [done[name].sha256, snap.size, snap.mtime_ns]
                 continue
-            path = folder / name
+            try:
+                sha = hashes[name].result()
+            except Refused as e:
+                if record_refused(engine, brand.brand, source, name, e):
+                    report(f"{name}: refused: {e}")
+                continue
+            kept[name] = [sha, snap.size, snap.mtime_ns]
             try:
                 delivery = classify(brand, source, name, snap.mtime_ns / 1e9)
             except FileNameError as e:
-                if record_failed_name(engine, brand.brand, source, name, path, str(e)):
-                    plan.failed.append(str(e))
-                    if log:
-                        log.warning(f"{brand.brand}/{source}: {e}")
-                kept[name] = "failed"
+                if record_failed_name(engine, brand.brand, source, name, folder / name, str(e)):
+                    report(str(e))
                 continue
-            sha = hashes[name].result()
-            kept[name] = sha
             twin = record_duplicate(engine, brand.brand, delivery, sha, snap.size)
             if twin:
                 # The same bytes came before: no run (nothing to land or apply), only the record.
@@ -115,6 +131,11 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
             _add_partition(plan, brand, delivery)
     plan.runs += month_requests(brand, engine)
     return plan
+
+
+def _requested_as(requested) -> Snapshot | None:
+    """The snapshot a file had when it was requested (None from a cursor of an earlier version)."""
+    return Snapshot(requested[1], requested[2]) if isinstance(requested, list) else None
 
 
 def _add_partition(plan: Plan, brand: Brand, delivery: Delivery) -> None:
