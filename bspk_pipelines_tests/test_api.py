@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -652,12 +653,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(world) -> Iterator[str]:
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """`app` on a real uvicorn server on 127.0.0.1, in a thread, until the block ends; its base URL."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -669,6 +671,12 @@ def server(world) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(world) -> Iterator[str]:
+    with serving(world.app) as base:
+        yield base
 
 
 def test_a_real_uvicorn_server_serves_the_api(world, server):
