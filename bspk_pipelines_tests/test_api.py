@@ -5,6 +5,7 @@ test_api_fuzz.py; both build their world with `make_world` from here."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -260,6 +261,29 @@ def test_bad_parameter_values_are_422(bare, params):
     r = bare.get("acme", url("calls"), params=params)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["status"] == 422 and r.json()["error"]["message"]
+
+
+def cursor(updated_at: str, row_id) -> str:
+    """An `after` cursor as the API writes them, around any values."""
+    return base64.urlsafe_b64encode(json.dumps([updated_at, row_id]).encode()).decode().rstrip("=")
+
+
+def test_cursors_whose_id_the_query_cannot_compare_are_422_on_every_list(bare):
+    for name in LISTS:
+        text_ids = name == "sales_associates"
+        fine = ["SA\u00e9 1", "\U0001f600"] if text_ids else [2**63 - 1, -(2**63), 0]
+        wrong = [1, True, None, "\x00", "SA\x00", "\ud800"] if text_ids else [2**63, 2**64, -(2**63) - 1, "1", True, 1.5]
+        for row_id in wrong:
+            r = bare.get("acme", url(name), params={"after": cursor("2025-01-01T00:00:00", row_id)})
+            assert r.status_code == 422, (name, row_id, r.text)
+            assert r.json()["error"]["message"].startswith("after: "), (name, row_id)
+        for row_id in fine:
+            r = bare.get("acme", url(name), params={"after": cursor("2025-01-01T00:00:00", row_id)})
+            assert r.status_code == 200 and r.json() == [], (name, row_id, r.text)
+    r = bare.get("acme", url("calls"), params={"after": cursor("2025-01-01T00:00:00+01:00", 1)})
+    assert r.status_code == 200  # an offset is converted, as from/to are
+    r = bare.get("acme", url("calls"), params={"after": cursor("0001-01-01T00:00:00+01:00", 1)})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "after: out of range"
 
 
 def test_page_and_per_page_defaults_and_limits(engine, tmp_path):
