@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from bspk_pipelines.api.app import ApiSettings, create_app
-from bspk_pipelines.api.imports import import_id
+from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.ratelimit import RateLimiter
@@ -639,6 +639,24 @@ def test_upload_into_a_csv_source_checks_its_encoding_and_header(engine, tmp_pat
     assert (world.layout.data_dir / "drop" / "maison" / "pos" / "BOUTIQUES_20240101_1200.csv").exists()
     wrong = upload(world, "BOUTIQUES_20240101_1300.csv", b"CODE_BOUTIQUE;NOM\r\n", brand="maison")
     assert wrong.status_code == 422 and "missing columns" in wrong.json()["error"]["message"]
+
+
+def test_upload_names_over_the_byte_limit_are_422(engine, tmp_path):
+    maison = load_brand(PROJECT / "mappings" / "maison.yaml")
+    world = make_world(engine, tmp_path, extra=[maison])
+    stores = next(f for f in maison.sources["pos"].files if f.entity == "stores")
+    content = (";".join(source_columns(stores)) + "\r\nB1;Boutique\r\n").encode("cp1252")
+    longest = "BOUTIQUES_" + "x" * (MAX_NAME_BYTES - 28) + "_20240101_1200.csv"
+    assert len(longest.encode()) == MAX_NAME_BYTES == 240
+    ok = upload(world, longest, content, brand="maison")
+    assert ok.status_code == 202, ok.text
+    assert world.get("maison", f"{IMPORTS}/{ok.json()['id']}").json()["status"] == "received"
+    for name in ("BOUTIQUES_" + "x" * 252 + "_20240101_1200.csv",  # 280 bytes
+                 "BOUTIQUES_" + "\u00e9" * 112 + "_20240101_1200.csv"):  # 140 characters, 252 bytes
+        r = upload(world, name, content, brand="maison")
+        assert r.status_code == 422 and "the limit is 240 bytes" in r.json()["error"]["message"], r.text
+        assert world.get("maison", f"{IMPORTS}/{import_id('pos', name)}").status_code == 404
+    assert [p.name for p in (world.layout.data_dir / "drop" / "maison" / "pos").iterdir()] == [longest]
 
 
 def test_import_ids_that_are_not_the_brands_are_404(bare):
