@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -735,6 +735,42 @@ def test_a_real_uvicorn_server_serves_the_api(world, server):
                                                   headers=world.auth("acme")).json()["status"] == "received"
         made = http.post("/api/platform/v1/clients", headers=world.auth("acme"), json={"client": {"shopper_ref": "R1"}})
         assert made.status_code == 201 and int(made.headers["x-ratelimit-remaining"]) >= 0
+
+
+def test_links_and_redirects_never_name_the_requests_host(world, server):
+    up = upload(world, NAME, SHOPPER.encode())
+    rejects = f"{IMPORTS}/{up.json()['id']}/rejects"
+    evil = {**world.auth("acme"), "Host": "evil.example"}
+    answers = [world.client.get(url("clients"), params={"per_page": 1}, headers=evil),
+               world.client.get(rejects, headers=evil)]
+    assert all(r.status_code == 200 and r.headers["link"].startswith("<http://testserver/api/") for r in answers)
+    slash = world.client.get(url("clients") + "/", headers=evil, follow_redirects=False)
+    assert slash.status_code == 307 and slash.headers["location"] == "http://testserver" + url("clients")
+    assert world.client.get("/docs/", headers=evil, follow_redirects=False).headers["location"] == "http://testserver/docs"
+    # On a real server, the address the connection reached: its own socket's, not a header's.
+    with httpx.Client(base_url=server, timeout=10) as http:
+        r = http.get(url("clients"), params={"per_page": 1}, headers=evil)
+        assert [link["url"].startswith(f"{server}/api/") for link in r.links.values()] == [True, True]
+        assert "evil" not in http.get(rejects, headers=evil).headers["link"]
+        assert http.get("/docs/", headers=evil, follow_redirects=False).headers["location"] == f"{server}/docs"
+
+
+def test_links_name_the_configured_public_url(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("BSPK_API_PUBLIC_URL", "https://api.example.com")
+    world = make_world(engine, tmp_path, replace(ApiSettings.from_env(), rate_limit=100_000))
+    seed(world, "acme", ("S1", "S2"))
+    r = world.get("acme", url("clients"), params={"per_page": 1}, headers={"Host": "evil.example"})
+    assert r.links["next"]["url"].startswith("https://api.example.com/api/extraction/v1/clients?per_page=1&page=2&")
+    assert r.links["last"]["url"].startswith("https://api.example.com/api/extraction/v1/clients?")
+    assert world.client.get("/docs/", follow_redirects=False).headers["location"] == "https://api.example.com/docs"
+    assert ApiSettings(public_url="http://[::1]:8080/").public_url == "http://[::1]:8080/"
+
+
+@pytest.mark.parametrize("value", ["api.example.com", "ftp://api.example.com", "https://", "https://api.example.com/v1",
+                                   "https://api.example.com/?x=1", "https://u:p@api.example.com", "https://bücher.example"])
+def test_a_public_url_that_is_not_an_origin_is_refused(value):
+    with pytest.raises(ValueError, match="BSPK_API_PUBLIC_URL"):
+        ApiSettings(public_url=value)
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request, Security
@@ -48,6 +49,15 @@ class ApiSettings:
     auth_per_address: int = 10  # failed key checks per client address per auth window
     auth_per_key: int = 30  # failed key checks per key id per auth window
     auth_window: float = 60.0  # seconds
+    public_url: str | None = None  # scheme://host[:port] the Link URLs and redirects name (see PublicHost)
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if not self.public_url.isascii() or parts.scheme not in ("http", "https") or not parts.hostname \
+                    or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+                raise ValueError(f"BSPK_API_PUBLIC_URL: expected http(s)://host[:port] in ASCII (an international "
+                                 f"name in its xn-- form), got {self.public_url!r}")
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -59,6 +69,7 @@ class ApiSettings:
             auth_per_address=int(env.get("BSPK_API_AUTH_LIMIT_PER_ADDRESS", cls.auth_per_address)),
             auth_per_key=int(env.get("BSPK_API_AUTH_LIMIT_PER_KEY", cls.auth_per_key)),
             auth_window=float(env.get("BSPK_API_AUTH_WINDOW", cls.auth_window)),
+            public_url=env.get("BSPK_API_PUBLIC_URL") or None,
         )
 
 
@@ -136,6 +147,36 @@ class Gate:
         if int(length) > limit + MULTIPART_ALLOWANCE:
             return 413, f"the upload is larger than the limit of {limit} bytes"
         return None
+
+
+class PublicHost:
+    """ASGI middleware: the URLs the service writes about itself (Link headers, slash redirects)
+    name its public base, never the Host header a client chose: the app sees the host (and
+    scheme) of `public_url` when one is set, else the address the connection reached, which is
+    the socket's own and no header's."""
+
+    def __init__(self, app, public_url: str | None):
+        self.app = app
+        parts = urlsplit(public_url) if public_url else None
+        self.scheme, self.host = (parts.scheme, parts.netloc) if parts else (None, None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            host = self.host or own_address(scope)
+            scope = {**scope, "scheme": self.scheme or scope["scheme"],
+                     "headers": [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", host.encode("ascii"))]}
+        await self.app(scope, receive, send)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def own_address(scope) -> str:
+    """host[:port] of the server's end of the connection, the port left out when it is the scheme's."""
+    host, port = scope.get("server") or ("localhost", None)
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port in (None, DEFAULT_PORTS.get(scope["scheme"])) else f"{host}:{port}"
 
 
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer bspk_...`, "
@@ -221,4 +262,5 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     app.include_router(platform.router())
     app.include_router(imports.router())
     app.add_middleware(Gate, service=service)
+    app.add_middleware(PublicHost, public_url=service.settings.public_url)  # outermost: before anything builds a URL
     return app
