@@ -46,8 +46,8 @@ class ApiSettings:
     rate_limit: int = 30  # requests per key per window, as the platform's example headers show
     rate_window: float = 10.0  # seconds
     max_upload_bytes: int = 100 * 1024 * 1024
-    auth_per_address: int = 10  # failed key checks per client address per auth window
-    auth_per_key: int = 30  # failed key checks per key id per auth window
+    auth_per_address: int = 10  # failed authentications per client address per auth window
+    auth_per_key: int = 30  # failed authentications per key id per auth window
     auth_window: float = 60.0  # seconds
     public_url: str | None = None  # scheme://host[:port] the Link URLs and redirects name (see PublicHost)
 
@@ -87,7 +87,7 @@ class Service:
     def __post_init__(self) -> None:
         s = self.settings
         self.auth = Authenticator(KeyStore(self.engine), s.auth_per_address, s.auth_per_key, s.auth_window)
-        self.limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_window)
+        self.limiter = RateLimiter(s.rate_limit, s.rate_window)
 
 
 def error_body(status: int, message: str) -> dict:
@@ -161,14 +161,14 @@ class PublicHost:
         self.scheme, self.host = (parts.scheme, parts.netloc) if parts else (None, None)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] in ("http", "websocket"):
-            host = self.host or own_address(scope)
-            scope = {**scope, "scheme": self.scheme or scope["scheme"],
-                     "headers": [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", host.encode("ascii"))]}
+        if scope["type"] == "http":
+            host = (self.host or own_address(scope)).encode("ascii")
+            headers = [(name, value) for name, value in scope["headers"] if name != b"host"]
+            scope = {**scope, "scheme": self.scheme or scope["scheme"], "headers": [*headers, (b"host", host)]}
         await self.app(scope, receive, send)
 
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def own_address(scope) -> str:
