@@ -5,12 +5,14 @@ test_api_fuzz.py; both build their world with `make_world` from here."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from bspk_pipelines.api.app import ApiSettings, create_app
-from bspk_pipelines.api.imports import import_id
+from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.ratelimit import RateLimiter
@@ -259,6 +261,29 @@ def test_bad_parameter_values_are_422(bare, params):
     r = bare.get("acme", url("calls"), params=params)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["status"] == 422 and r.json()["error"]["message"]
+
+
+def cursor(updated_at: str, row_id) -> str:
+    """An `after` cursor as the API writes them, around any values."""
+    return base64.urlsafe_b64encode(json.dumps([updated_at, row_id]).encode()).decode().rstrip("=")
+
+
+def test_cursors_whose_id_the_query_cannot_compare_are_422_on_every_list(bare):
+    for name in LISTS:
+        text_ids = name == "sales_associates"
+        fine = ["SA\u00e9 1", "\U0001f600"] if text_ids else [2**63 - 1, -(2**63), 0]
+        wrong = [1, True, None, "\x00", "SA\x00", "\ud800"] if text_ids else [2**63, 2**64, -(2**63) - 1, "1", True, 1.5]
+        for row_id in wrong:
+            r = bare.get("acme", url(name), params={"after": cursor("2025-01-01T00:00:00", row_id)})
+            assert r.status_code == 422, (name, row_id, r.text)
+            assert r.json()["error"]["message"].startswith("after: "), (name, row_id)
+        for row_id in fine:
+            r = bare.get("acme", url(name), params={"after": cursor("2025-01-01T00:00:00", row_id)})
+            assert r.status_code == 200 and r.json() == [], (name, row_id, r.text)
+    r = bare.get("acme", url("calls"), params={"after": cursor("2025-01-01T00:00:00+01:00", 1)})
+    assert r.status_code == 200  # an offset is converted, as from/to are
+    r = bare.get("acme", url("calls"), params={"after": cursor("0001-01-01T00:00:00+01:00", 1)})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "after: out of range"
 
 
 def test_page_and_per_page_defaults_and_limits(engine, tmp_path):
@@ -616,6 +641,24 @@ def test_upload_into_a_csv_source_checks_its_encoding_and_header(engine, tmp_pat
     assert wrong.status_code == 422 and "missing columns" in wrong.json()["error"]["message"]
 
 
+def test_upload_names_over_the_byte_limit_are_422(engine, tmp_path):
+    maison = load_brand(PROJECT / "mappings" / "maison.yaml")
+    world = make_world(engine, tmp_path, extra=[maison])
+    stores = next(f for f in maison.sources["pos"].files if f.entity == "stores")
+    content = (";".join(source_columns(stores)) + "\r\nB1;Boutique\r\n").encode("cp1252")
+    longest = "BOUTIQUES_" + "x" * (MAX_NAME_BYTES - 28) + "_20240101_1200.csv"
+    assert len(longest.encode()) == MAX_NAME_BYTES == 240
+    ok = upload(world, longest, content, brand="maison")
+    assert ok.status_code == 202, ok.text
+    assert world.get("maison", f"{IMPORTS}/{ok.json()['id']}").json()["status"] == "received"
+    for name in ("BOUTIQUES_" + "x" * 252 + "_20240101_1200.csv",  # 280 bytes
+                 "BOUTIQUES_" + "\u00e9" * 112 + "_20240101_1200.csv"):  # 140 characters, 252 bytes
+        r = upload(world, name, content, brand="maison")
+        assert r.status_code == 422 and "the limit is 240 bytes" in r.json()["error"]["message"], r.text
+        assert world.get("maison", f"{IMPORTS}/{import_id('pos', name)}").status_code == 404
+    assert [p.name for p in (world.layout.data_dir / "drop" / "maison" / "pos").iterdir()] == [longest]
+
+
 def test_import_ids_that_are_not_the_brands_are_404(bare):
     for value in ("nope", import_id("main", "SHOPPER_V3_Acme_209901010000.csv"), import_id("main", "../../etc/passwd"),
                   import_id("other", NAME), "%00"):
@@ -652,12 +695,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(world) -> Iterator[str]:
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """`app` on a real uvicorn server on 127.0.0.1, in a thread, until the block ends; its base URL."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -669,6 +713,12 @@ def server(world) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(world) -> Iterator[str]:
+    with serving(world.app) as base:
+        yield base
 
 
 def test_a_real_uvicorn_server_serves_the_api(world, server):
@@ -685,6 +735,42 @@ def test_a_real_uvicorn_server_serves_the_api(world, server):
                                                   headers=world.auth("acme")).json()["status"] == "received"
         made = http.post("/api/platform/v1/clients", headers=world.auth("acme"), json={"client": {"shopper_ref": "R1"}})
         assert made.status_code == 201 and int(made.headers["x-ratelimit-remaining"]) >= 0
+
+
+def test_links_and_redirects_never_name_the_requests_host(world, server):
+    up = upload(world, NAME, SHOPPER.encode())
+    rejects = f"{IMPORTS}/{up.json()['id']}/rejects"
+    evil = {**world.auth("acme"), "Host": "evil.example"}
+    answers = [world.client.get(url("clients"), params={"per_page": 1}, headers=evil),
+               world.client.get(rejects, headers=evil)]
+    assert all(r.status_code == 200 and r.headers["link"].startswith("<http://testserver/api/") for r in answers)
+    slash = world.client.get(url("clients") + "/", headers=evil, follow_redirects=False)
+    assert slash.status_code == 307 and slash.headers["location"] == "http://testserver" + url("clients")
+    assert world.client.get("/docs/", headers=evil, follow_redirects=False).headers["location"] == "http://testserver/docs"
+    # On a real server, the address the connection reached: its own socket's, not a header's.
+    with httpx.Client(base_url=server, timeout=10) as http:
+        r = http.get(url("clients"), params={"per_page": 1}, headers=evil)
+        assert [link["url"].startswith(f"{server}/api/") for link in r.links.values()] == [True, True]
+        assert "evil" not in http.get(rejects, headers=evil).headers["link"]
+        assert http.get("/docs/", headers=evil, follow_redirects=False).headers["location"] == f"{server}/docs"
+
+
+def test_links_name_the_configured_public_url(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("BSPK_API_PUBLIC_URL", "https://api.example.com")
+    world = make_world(engine, tmp_path, replace(ApiSettings.from_env(), rate_limit=100_000))
+    seed(world, "acme", ("S1", "S2"))
+    r = world.get("acme", url("clients"), params={"per_page": 1}, headers={"Host": "evil.example"})
+    assert r.links["next"]["url"].startswith("https://api.example.com/api/extraction/v1/clients?per_page=1&page=2&")
+    assert r.links["last"]["url"].startswith("https://api.example.com/api/extraction/v1/clients?")
+    assert world.client.get("/docs/", follow_redirects=False).headers["location"] == "https://api.example.com/docs"
+    assert ApiSettings(public_url="http://[::1]:8080/").public_url == "http://[::1]:8080/"
+
+
+@pytest.mark.parametrize("value", ["api.example.com", "ftp://api.example.com", "https://", "https://api.example.com/v1",
+                                   "https://api.example.com/?x=1", "https://u:p@api.example.com", "https://bücher.example"])
+def test_a_public_url_that_is_not_an_origin_is_refused(value):
+    with pytest.raises(ValueError, match="BSPK_API_PUBLIC_URL"):
+        ApiSettings(public_url=value)
 
 
 # --- the command line ----------------------------------------------------------------------------

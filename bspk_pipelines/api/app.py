@@ -1,11 +1,11 @@
 """The REST service: the Extraction API, the Platform API and the import upload, from the same
 warehouse and drop folders as the pipelines. `bspk serve` runs it with uvicorn.
 
-Every request under /api/ passes the gate first: a Bearer key (401 without a valid one), then the
-key's rate limit (429 over it), then, for an upload, its declared size (413 over the limit),
-before any body is read. The key's brand scopes everything the routes do. Errors are
-`{"error": {"status", "message"}}`; an unexpected failure is logged here and answered with a
-plain 500, never a stack trace.
+Every request under /api/ passes the gate first: a Bearer key (401 without a valid one; 429 after
+too many failed authentications, see `auth`), then the key's rate limit (429 over it), then, for
+an upload, its declared size (413 over the limit), before any body is read. The key's brand
+scopes everything the routes do. Errors are `{"error": {"status", "message"}}`; an unexpected
+failure is logged here and answered with a plain 500, never a stack trace.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bspk_pipelines.api.auth import Authenticator, Refusal
 from bspk_pipelines.api.keys import ApiKey, KeyStore
 from bspk_pipelines.api.ratelimit import RateLimiter
 from bspk_pipelines.config import Brand
@@ -45,6 +46,18 @@ class ApiSettings:
     rate_limit: int = 30  # requests per key per window, as the platform's example headers show
     rate_window: float = 10.0  # seconds
     max_upload_bytes: int = 100 * 1024 * 1024
+    auth_per_address: int = 10  # failed authentications per client address per auth window
+    auth_per_key: int = 30  # failed authentications per key id per auth window
+    auth_window: float = 60.0  # seconds
+    public_url: str | None = None  # scheme://host[:port] the Link URLs and redirects name (see PublicHost)
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if not self.public_url.isascii() or parts.scheme not in ("http", "https") or not parts.hostname \
+                    or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+                raise ValueError(f"BSPK_API_PUBLIC_URL: expected http(s)://host[:port] in ASCII (an international "
+                                 f"name in its xn-- form), got {self.public_url!r}")
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -53,6 +66,10 @@ class ApiSettings:
             rate_limit=int(env.get("BSPK_API_RATE_LIMIT", cls.rate_limit)),
             rate_window=float(env.get("BSPK_API_RATE_WINDOW", cls.rate_window)),
             max_upload_bytes=int(float(env.get("BSPK_API_MAX_UPLOAD_MB", 100)) * 1024 * 1024),
+            auth_per_address=int(env.get("BSPK_API_AUTH_LIMIT_PER_ADDRESS", cls.auth_per_address)),
+            auth_per_key=int(env.get("BSPK_API_AUTH_LIMIT_PER_KEY", cls.auth_per_key)),
+            auth_window=float(env.get("BSPK_API_AUTH_WINDOW", cls.auth_window)),
+            public_url=env.get("BSPK_API_PUBLIC_URL") or None,
         )
 
 
@@ -64,12 +81,13 @@ class Service:
     brands: dict[str, Brand]
     layout: Layout
     settings: ApiSettings
-    keys: KeyStore = field(init=False)
+    auth: Authenticator = field(init=False)
     limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.keys = KeyStore(self.engine)
-        self.limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_window)
+        s = self.settings
+        self.auth = Authenticator(KeyStore(self.engine), s.auth_per_address, s.auth_per_key, s.auth_window)
+        self.limiter = RateLimiter(s.rate_limit, s.rate_window)
 
 
 def error_body(status: int, message: str) -> dict:
@@ -90,18 +108,13 @@ class Gate:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        challenge = {"WWW-Authenticate": 'Bearer realm="bspk"'}
-        if scheme.lower() != "bearer" or not token.strip():
-            return await error_response(401, "an API key is required: send `Authorization: Bearer <key>`",
-                                        challenge)(scope, receive, send)
         try:
-            key = await run_in_threadpool(self.service.keys.verify, token.strip())
+            key = await self.service.auth.authenticate(headers.get("authorization", ""), scope.get("client"))
         except Exception:
             log.exception("API key check failed")
             return await error_response(500, "internal error")(scope, receive, send)
-        if key is None:
-            return await error_response(401, "the API key is not valid, or was revoked", challenge)(scope, receive, send)
+        if isinstance(key, Refusal):
+            return await error_response(key.status, key.message, key.headers)(scope, receive, send)
         allowance = self.service.limiter.hit(key.key_id)
         limit_headers = allowance.headers()
         if not allowance.allowed:
@@ -134,6 +147,36 @@ class Gate:
         if int(length) > limit + MULTIPART_ALLOWANCE:
             return 413, f"the upload is larger than the limit of {limit} bytes"
         return None
+
+
+class PublicHost:
+    """ASGI middleware: the URLs the service writes about itself (Link headers, slash redirects)
+    name its public base, never the Host header a client chose: the app sees the host (and
+    scheme) of `public_url` when one is set, else the address the connection reached, which is
+    the socket's own and no header's."""
+
+    def __init__(self, app, public_url: str | None):
+        self.app = app
+        parts = urlsplit(public_url) if public_url else None
+        self.scheme, self.host = (parts.scheme, parts.netloc) if parts else (None, None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = (self.host or own_address(scope)).encode("ascii")
+            headers = [(name, value) for name, value in scope["headers"] if name != b"host"]
+            scope = {**scope, "scheme": self.scheme or scope["scheme"], "headers": [*headers, (b"host", host)]}
+        await self.app(scope, receive, send)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def own_address(scope) -> str:
+    """host[:port] of the server's end of the connection, the port left out when it is the scheme's."""
+    host, port = scope.get("server") or ("localhost", None)
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port in (None, DEFAULT_PORTS.get(scope["scheme"])) else f"{host}:{port}"
 
 
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="`Authorization: Bearer bspk_...`, "
@@ -204,7 +247,10 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
             "upload, served from the warehouse the pipelines fill. Authenticate with `Authorization: Bearer <key>` "
             "(keys from `bspk api-keys create`); every key sees only its own brand. Each key may make "
             f"{service.settings.rate_limit} requests per {service.settings.rate_window:g} s (X-RateLimit-Limit, "
-            "X-RateLimit-Remaining; 429 beyond). Errors are `{\"error\": {\"status\", \"message\"}}`."
+            "X-RateLimit-Remaining; 429 beyond). Failed authentications are limited too: "
+            f"{service.settings.auth_per_address} per client address and {service.settings.auth_per_key} per key id "
+            f"per {service.settings.auth_window:g} s (429 with Retry-After). "
+            "Errors are `{\"error\": {\"status\", \"message\"}}`."
         ),
         docs_url="/docs",
         redoc_url=None,
@@ -216,4 +262,5 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     app.include_router(platform.router())
     app.include_router(imports.router())
     app.add_middleware(Gate, service=service)
+    app.add_middleware(PublicHost, public_url=service.settings.public_url)  # outermost: before anything builds a URL
     return app

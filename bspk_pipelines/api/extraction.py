@@ -105,14 +105,28 @@ def encode_cursor(updated_at: datetime, row_id: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[datetime, Any]:
+def id_type(view: View) -> type:
+    """The Python type of the view's ids (int or str), as its query selects them (for any brand)."""
+    return view.query("").selected_columns["_id"].type.python_type
+
+
+def decode_cursor(text: str, ids: type) -> tuple[datetime, Any]:
+    """The (updated time, id) an `after` cursor carries, checked to be one the view's query can
+    compare with: an id of the view's type, an integer within 64 bits, text the databases store."""
     try:
         updated_at, row_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        if not isinstance(row_id, (int, str)) or isinstance(row_id, bool):
+        if type(row_id) is not ids:  # `type is`: a JSON true is no id either
             raise TypeError(row_id)
-        return datetime.fromisoformat(updated_at).replace(tzinfo=None), row_id
+        if ids is int and not -(2**63) <= row_id < 2**63:
+            raise ValueError(row_id)
+        if ids is str:
+            row_id.encode("utf-8")  # a lone surrogate has no UTF-8: neither database takes it
+            if "\x00" in row_id:  # PostgreSQL's text refuses NUL
+                raise ValueError(row_id)
+        at = datetime.fromisoformat(updated_at)
     except (ValueError, TypeError, UnicodeDecodeError):
         raise HTTPException(422, "after: not a cursor this API wrote; follow the Link header's next URL") from None
+    return naive_utc(at, "after"), row_id
 
 
 def accepted_parameters(view: View) -> dict[str, inspect.Parameter]:
@@ -145,6 +159,7 @@ def accepted_parameters(view: View) -> dict[str, inspect.Parameter]:
 def listing_dependency(view: View) -> Callable[..., Listing]:
     """A FastAPI dependency reading `view`'s query parameters, refusing the ones it does not take."""
     params = accepted_parameters(view)
+    ids = id_type(view)
 
     def read(request: Request, **values: Any) -> Listing:
         unknown = sorted(set(request.query_params) - set(params))
@@ -160,7 +175,7 @@ def listing_dependency(view: View) -> Callable[..., Listing]:
         after = values.get("after")
         return Listing(since=since, until=until, client_ids=client_ids, associate_ids=associate_ids,
                        page=values.get("page", 1), per_page=values.get("per_page", 30),
-                       as_of=naive_utc(values.get("as_of"), "as_of"), after=decode_cursor(after) if after else None)
+                       as_of=naive_utc(values.get("as_of"), "as_of"), after=decode_cursor(after, ids) if after else None)
 
     read.__signature__ = inspect.Signature(
         [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),

@@ -4,7 +4,8 @@
 only when everything the pipeline would refuse at once is fine, so a bad upload is a 4xx now
 rather than a failed file later:
 
-- the name is one safe path component (no separators, no `..`, no control characters), not one
+- the name is one safe path component (no separators, no `..`, no control characters) of at
+  most `MAX_NAME_BYTES` (240) bytes in UTF-8, room left for its temporary name, not one
   the drop-folder watcher skips (hidden, `.part`, `.tmp`, `.done`), and follows the naming rule
   of exactly one of the brand's sources (`files.classify`: the platform's
   `<TYPE>_<VERSION>_<Company>_<YYYYMMDDHHMM>.csv`, or a CSV source's patterns); `source` picks
@@ -73,6 +74,9 @@ from bspk_pipelines.warehouse.schema import rejects
 PREFIX = "/api/platform/v1/imports"
 CHUNK = 1 << 20
 MAX_HEADER_CHARS = 1 << 20
+NAME_MAX = 255  # bytes in a file name on the usual Linux filesystems (ext4, XFS, btrfs, tmpfs)
+# An upload is first written as `.<name>.<8 hex digits>.part`: its name must leave room for that.
+MAX_NAME_BYTES = NAME_MAX - 15
 COUNTS = ("rows_read", "rejected", "superseded", "inserted", "updated", "unchanged", "held", "deleted")
 ImportId = Annotated[str, PathParam(max_length=1024, description="the id the upload answered with")]
 
@@ -164,6 +168,9 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
     """Check the upload and put it in the drop folder under its name, in one step; its status."""
     name = upload.filename or ""
     try:
+        size = len(name.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            raise FileNameError(f"the file name is {size} bytes long in UTF-8; the limit is {MAX_NAME_BYTES} bytes")
         safe_name(name)
         if not is_candidate(name):
             raise FileNameError(f"{name!r}: the drop folder ignores hidden names and .part/.tmp/.done files")
@@ -231,8 +238,8 @@ def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | No
     file's place; 404 when the key's brand has neither."""
     missing = HTTPException(404, f"no import {value}")
     parsed, brand = parse_import_id(value), service.brands.get(key.brand)
-    if parsed is None or brand is None or parsed[0] not in brand.sources:
-        raise missing
+    if parsed is None or brand is None or parsed[0] not in brand.sources or len(parsed[1].encode()) > NAME_MAX:
+        raise missing  # a name longer than NAME_MAX names no file: asking the filesystem would be an error
     source, name = parsed
     try:
         delivery = classify(brand, source, name)  # also refuses a name that is not one safe path component

@@ -6,7 +6,8 @@ A key reads `bspk_<key id>_<secret>`. The key id is public (it is listed, and na
 client change log); the secret is shown once, when the key is created, and only its scrypt hash
 (random salt, parameters stored with it) is kept. A verified key is remembered in the process as
 an HMAC under a per-process pepper, so scrypt runs once per key and process, not per request;
-revocation still takes effect on the next request, as every request reads the key's row.
+revocation still takes effect on the next request, as every request reads the key's row. Which
+checks a request may cost, and how many at a time, `auth` decides.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class ApiKey:
     key_id: str
     brand: str
     name: str
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    """A key's row, as a check needs it: whose it is and its stored hash."""
+
+    key: ApiKey
+    key_hash: str
 
 
 @dataclass(frozen=True)
@@ -94,29 +103,51 @@ def revoke_key(engine: sa.Engine, brand: str, key_id: str) -> bool:
                             .values(revoked_at=now())).rowcount == 1
 
 
+@dataclass(frozen=True)
+class Presented:
+    """A bearer token shaped like a key, not yet checked: the key id and secret it names, and its
+    mark (its HMAC under the store's pepper), by which a key verified before is recognised."""
+
+    key_id: str
+    secret: str
+    mark: bytes
+
+
 class KeyStore:
-    """Checks presented keys against the warehouse, remembering the ones it has verified."""
+    """Checks presented keys against the warehouse, remembering the ones it has verified.
+
+    A check is in steps, so that the caller can decide between them what a check may cost:
+    `presented` and `remembers` are free, `active` is one indexed read, `confirm` is scrypt."""
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
         self._pepper = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
 
-    def verify(self, presented: str) -> ApiKey | None:
-        """The active key `presented` is, or None (unknown, malformed, revoked or wrong secret)."""
-        m = KEY.match(presented)
+    def presented(self, token: str) -> Presented | None:
+        """The key `token` would be, or None when it is not shaped like one."""
+        m = KEY.match(token)
         if not m:
             return None
+        return Presented(m["key_id"], m["secret"], hmac.new(self._pepper, token.encode("utf-8"), hashlib.sha256).digest())
+
+    def remembers(self, presented: Presented) -> bool:
+        """Whether this very key was verified before in this process (its secret need not be checked again)."""
+        known = self._verified.get(presented.key_id)
+        return known is not None and hmac.compare_digest(known, presented.mark)
+
+    def active(self, presented: Presented) -> ActiveKey | None:
+        """The key's row, unless it is unknown or revoked; read on every request, so a revocation
+        takes effect on the next one."""
         k = api_keys.c
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(k.brand, k.name, k.key_hash).where(
-                k.key_id == m["key_id"], k.revoked_at.is_(None))).first()
-        if row is None:
-            return None
-        mark = hmac.new(self._pepper, presented.encode("utf-8"), hashlib.sha256).digest()
-        known = self._verified.get(m["key_id"])
-        if known is None or not hmac.compare_digest(known, mark):
-            if not secret_matches(m["secret"], row.key_hash):
-                return None
-            self._verified[m["key_id"]] = mark
-        return ApiKey(m["key_id"], row.brand, row.name)
+                k.key_id == presented.key_id, k.revoked_at.is_(None))).first()
+        return None if row is None else ActiveKey(ApiKey(presented.key_id, row.brand, row.name), row.key_hash)
+
+    def confirm(self, presented: Presented, active: ActiveKey) -> bool:
+        """Whether the secret is the key's (scrypt), remembering the key when it is."""
+        if not secret_matches(presented.secret, active.key_hash):
+            return False
+        self._verified[presented.key_id] = presented.mark
+        return True

@@ -21,8 +21,10 @@ UNAUTHORIZED = {401: _error("no API key, or one that is not valid or was revoked
 ERRORS: dict[int | str, dict[str, Any]] = {
     **UNAUTHORIZED,
     422: _error("a parameter or the body failed validation"),
-    429: _error("the key's rate limit is exhausted for this window (see Retry-After)"),
+    429: _error("the key's rate limit is exhausted for this window, or too many failed authentications came "
+                "from the client address or for the key id (see Retry-After)"),
     500: _error("unexpected server error (no details are given out)"),
+    503: _error("too many API keys are being checked at once (see Retry-After)"),
 }
 BAD_BODY = {400: _error("the body could not be read: not JSON, not UTF-8, or a broken multipart form")}
 NOT_FOUND = {404: _error("no such object for the key's brand (other brands' objects are not found either)")}
