@@ -795,3 +795,19 @@ def test_api_keys_command_creates_lists_and_revokes(warehouse_url, tmp_path, mon
     assert "revoked" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["api-keys", "list", "--brand", "nobody"])
+
+
+def test_a_link_in_the_drop_folder_shows_as_refused_and_nothing_of_its_target(bare, tmp_path):
+    """A link to a private server file: the import API says refused and why, never a line of the file."""
+    private = tmp_path / "private.conf"
+    private.write_text("TOP-SECRET-LINE password=hunter2\n")
+    drop = bare.layout.drop(bare.harness["acme"].brand, "main")
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / NAME).symlink_to(private)
+    brand = bare.harness["acme"].brand
+    cursor = plan_runs(brand, bare.layout, bare.engine, load_cursor(None)).cursor
+    assert plan_runs(brand, bare.layout, bare.engine, cursor).runs == []
+    found = bare.get("acme", f"{IMPORTS}/{import_id('main', NAME)}")
+    assert found.status_code == 200 and found.json()["status"] == "refused", found.text
+    assert "a symbolic link" in found.json()["error"] and "TOP-SECRET" not in found.text and "hunter2" not in found.text
+    assert not (bare.layout.data_dir / "acme" / "landing").exists()

@@ -333,8 +333,9 @@ class ImportStatus(Strict):
     file_name: str
     source: str
     entity: str | None
-    status: Literal["received", "validated", "mapped", "applied", "duplicate", "failed"] = Field(
-        description="received: uploaded (landed false) or landed and waiting; applied, duplicate or failed: final")
+    status: Literal["received", "validated", "mapped", "applied", "duplicate", "failed", "refused"] = Field(
+        description="received: uploaded (landed false) or landed and waiting; applied, duplicate or failed: final; "
+        "refused: the drop folder entry is a link, not a regular file, or unreadable (looked at again; `error` says why)")
     landed: bool = Field(description="false until the drop-folder sensor has picked the file up")
     size: int
     sha256: str | None = Field(description="null while the file waits in the drop folder (the upload's answer has it)")
