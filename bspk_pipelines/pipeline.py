@@ -175,7 +175,10 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
         with writing(engine) as conn:
             _forget_refusal(conn, brand.brand, source, name)
             twin = twin_of(conn, brand.brand, sha)
-            _record_file(conn, brand.brand, delivery, sha, size, twin, claim, run_id)
+            if not _record_file(conn, brand.brand, delivery, sha, size, twin, claim, run_id):
+                # The sensor's look recorded it meanwhile (as a duplicate: it takes no lock for that).
+                row = file_row(conn, brand.brand, source, name)
+                return StepResult(row["status"], f"recorded meanwhile: {row['status']}", sha256=row["sha256"], size=row["size"])
     message = f"same bytes as {twin}: recorded as a duplicate, not applied" if twin else "landed"
     return StepResult("duplicate" if twin else "received", message, sha256=sha, size=size)
 
