@@ -14,9 +14,10 @@ Our choices where the reference is silent:
 - 201 with the client on creation, 200 on update; the body is the client as the Extraction API's
   `clients` endpoint shows it. A client deleted on the platform cannot be upserted (422).
 - Webhook endpoints made here (origin `api`) get a fresh `whsec_` secret, returned once by the
-  create call. Endpoints from the brand's YAML (origin `config`) are listed and readable but not
-  changed here (409): the YAML would put them back. PATCH `is_enabled: true` also clears a
-  `disabled_reason` (a 410 Gone). DELETE removes the endpoint and its deliveries (204).
+  create call and stored encrypted (`outbound.encryption`). Endpoints from the brand's YAML
+  (origin `config`) are listed and readable but not changed here (409): the YAML would put
+  them back. PATCH `is_enabled: true` also clears a `disabled_reason` (a
+  410 Gone). DELETE removes the endpoint and its deliveries (204).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.engagement.clients import ClientError
 from bspk_pipelines.entities import SHOPPERS, Kind
 from bspk_pipelines.outbound.events import iso
+from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.validate import validate
@@ -174,7 +176,9 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def router() -> APIRouter:
+def router(settings: WebhookSettings | None = None) -> APIRouter:
+    """The Platform API's routes; webhook `settings` (the keys) default to the environment's."""
+    settings = settings or WebhookSettings.from_env()
     api = APIRouter(prefix=PREFIX, tags=["Platform API"])
 
     @api.post("/clients", status_code=201, response_model=Client, responses=UPSERT_RESPONSES,
@@ -212,7 +216,7 @@ def router() -> APIRouter:
             _url_taken(conn, key.brand, body.target_url)
             endpoint_id = conn.execute(webhook_endpoints.insert().values(
                 brand=key.brand, target_url=body.target_url, events=json.dumps(list(dict.fromkeys(body.events))),
-                is_enabled=body.is_enabled, origin="api", secret=secret, created_at=at, updated_at=at,
+                is_enabled=body.is_enabled, origin="api", secret=settings.box.encrypt(secret), created_at=at, updated_at=at,
             )).inserted_primary_key[0]
             created = {**_endpoint_object(_find(conn, key.brand, endpoint_id)), "secret": secret}
         return JSONResponse(created, status_code=201)
