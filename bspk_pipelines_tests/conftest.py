@@ -42,9 +42,10 @@ def postgres_or_skip() -> str:
 @pytest.fixture(autouse=True, scope="session")
 def webhook_settings() -> Iterator[None]:
     """The deployment's webhook settings, as `make demo` sets them: a key that encrypts stored
-    signing secrets."""
+    signing secrets, and receivers on 127.0.0.1 (the tests' own) allowed."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BSPK_WEBHOOK_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+        env.setenv("BSPK_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
         yield
 
 

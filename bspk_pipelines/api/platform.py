@@ -14,9 +14,11 @@ Our choices where the reference is silent:
 - 201 with the client on creation, 200 on update; the body is the client as the Extraction API's
   `clients` endpoint shows it. A client deleted on the platform cannot be upserted (422).
 - Webhook endpoints made here (origin `api`) get a fresh `whsec_` secret, returned once by the
-  create call and stored encrypted (`outbound.encryption`). Endpoints from the brand's YAML
-  (origin `config`) are listed and readable but not changed here (409): the YAML would put
-  them back. PATCH `is_enabled: true` also clears a `disabled_reason` (a
+  create call and stored encrypted (`outbound.encryption`). A target on an internal network
+  (loopback, private, link-local, metadata, ...: `outbound.targets`) is a 422, unless the
+  deployment allows that network; a target given by name is checked when sent. Endpoints
+  from the brand's YAML (origin `config`) are listed and readable but not changed here (409):
+  the YAML would put them back. PATCH `is_enabled: true` also clears a `disabled_reason` (a
   410 Gone). DELETE removes the endpoint and its deliveries (204).
 """
 
@@ -56,6 +58,7 @@ from bspk_pipelines.engagement.clients import ClientError
 from bspk_pipelines.entities import SHOPPERS, Kind
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.settings import WebhookSettings
+from bspk_pipelines.outbound.targets import RefusedTarget, TargetPolicy
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.validate import validate
@@ -172,12 +175,19 @@ def _url_taken(conn: sa.Connection, brand: str, url: str, but: int | None = None
         raise HTTPException(409, f"the brand already has a webhook endpoint for {url}")
 
 
+def _reachable(targets: TargetPolicy, url: str) -> None:
+    try:
+        targets.check_url(url)
+    except RefusedTarget as e:
+        raise HTTPException(422, f"target_url: {e}; webhooks are sent to public addresses only") from None
+
+
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def router(settings: WebhookSettings | None = None) -> APIRouter:
-    """The Platform API's routes; webhook `settings` (the keys) default to the environment's."""
+    """The Platform API's routes; webhook `settings` (keys, allowed networks) default to the environment's."""
     settings = settings or WebhookSettings.from_env()
     api = APIRouter(prefix=PREFIX, tags=["Platform API"])
 
@@ -210,6 +220,7 @@ def router(settings: WebhookSettings | None = None) -> APIRouter:
     def create_endpoint(body: WebhookEndpointCreate, request: Request,
                         key: Key) -> JSONResponse:
         """The answer carries the endpoint's signing `secret`: the only time it is shown."""
+        _reachable(settings.targets, body.target_url)
         at = now()
         secret = new_secret()
         with writing(service_of(request).engine) as conn:
@@ -234,6 +245,8 @@ def router(settings: WebhookSettings | None = None) -> APIRouter:
                         key: Key) -> JSONResponse:
         """Fields left out stay as they are; `is_enabled: true` also clears a disabled_reason."""
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "target_url" in changes:
+            _reachable(settings.targets, changes["target_url"])
         with writing(service_of(request).engine) as conn:
             _editable(conn, key.brand, endpoint_id)
             if "target_url" in changes:

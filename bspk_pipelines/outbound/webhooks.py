@@ -17,7 +17,9 @@ The steps, each run by `deliver` (a sensor tick calls it):
    order they were written, and a failing event holds back the later ones of that client only,
    until it is delivered, rejected or dead. Due deliveries are claimed with a lease (their
    `next_attempt_at` moved a minute ahead by a compare-and-set update), so two deliverers running
-   at once never send the same delivery; then they are POSTed from a thread pool.
+   at once never send the same delivery; then they are POSTed from a thread pool, through a
+   session that connects only to addresses the deployment's `TargetPolicy` permits (no internal
+   networks unless allowed; `outbound.targets`), whichever origin the endpoint has.
 
 Signing follows Standard Webhooks (standardwebhooks.com): `webhook-id` is the event's message id,
 the same on every retry, so receivers de-duplicate on it; `webhook-timestamp` is the wall-clock
@@ -31,9 +33,10 @@ decrypted for each send (`outbound.encryption`).
 Outcomes: any 2xx is delivered. 422 is rejected and not retried. 410 Gone disables the endpoint
 (`disabled_reason`): its deliveries stay pending, parked, without using up their retries, until
 `enable_endpoint`. Anything else (3xx, other 4xx, 5xx, a timeout after 5 s, a refused connection,
-a missing or undecryptable secret) is retried after `backoff(attempts)` (10 s doubling up to 12 h,
-±10 % jitter; 19 retries take about 95 h) or after the receiver's `Retry-After` if longer. After
-the 20th attempt, or 96 h after the first, the delivery is dead. Dead and rejected deliveries are the dead letters:
+a receiver on a refused network, a missing or undecryptable secret) is retried after
+`backoff(attempts)` (10 s doubling up to 12 h, ±10 % jitter; 19 retries take about 95 h) or after
+the receiver's `Retry-After` if longer. After the 20th attempt, or 96 h after the first, the
+delivery is dead. Dead and rejected deliveries are the dead letters:
 `dead_letters` lists them, `replay` sends them again with the same webhook-id.
 
 Ordering relies on the outbox writers: events of one key are written by transactions that lock
@@ -65,13 +68,13 @@ from typing import Any, NamedTuple
 
 import requests
 import sqlalchemy as sa
-from requests.adapters import HTTPAdapter
 from urllib3.util import Timeout
 
 from bspk_pipelines.config import EVENT_ALIASES, Brand
 from bspk_pipelines.outbound.encryption import SecretBox, UnreadableSecret
 from bspk_pipelines.outbound.events import iso
-from bspk_pipelines.outbound.settings import ENCRYPTION_KEYS, WebhookSettings
+from bspk_pipelines.outbound.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, WebhookSettings
+from bspk_pipelines.outbound.targets import RefusedTarget, guarded_session
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints, webhook_events
 from bspk_pipelines.warehouse.schema import writing
@@ -322,6 +325,8 @@ def _post(session: requests.Session, job: _Job, timeout: float) -> _Outcome:
             else:
                 error = f"HTTP {code}" + (f": {text}" if text else "")
             return _Outcome(code, error[:ERROR_CHARS], retry_after_seconds(response.headers.get("Retry-After")))
+    except RefusedTarget as e:
+        return _Outcome(error=f"refused: {e}, not a network webhooks go to unless {ALLOW_NETWORKS} allows it"[:ERROR_CHARS])
     except requests.Timeout:
         return _Outcome(error=f"timeout: no response within {timeout:g} s")
     except requests.ConnectionError as e:
@@ -479,17 +484,9 @@ def _record(engine: sa.Engine, results: list[tuple[_Job, _Outcome]], now: dateti
                 report.retried += 1
 
 
-def _new_session(max_workers: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=max_workers, pool_maxsize=max_workers, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session: requests.Session | None = None,
-            budget_seconds: float = 40, max_workers: int = 8, rng: random.Random | None = None,
-            timeout: float = SEND_TIMEOUT, settings: WebhookSettings | None = None) -> DeliveryReport:
+def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, budget_seconds: float = 40,
+            max_workers: int = 8, rng: random.Random | None = None, timeout: float = SEND_TIMEOUT,
+            settings: WebhookSettings | None = None) -> DeliveryReport:
     """Sync endpoints, fan out new events, then send what is due until nothing is due or
     `budget_seconds` (wall time) are spent; sends already started finish (within `timeout`).
     `clock` says what is due; `rng` jitters the back-off. Without `settings`, they are read
@@ -512,8 +509,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session:
             report.deliveries_created += counts.deliveries
 
     brand_ids = [b.brand for b in brands]
-    own_session = session is None
-    session = session or _new_session(max_workers)
+    session = guarded_session(settings.targets, max_workers)
     started = time.monotonic()
     inflight: dict[Future, _Job] = {}
     try:
@@ -537,8 +533,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session:
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 _record(engine, [(inflight.pop(f), f.result()) for f in done], clock(), rng, report)
     finally:
-        if own_session:
-            session.close()
+        session.close()
 
     with engine.connect() as conn:
         report.counts_by_brand = {b: delivery_counts(conn, b) for b in brand_ids}
