@@ -241,6 +241,19 @@ def test_an_allowed_network_is_accepted_and_only_that_one(engine, tmp_path, monk
 # Targets: at delivery, on the address connected to
 
 
+def test_a_host_the_http_client_cannot_parse_is_a_failed_attempt_not_a_crash(engine, tmp_path):
+    """A label over 63 characters passes the URL pattern; urllib3 refuses it with its own error."""
+    world = make_world(engine, tmp_path)
+    url = f"https://{'a' * 64}.example.com/hook"
+    assert world.post("acme", WEBHOOKS, json={"target_url": url, "events": ["client.created"]}).status_code == 201
+    world.post("acme", "/api/platform/v1/clients", json={"client": {"shopper_ref": "N1"}})
+    brand = world.harness["acme"].brand
+    report = deliver(engine, [brand])
+    assert (report.attempted, report.retried) == (1, 1)
+    [row] = deliveries(engine, brand)
+    assert row["last_error"].startswith("request failed: ") and "label empty or too long" in row["last_error"], row["last_error"]
+
+
 def test_a_name_resolving_to_loopback_is_refused_when_sent_then_delivered_once_allowed(warehouse_url, monkeypatch):
     engine = engine_for(warehouse_url)
     clock = FakeClock()

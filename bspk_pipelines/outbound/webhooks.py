@@ -68,6 +68,7 @@ from typing import Any, NamedTuple
 
 import requests
 import sqlalchemy as sa
+from urllib3.exceptions import LocationValueError
 from urllib3.util import Timeout
 
 from bspk_pipelines.config import EVENT_ALIASES, Brand
@@ -331,7 +332,7 @@ def _post(session: requests.Session, job: _Job, timeout: float) -> _Outcome:
         return _Outcome(error=f"timeout: no response within {timeout:g} s")
     except requests.ConnectionError as e:
         return _Outcome(error=f"connection failed: {e}"[:ERROR_CHARS])
-    except requests.RequestException as e:
+    except (requests.RequestException, LocationValueError) as e:  # urllib3's own, for a host it cannot parse
         return _Outcome(error=f"request failed: {e}"[:ERROR_CHARS])
 
 
