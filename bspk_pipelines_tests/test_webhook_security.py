@@ -221,6 +221,7 @@ def test_internal_targets_are_refused_at_creation_and_update(engine, tmp_path, m
             assert r.status_code == 422, (url, r.status_code, r.text)
             message = r.json()["error"]["message"]
             assert message.startswith("target_url: ") and kind in message, (url, message)
+            assert " a unspecified" not in message
     print(f"\n{engine.dialect.name}: POST / PATCH webhook_endpoints")
     for url, post, patch in table:
         print(f"  {url:<45} {post} {patch}")

@@ -59,7 +59,8 @@ class RefusedTarget(ValueError):
         self.host, self.refused, self.numeric = host, refused, numeric
         [(address, kind), *_] = refused
         if numeric:
-            text = f"{host} is a {kind} address" if host == address else f"{host} is {address}, a {kind} address"
+            a_kind = ("an " if kind[0] in "aeiou" else "a ") + kind
+            text = f"{host} is {a_kind} address" if host == address else f"{host} is {address}, {a_kind} address"
         else:
             text = f"{host} resolves to " + ", ".join(f"{a} ({k})" for a, k in refused)
         super().__init__(text)
