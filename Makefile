@@ -9,6 +9,10 @@ export BSPK_MAPPINGS_DIR ?= $(CURDIR)/mappings
 # A real brand's secret lives in the deployment's secret store, never in a file like this one.
 export ACME_WEBHOOK_SECRET ?= whsec_c2FtcGxlLWFjbWUtc2VjcmV0LTIwMjY=
 export MAISON_WEBHOOK_SECRET ?= whsec_c2FtcGxlLW1haXNvbi1zZWNyZXQtMjAyNg==
+# The demo's key for the signing secrets the API stores (a deployment makes its own: README, "Webhook security"),
+# and the network of the demo's receivers, which webhooks may reach only because it is allowed here.
+export BSPK_WEBHOOK_ENCRYPTION_KEYS ?= _UAZoFt6ZBNtxgniYiEYG4j8QTEj-9G4qkjtubierVQ=
+export BSPK_WEBHOOK_ALLOW_NETWORKS ?= 127.0.0.0/8
 
 .PHONY: demo test dev check-config clean
 

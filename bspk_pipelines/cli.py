@@ -228,6 +228,18 @@ def _engine() -> sa.Engine:
     return engine_for(warehouse_url())
 
 
+def _webhook_settings():
+    """The deployment's webhook settings (`outbound.settings`); a mistake in them is one line on
+    stderr and exit status 2."""
+    from bspk_pipelines.outbound.settings import SettingError, WebhookSettings
+
+    try:
+        return WebhookSettings.from_env()
+    except SettingError as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def extract(args: argparse.Namespace) -> int:
     """Run brands' extract jobs now, as their schedule would, recorded in the Dagster instance."""
     return 0 if _each_brand(args.brand, _run_extracts)[2] else 1
@@ -247,15 +259,19 @@ def _run_extracts(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstan
 
 
 def webhooks(args: argparse.Namespace) -> int:
-    """Deliver, inspect, replay and re-enable brands' webhooks; or receive them locally."""
+    """Deliver, inspect, replay and re-enable brands' webhooks; re-encrypt their stored secrets
+    under the newest key; or receive them locally."""
     from bspk_pipelines.outbound import webhooks as hooks
 
     if args.action == "receive":
         return _receive(args)
+    if args.action == "rotate-key":
+        return _rotate_key()
+    settings = _webhook_settings() if args.action == "deliver" else None
     brands = _brands(args.brand)
     engine = _engine()
     if args.action == "deliver":
-        print(hooks.deliver(engine, brands, budget_seconds=args.budget).summary())
+        print(hooks.deliver(engine, brands, budget_seconds=args.budget, settings=settings).summary())
     elif args.action == "list":
         with engine.connect() as conn:
             for brand in brands:
@@ -278,6 +294,20 @@ def webhooks(args: argparse.Namespace) -> int:
         for brand in brands:
             done = hooks.enable_endpoint(engine, brand.brand, args.endpoint)
             print(f"{brand.brand}: endpoint {args.endpoint} " + ("enabled again" if done else "not found"))
+    return 0
+
+
+def _rotate_key() -> int:
+    """Every stored webhook secret encrypted again under the newest key, or nothing changed."""
+    from bspk_pipelines.outbound.encryption import UnreadableSecret, reencrypt_secrets
+
+    box = _webhook_settings().box
+    try:
+        done = reencrypt_secrets(_engine(), box)
+    except UnreadableSecret as e:
+        print(f"nothing changed: {e}", file=sys.stderr)
+        return 1
+    print(f"{done.secrets} secret(s) encrypted under the newest key ({done.were_clear} of them stored in clear before)")
     return 0
 
 
@@ -351,6 +381,7 @@ def demo(args: argparse.Namespace) -> int:
     from bspk_pipelines.defs.project import build_definitions
     from bspk_pipelines.samples import generate_samples
 
+    _webhook_settings()  # before the long ingest, not after it
     os.environ.setdefault("BSPK_MAPPINGS_DIR", str(PROJECT_ROOT / "mappings"))
     data = Path(os.environ.setdefault("BSPK_DATA_DIR", str(PROJECT_ROOT / "data")))
     home = ensure_dagster_home()
@@ -371,6 +402,7 @@ def serve(args: argparse.Namespace) -> int:
     and drop folders, until Ctrl-C."""
     import uvicorn
 
+    _webhook_settings()  # the Platform API stores webhook secrets: no key, no start
     print(f"API on http://{args.host}:{args.port} (OpenAPI at /openapi.json, docs at /docs); keys: `bspk api-keys`",
           flush=True)
     uvicorn.run("bspk_pipelines.api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
@@ -432,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("extract", help="write brands' incremental extracts to their outboxes now")
     p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
     p.set_defaults(func=extract)
-    p = sub.add_parser("webhooks", help="deliver, list, replay or re-enable webhooks; or receive them locally")
-    p.add_argument("action", choices=["deliver", "list", "replay", "enable", "receive"])
+    p = sub.add_parser("webhooks", help="deliver, list, replay or re-enable webhooks; re-encrypt their stored "
+                                        "secrets (rotate-key); or receive them locally")
+    p.add_argument("action", choices=["deliver", "list", "replay", "enable", "rotate-key", "receive"])
     p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
     p.add_argument("--endpoint", type=int, help="endpoint id (replay: only its deliveries; enable: required)")
     p.add_argument("--event", help="replay: only this webhook-id (msg_...)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.entities import ENTITIES
@@ -36,6 +37,16 @@ def postgres_or_skip() -> str:
             pytest.fail(f"PostgreSQL is required in CI and is not reachable at {url}: {e}")
         pytest.skip(f"PostgreSQL not reachable at {url}")
     return url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def webhook_settings() -> Iterator[None]:
+    """The deployment's webhook settings, as `make demo` sets them: a key that encrypts stored
+    signing secrets, and receivers on 127.0.0.1 (the tests' own) allowed."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BSPK_WEBHOOK_ENCRYPTION_KEYS", Fernet.generate_key().decode())
+        env.setenv("BSPK_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
+        yield
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bspk_pipelines.config import Brand
 from bspk_pipelines.outbound.events import client_key, enqueue
+from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.webhooks import (
     LEASE,
     MAX_ATTEMPTS,
@@ -366,13 +367,13 @@ def test_signatures_verify_also_during_key_rotation(warehouse_url, monkeypatch):
         env = "WH_ROTATE"
         monkeypatch.setenv(env, f"{new}  {old}")
         brand = new_brand([{"url": r.url, "events": ["client.updated"], "secret_env": env} for r in (with_new, with_old)])
-        # An API endpoint signs with the secret kept in its row.
+        # An API endpoint signs with the secret kept (encrypted) in its row.
         api_secret = new_secret()
         api = Receiver([api_secret]).start()
         with writing(engine) as conn:
             conn.execute(webhook_endpoints.insert().values(
                 brand=brand.brand, target_url=api.url, events='["client.updated"]', is_enabled=True, origin="api",
-                secret=api_secret, created_at=clock(), updated_at=clock()))
+                secret=WebhookSettings.from_env().box.encrypt(api_secret), created_at=clock(), updated_at=clock()))
         message_id = emit(engine, brand, "C1", 1, clock(), origin="platform")
         report = deliver(engine, [brand], clock=clock)
         assert report.delivered == 3, report.summary()
@@ -766,8 +767,9 @@ def test_a_claimed_delivery_cannot_be_claimed_again_until_its_lease_ends(warehou
         sync_endpoints(conn, brand, clock())
     with writing(engine) as conn:
         fan_out(conn, brand)
-    [job] = _claim(engine, [brand.brand], clock(), 10)
-    assert _claim(engine, [brand.brand], clock(), 10) == []  # a second deliverer finds nothing due
-    assert _claim(engine, [brand.brand], clock() + LEASE - timedelta(seconds=1), 10) == []
-    [again] = _claim(engine, [brand.brand], clock() + LEASE, 10)  # the first deliverer died mid-send
+    box = WebhookSettings.from_env().box
+    [job] = _claim(engine, [brand.brand], clock(), 10, box)
+    assert _claim(engine, [brand.brand], clock(), 10, box) == []  # a second deliverer finds nothing due
+    assert _claim(engine, [brand.brand], clock() + LEASE - timedelta(seconds=1), 10, box) == []
+    [again] = _claim(engine, [brand.brand], clock() + LEASE, 10, box)  # the first deliverer died mid-send
     assert again.id == job.id and again.message_id == job.message_id

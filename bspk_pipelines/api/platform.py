@@ -14,9 +14,12 @@ Our choices where the reference is silent:
 - 201 with the client on creation, 200 on update; the body is the client as the Extraction API's
   `clients` endpoint shows it. A client deleted on the platform cannot be upserted (422).
 - Webhook endpoints made here (origin `api`) get a fresh `whsec_` secret, returned once by the
-  create call. Endpoints from the brand's YAML (origin `config`) are listed and readable but not
-  changed here (409): the YAML would put them back. PATCH `is_enabled: true` also clears a
-  `disabled_reason` (a 410 Gone). DELETE removes the endpoint and its deliveries (204).
+  create call and stored encrypted (`outbound.encryption`). A target on an internal network
+  (loopback, private, link-local, metadata, ...: `outbound.targets`) is a 422, unless the
+  deployment allows that network; a target given by name is checked when sent. Endpoints
+  from the brand's YAML (origin `config`) are listed and readable but not changed here (409):
+  the YAML would put them back. PATCH `is_enabled: true` also clears a `disabled_reason` (a
+  410 Gone). DELETE removes the endpoint and its deliveries (204).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.engagement.clients import ClientError
 from bspk_pipelines.entities import SHOPPERS, Kind
 from bspk_pipelines.outbound.events import iso
+from bspk_pipelines.outbound.settings import WebhookSettings
+from bspk_pipelines.outbound.targets import RefusedTarget, TargetPolicy
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.parse import LINE
 from bspk_pipelines.validate import validate
@@ -170,11 +175,20 @@ def _url_taken(conn: sa.Connection, brand: str, url: str, but: int | None = None
         raise HTTPException(409, f"the brand already has a webhook endpoint for {url}")
 
 
+def _reachable(targets: TargetPolicy, url: str) -> None:
+    try:
+        targets.check_url(url)
+    except RefusedTarget as e:
+        raise HTTPException(422, f"target_url: {e}; webhooks are sent to public addresses only") from None
+
+
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def router() -> APIRouter:
+def router(settings: WebhookSettings | None = None) -> APIRouter:
+    """The Platform API's routes; webhook `settings` (keys, allowed networks) default to the environment's."""
+    settings = settings or WebhookSettings.from_env()
     api = APIRouter(prefix=PREFIX, tags=["Platform API"])
 
     @api.post("/clients", status_code=201, response_model=Client, responses=UPSERT_RESPONSES,
@@ -206,13 +220,14 @@ def router() -> APIRouter:
     def create_endpoint(body: WebhookEndpointCreate, request: Request,
                         key: Key) -> JSONResponse:
         """The answer carries the endpoint's signing `secret`: the only time it is shown."""
+        _reachable(settings.targets, body.target_url)
         at = now()
         secret = new_secret()
         with writing(service_of(request).engine) as conn:
             _url_taken(conn, key.brand, body.target_url)
             endpoint_id = conn.execute(webhook_endpoints.insert().values(
                 brand=key.brand, target_url=body.target_url, events=json.dumps(list(dict.fromkeys(body.events))),
-                is_enabled=body.is_enabled, origin="api", secret=secret, created_at=at, updated_at=at,
+                is_enabled=body.is_enabled, origin="api", secret=settings.box.encrypt(secret), created_at=at, updated_at=at,
             )).inserted_primary_key[0]
             created = {**_endpoint_object(_find(conn, key.brand, endpoint_id)), "secret": secret}
         return JSONResponse(created, status_code=201)
@@ -230,6 +245,8 @@ def router() -> APIRouter:
                         key: Key) -> JSONResponse:
         """Fields left out stay as they are; `is_enabled: true` also clears a disabled_reason."""
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "target_url" in changes:
+            _reachable(settings.targets, changes["target_url"])
         with writing(service_of(request).engine) as conn:
             _editable(conn, key.brand, endpoint_id)
             if "target_url" in changes:

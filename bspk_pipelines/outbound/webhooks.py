@@ -17,7 +17,9 @@ The steps, each run by `deliver` (a sensor tick calls it):
    order they were written, and a failing event holds back the later ones of that client only,
    until it is delivered, rejected or dead. Due deliveries are claimed with a lease (their
    `next_attempt_at` moved a minute ahead by a compare-and-set update), so two deliverers running
-   at once never send the same delivery; then they are POSTed from a thread pool.
+   at once never send the same delivery; then they are POSTed from a thread pool, through a
+   session that connects only to addresses the deployment's `TargetPolicy` permits (no internal
+   networks unless allowed; `outbound.targets`), whichever origin the endpoint has.
 
 Signing follows Standard Webhooks (standardwebhooks.com): `webhook-id` is the event's message id,
 the same on every retry, so receivers de-duplicate on it; `webhook-timestamp` is the wall-clock
@@ -25,13 +27,16 @@ time of the send (receivers reject stale timestamps, so it is never the injected
 `webhook-signature` carries `v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{body}` for each
 secret the endpoint has (two during a key rotation). `X-Bspk-Secret` carries the first secret,
 as the platform's documentation describes. The body is serialised once and signed as sent.
+Config endpoints' secrets come from the environment; API endpoints' are stored encrypted and
+decrypted for each send (`outbound.encryption`).
 
 Outcomes: any 2xx is delivered. 422 is rejected and not retried. 410 Gone disables the endpoint
 (`disabled_reason`): its deliveries stay pending, parked, without using up their retries, until
 `enable_endpoint`. Anything else (3xx, other 4xx, 5xx, a timeout after 5 s, a refused connection,
-a missing secret) is retried after `backoff(attempts)` (10 s doubling up to 12 h, ±10 % jitter;
-19 retries take about 95 h) or after the receiver's `Retry-After` if longer. After the 20th attempt,
-or 96 h after the first, the delivery is dead. Dead and rejected deliveries are the dead letters:
+a receiver on a refused network, a missing or undecryptable secret) is retried after
+`backoff(attempts)` (10 s doubling up to 12 h, ±10 % jitter; 19 retries take about 95 h) or after
+the receiver's `Retry-After` if longer. After the 20th attempt, or 96 h after the first, the
+delivery is dead. Dead and rejected deliveries are the dead letters:
 `dead_letters` lists them, `replay` sends them again with the same webhook-id.
 
 Ordering relies on the outbox writers: events of one key are written by transactions that lock
@@ -40,7 +45,8 @@ the later events of its client that were already delivered; receivers should com
 object's `updated_at` when that matters.
 
 Time comes from `clock` (naive UTC), injectable so tests run the 96-hour window in seconds;
-`deliver` never sleeps, it returns when nothing is due or its time budget is spent.
+`deliver` never sleeps, it returns when nothing is due or its time budget is spent. Its
+settings come from the environment unless given (`outbound.settings`).
 """
 
 from __future__ import annotations
@@ -62,11 +68,14 @@ from typing import Any, NamedTuple
 
 import requests
 import sqlalchemy as sa
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import LocationValueError
 from urllib3.util import Timeout
 
 from bspk_pipelines.config import EVENT_ALIASES, Brand
+from bspk_pipelines.outbound.encryption import SecretBox, UnreadableSecret
 from bspk_pipelines.outbound.events import iso
+from bspk_pipelines.outbound.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, WebhookSettings
+from bspk_pipelines.outbound.targets import RefusedTarget, guarded_session
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints, webhook_events
 from bspk_pipelines.warehouse.schema import writing
@@ -204,12 +213,18 @@ def parse_secrets(text: str | None, where: str) -> list[tuple[str, bytes]]:
     return keys
 
 
-def endpoint_secrets(origin: str, secret_env: str | None, secret: str | None) -> list[tuple[str, bytes]]:
-    """Config endpoints read their secret(s) from the environment, API endpoints from their row."""
+def endpoint_secrets(origin: str, secret_env: str | None, stored: str | None, box: SecretBox) -> list[tuple[str, bytes]]:
+    """Config endpoints read their secret(s) from the environment, API endpoints from their row
+    (`stored`, encrypted)."""
     if origin == "config":
         if not secret_env:
             raise SecretError("config endpoint without secret_env")
         return parse_secrets(os.environ.get(secret_env), f"environment variable {secret_env}")
+    try:
+        secret = box.decrypt(stored) if stored else None
+    except UnreadableSecret:
+        raise SecretError(f"the endpoint's secret cannot be decrypted with the keys in {ENCRYPTION_KEYS}: "
+                          "give the key it was encrypted under too") from None
     return parse_secrets(secret, "the endpoint's secret")
 
 
@@ -311,11 +326,13 @@ def _post(session: requests.Session, job: _Job, timeout: float) -> _Outcome:
             else:
                 error = f"HTTP {code}" + (f": {text}" if text else "")
             return _Outcome(code, error[:ERROR_CHARS], retry_after_seconds(response.headers.get("Retry-After")))
+    except RefusedTarget as e:
+        return _Outcome(error=f"refused: {e}, not a network webhooks go to unless {ALLOW_NETWORKS} allows it"[:ERROR_CHARS])
     except requests.Timeout:
         return _Outcome(error=f"timeout: no response within {timeout:g} s")
     except requests.ConnectionError as e:
         return _Outcome(error=f"connection failed: {e}"[:ERROR_CHARS])
-    except requests.RequestException as e:
+    except (requests.RequestException, LocationValueError) as e:  # urllib3's own, for a host it cannot parse
         return _Outcome(error=f"request failed: {e}"[:ERROR_CHARS])
 
 
@@ -390,11 +407,11 @@ def _due(brand_ids: list[str], now: datetime, limit: int) -> sa.Select:
     )
 
 
-def _job(row: dict[str, Any]) -> _Job:
+def _job(row: dict[str, Any], box: SecretBox) -> _Job:
     name = subscribed_name(row["event_name"], json.loads(row["events"])) or row["event_name"]
     body = secrets = error = None
     try:
-        secrets = endpoint_secrets(row["origin"], row["secret_env"], row["secret"])
+        secrets = endpoint_secrets(row["origin"], row["secret_env"], row["secret"], box)
         body = envelope(name, row["payload"])
     except (SecretError, ValueError) as e:
         error = str(e)
@@ -402,7 +419,7 @@ def _job(row: dict[str, Any]) -> _Job:
                 secrets, error, row["attempts"], row["first_attempt_at"])
 
 
-def _claim(engine: sa.Engine, brand_ids: list[str], now: datetime, limit: int) -> list[_Job]:
+def _claim(engine: sa.Engine, brand_ids: list[str], now: datetime, limit: int, box: SecretBox) -> list[_Job]:
     """Take up to `limit` due deliveries: each is ours if we moved its next_attempt_at first.
 
     On PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED`, so a second deliverer takes
@@ -422,7 +439,7 @@ def _claim(engine: sa.Engine, brand_ids: list[str], now: datetime, limit: int) -
                     d.c.id == row["id"], d.c.status == PENDING, d.c.next_attempt_at == row["next_attempt_at"],
                 ).values(next_attempt_at=now + LEASE))
                 if taken.rowcount == 1:
-                    jobs.append(_job(dict(row)))
+                    jobs.append(_job(dict(row), box))
                 else:
                     lost.append(row["id"])
             if len(lost) == lost_before:  # nothing lost: every due delivery there was is ours
@@ -468,20 +485,14 @@ def _record(engine: sa.Engine, results: list[tuple[_Job, _Outcome]], now: dateti
                 report.retried += 1
 
 
-def _new_session(max_workers: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=max_workers, pool_maxsize=max_workers, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session: requests.Session | None = None,
-            budget_seconds: float = 40, max_workers: int = 8, rng: random.Random | None = None,
-            timeout: float = SEND_TIMEOUT) -> DeliveryReport:
+def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, budget_seconds: float = 40,
+            max_workers: int = 8, rng: random.Random | None = None, timeout: float = SEND_TIMEOUT,
+            settings: WebhookSettings | None = None) -> DeliveryReport:
     """Sync endpoints, fan out new events, then send what is due until nothing is due or
     `budget_seconds` (wall time) are spent; sends already started finish (within `timeout`).
-    `clock` says what is due; `rng` jitters the back-off."""
+    `clock` says what is due; `rng` jitters the back-off. Without `settings`, they are read
+    from the environment first: a missing key is a SettingError before anything is done."""
+    settings = settings or WebhookSettings.from_env()
     rng = rng or random.Random()
     report = DeliveryReport()
     for brand in brands:
@@ -499,8 +510,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session:
             report.deliveries_created += counts.deliveries
 
     brand_ids = [b.brand for b in brands]
-    own_session = session is None
-    session = session or _new_session(max_workers)
+    session = guarded_session(settings.targets, max_workers)
     started = time.monotonic()
     inflight: dict[Future, _Job] = {}
     try:
@@ -509,7 +519,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session:
                 in_budget = time.monotonic() - started < budget_seconds
                 claimed: list[_Job] = []
                 if in_budget and len(inflight) < max_workers and brand_ids and _any_due(engine, brand_ids, clock()):
-                    claimed = _claim(engine, brand_ids, clock(), max_workers - len(inflight))
+                    claimed = _claim(engine, brand_ids, clock(), max_workers - len(inflight), settings.box)
                     unsendable = [(job, _Outcome(error=job.error)) for job in claimed if job.error]
                     if unsendable:
                         _record(engine, unsendable, clock(), rng, report)
@@ -524,8 +534,7 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, session:
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 _record(engine, [(inflight.pop(f), f.result()) for f in done], clock(), rng, report)
     finally:
-        if own_session:
-            session.close()
+        session.close()
 
     with engine.connect() as conn:
         report.counts_by_brand = {b: delivery_counts(conn, b) for b in brand_ids}
