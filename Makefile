@@ -28,13 +28,11 @@ demo: $(BIN)/bspk  ## generate the sample brands' files, ingest them through Dag
 test: $(BIN)/bspk  ## the whole test suite (SQLite and the local PostgreSQL)
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# `bspk serve` (http://127.0.0.1:8000) runs in the background of the recipe's shell, so in the same process
-# group as dagster dev: Ctrl-C reaches both, and however dagster dev ends, the API is stopped with it.
+# `bspk dev` runs dagster dev and `bspk serve` (http://127.0.0.1:8000) each in a session of its own and
+# stops both, with every process they started, on SIGTERM or Ctrl-C. exec: make's child is the launcher
+# itself, to which make passes a SIGTERM it gets. DEV_ARGS='--port 3001 --api-port 8001' moves the ports.
 dev: $(BIN)/bspk  ## the Dagster UI, daemon, sensors and schedules on the demo's instance, and the REST API beside them
-	mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/bspk serve & api=$$!; \
-	trap 'kill $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/dagster dev -w workspace.yaml
+	exec $(BIN)/bspk dev $(DEV_ARGS)
 
 check-config: $(BIN)/bspk
 	$(BIN)/bspk check-config

@@ -409,6 +409,15 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def dev(args: argparse.Namespace) -> int:
+    """The Dagster UI, daemon and sensors (`dagster dev`) and the REST API, until SIGTERM or Ctrl-C
+    stops them all."""
+    from bspk_pipelines.dev import run
+
+    ensure_dagster_home()
+    return run(PROJECT_ROOT / "workspace.yaml", args.host, args.port, args.api_port)
+
+
 def api_keys(args: argparse.Namespace) -> int:
     """Create, list and revoke a brand's API keys. `create` prints the key alone on stdout, once."""
     from bspk_pipelines.api import keys
@@ -482,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.set_defaults(func=serve)
+    p = sub.add_parser("dev", help="dagster dev and the REST API together, stopped together (SIGTERM, Ctrl-C)")
+    p.add_argument("--host", default="127.0.0.1", help="address both listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    p.add_argument("--api-port", type=int, default=8000, help="the REST API's port (default 8000)")
+    p.set_defaults(func=dev)
     p = sub.add_parser("api-keys", help="create, list or revoke a brand's API keys")
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("--brand", required=True, help="brand id")

@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bspk_pipelines.entities import DEPENDENCY_ORDER, ENTITIES
 
+# A brand file is a few kilobytes of settings: past this it is not one, and is not read.
+MAX_BRAND_FILE_BYTES = 1 << 20
+# Its deepest key path is a few levels (sources.pos.files[0].columns.x.transforms[0].split.sep);
+# PyYAML builds nested values by recursion, which a bracket left open would exhaust.
+MAX_DEPTH = 32
 BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 INTERVAL = re.compile(r"^(\d+)(m|h|d|w|mo)$")
@@ -372,26 +377,79 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _describe(err: dict[str, Any]) -> str:
-    msg = err["msg"].removeprefix("Value error, ")
-    found = err.get("input")
+    # A value may be long (up to the file's size): a message shows its start.
+    msg = _cut(err["msg"].removeprefix("Value error, "), 500)
+    found = _cut(repr(err.get("input")), 200)
     if err["type"] == "missing":
         return "a value is required; found nothing"
     if err["type"] == "extra_forbidden":
-        return f"no such key (a typo?); found {found!r}"
+        return f"no such key (a typo?); found {found}"
     if "found" in msg:
         return msg
-    return f"{msg}; found {found!r}"
+    return f"{msg}; found {found}"
+
+
+class _Refused(Exception):
+    """A brand file's YAML uses what brand files may not, at `mark`."""
+
+    def __init__(self, mark: yaml.Mark, problem: str):
+        super().__init__(f"line {mark.line + 1}, column {mark.column + 1}: {problem}")
+
+
+class _BrandLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases, nested at most MAX_DEPTH levels.
+
+    An alias stands for the whole value of its anchor: nine nested nine times make a file of 400
+    bytes stand for 387 million strings (a "billion laughs"), which validating it, or a message
+    showing it, would expand. A brand file has no need of them.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            what = f"{'alias *' if isinstance(event, yaml.AliasEvent) else 'anchor &'}{event.anchor[:40]}"
+            raise _Refused(event.start_mark, f"{what} not allowed (rule no_yaml_aliases): write the value out; "
+                                             "anchors and aliases are not allowed in brand files")
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels (rule max_depth): a brand file's "
+                                             "settings are a few levels deep; is a bracket left open?")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_yaml(path: Path) -> Any:
+    """The brand file's YAML as Python values; ConfigError if it cannot be, or is not allowed."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_BRAND_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot be read: {e}"]) from e
+    if len(data) > MAX_BRAND_FILE_BYTES:
+        raise ConfigError([f"{path}: {path.stat().st_size:,} bytes, over the {MAX_BRAND_FILE_BYTES:,} (1 MiB) a brand "
+                           "file may hold (rule max_size): a brand file is a few kilobytes of settings; is it the right file?"])
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=_BrandLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: cannot be read: {e}"]) from e
+    except _Refused as e:
+        raise ConfigError([f"{path}: {e}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
 
 
 def load_brand(path: Path) -> Brand:
     """Parse one brand file; raises ConfigError naming the file and every mistake in it."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot be read: {e}"]) from e
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{path}: not valid YAML: {e}"]) from e
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: (top level): expected a mapping of keys; found {type(raw).__name__}"])
     try:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import polars as pl
 
@@ -21,8 +22,15 @@ from bspk_pipelines.config import Dialect
 LINE = "_line"
 # Given the header and a batch's rows, the rows to read on (see `read_batches`).
 SetAside = Callable[[list[str], pl.DataFrame], pl.DataFrame]
-# A field may be long (descriptions go to 65,535 characters); past this it is surely not data.
-csv.field_size_limit(16 * 1024 * 1024)
+# The most a row may hold, in bytes as the file has them: its line, or the lines a quoted field
+# spans (their line breaks count, the one that ends the row does not). Descriptions go to 65,535
+# characters; a row past this is surely not data, and holding it would cost memory without bound,
+# so it is rejected (`length`) and read past in pieces, never whole.
+MAX_ROW_BYTES = 1 << 20
+# A line of MAX_ROW_BYTES and its \r\n: one read of the file hands over a line that fits whole.
+_PIECE = MAX_ROW_BYTES + 2
+# No row the csv module sees is over MAX_ROW_BYTES (see _Lines), so neither is a field of it.
+csv.field_size_limit(MAX_ROW_BYTES + 1)
 
 
 class FileFailure(Exception):
@@ -129,10 +137,13 @@ def read_batches(
     encoding = _decoding(dialect)
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
-            # strict: a quote not closed by the end of the file, or text after a closing quote, is
-            # an error rather than silently swallowing the lines that follow into one field.
-            reader = csv.reader(f, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=True)
-            header = next(reader, None)
+            text = _Lines(f, encoding)
+            reader = _reader(text, dialect)
+            try:
+                header = next(reader, None)
+            except _RowTooLong:
+                raise FileFailure(f"{name}: line 1: the header is longer than {MAX_ROW_BYTES:,} bytes (1 MiB): "
+                                  "is this a CSV file?") from None
             if not header or all(not h.strip() for h in header):
                 raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
             header = [h.strip() for h in header]
@@ -141,25 +152,30 @@ def read_batches(
             columns: list[list[str | None]] = [[] for _ in header]
             lines: list[int] = []
             problems: list[RowProblem] = []
-            start = reader.line_num + 1
+            start = text.number + 1
             while True:
+                text.new_row()
                 try:
                     record = next(reader)
                 except StopIteration:
                     break
+                except _RowTooLong:
+                    problems.append(_too_long(start, header, *text.skip_row(name, start, dialect)))
+                    start, reader = text.number + 1, _reader(text, dialect)
+                    continue
                 except csv.Error as e:
                     if "expected after" not in str(e):
-                        # The end of the file inside a quoted field (or a field past the size limit):
+                        # The end of the file inside a quoted field:
                         # where the rows after it start cannot be known, so the file fails.
                         raise FileFailure(
                             f"{name}: line {start}: not readable as CSV: {e} (a quoted field that is never closed?)"
                         ) from None
                     # Text after a closing quote: the reader drops the rest of the line, so only it is lost.
-                    line, start = start, reader.line_num + 1
+                    line, start = start, text.number + 1
                     problems.append(RowProblem(line, "*", "", "quote",
                                                f"a closing quote must be followed by the delimiter or the end of the line ({e})"))
                     continue
-                line, start = start, reader.line_num + 1
+                line, start = start, text.number + 1
                 if not record or record == [""]:
                     continue
                 if len(record) != width:
@@ -192,6 +208,166 @@ def read_batches(
         raise FileFailure(f"{name}: line 1: the header is not readable as CSV: {e}") from None
 
 
+def _reader(lines: _Lines, dialect: Dialect):
+    # strict: a quote not closed by the end of the file, or text after a closing quote, is an
+    # error rather than silently swallowing the lines that follow into one field.
+    return csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=True)
+
+
+class _RowTooLong(Exception):
+    """From `_Lines` through the csv reader: the row being read is over MAX_ROW_BYTES."""
+
+
+# Where the skip of a long row is on its line: at a field's start, in an unquoted field, in a quoted
+# one, just after a quote in a quoted one, past text after a closing quote (dropped to the line's end).
+_FIELD_START, _UNQUOTED, _QUOTED, _CLOSED, _DROPPED = range(5)
+
+
+class _Lines:
+    """A text file's lines for the csv reader, read in pieces of at most _PIECE characters.
+
+    A line that would take the row being read over MAX_ROW_BYTES is not handed over: iterating
+    raises _RowTooLong instead (which ends that iteration), its caller reads past the rest of the
+    row with `skip_row` and iterates again from the next row. `number` counts the lines read so
+    far, skipped ones included.
+    """
+
+    def __init__(self, f: TextIO, encoding: str):
+        self._f = f
+        self._utf8 = encoding.startswith("utf-8")  # the other encodings take one byte a character
+        self._unread: str | None = None  # what a look past a \r read of the next line
+        self._held: tuple[str, bool] | None = None  # the first piece of the line that did not fit
+        self._row: list[str] = []  # the lines handed over for the row being read
+        self._row_bytes = 0
+        self.number = 0
+
+    def new_row(self) -> None:
+        """A row starts with the next line."""
+        self._row, self._row_bytes = [], 0
+
+    def _bytes(self, text: str) -> int:
+        return len(text) if not self._utf8 or text.isascii() else len(text.encode())
+
+    def _read(self) -> str:
+        if self._unread is None:
+            return self._f.readline(_PIECE)
+        piece, self._unread = self._unread, None
+        return piece
+
+    def _ends(self, piece: str) -> tuple[str, bool]:
+        """The piece (with the \n after its \r, if there is one) and whether it ends its line."""
+        if len(piece) < _PIECE or piece.endswith("\n"):
+            return piece, True
+        if piece.endswith("\r"):
+            # The piece's end fell on a \r: whether a \n follows decides where the next line starts.
+            following = self._f.readline(_PIECE)
+            if following == "\n":
+                return piece + following, True
+            self._unread = following
+            return piece, True
+        return piece, False
+
+    def _piece(self) -> tuple[str, bool]:
+        """The next piece of the file ("" at its end) and whether it ends its line."""
+        return self._ends(self._read())
+
+    def __iter__(self) -> Iterator[str]:
+        # Run once a line of the file: a generator, with no call for a line that fits whole.
+        readline, utf8 = self._f.readline, self._utf8
+        while True:
+            piece = readline(_PIECE) if self._unread is None else self._read()
+            if not piece:
+                return
+            piece, ends = (piece, True) if len(piece) < _PIECE else self._ends(piece)
+            size = len(piece) if not utf8 or piece.isascii() else len(piece.encode())
+            # The line break that ends the row does not count: measured only when it could matter.
+            if ends and (self._row_bytes + size <= MAX_ROW_BYTES
+                         or self._row_bytes + self._bytes(piece.rstrip("\r\n")) <= MAX_ROW_BYTES):
+                self.number += 1
+                self._row.append(piece)
+                self._row_bytes += size
+                yield piece
+            else:
+                self._held = piece, ends
+                raise _RowTooLong
+
+    def _rest_of_row(self) -> Iterator[tuple[str, bool]]:
+        """The row being read from its start, piece by piece, to the end of the file at most."""
+        yield from ((line, True) for line in self._row)
+        (piece, ends), starts_line = self._held, True
+        while piece:
+            self.number += starts_line
+            yield piece, ends
+            starts_line = ends
+            piece, ends = self._piece()
+
+    def skip_row(self, name: str, line: int, dialect: Dialect) -> tuple[int | None, str]:
+        """Read past the row being read, which is over MAX_ROW_BYTES, without holding it.
+
+        Its fields are followed as the csv reader would (a quote opens a field only at its start,
+        two quotes in a quoted field are one, text after a closing quote makes the reader drop
+        the rest of the line): returns the index of the first field over MAX_ROW_BYTES (None if
+        only the row as a whole is) and that field's first 200 characters. The end of the file
+        inside a quoted field fails the file, as it does for the reader.
+        """
+        delimiter, quote = dialect.delimiter, dialect.quote
+        state, field, size, head, over = _FIELD_START, 0, 0, "", None
+
+        def take(part: str) -> None:
+            nonlocal size, head, over
+            if over is None:
+                head += part[:200 - len(head)]
+                size += self._bytes(part)
+                over = (field, head) if size > MAX_ROW_BYTES else None
+
+        for piece, ends in self._rest_of_row():
+            text = piece.rstrip("\r\n") if ends else piece
+            i = 0
+            while i < len(text) and state != _DROPPED:
+                if state == _FIELD_START:
+                    state, i = (_QUOTED, i + 1) if text[i] == quote else (_UNQUOTED, i)
+                elif state == _CLOSED:
+                    if text[i] == quote:
+                        state, i = _QUOTED, i + 1
+                        take(quote)
+                    elif text[i] == delimiter:
+                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", i + 1
+                    else:
+                        state = _DROPPED
+                else:  # on to the delimiter that ends an unquoted field, or the next quote in a quoted one
+                    j = text.find(delimiter if state == _UNQUOTED else quote, i)
+                    take(text[i:] if j < 0 else text[i:j])
+                    if j < 0:
+                        i = len(text)
+                    elif state == _QUOTED:
+                        state, i = _CLOSED, j + 1
+                    else:
+                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", j + 1
+            if not ends:
+                continue
+            if state == _QUOTED and text != piece:
+                take(piece[len(text):])  # a line break inside a quoted field is part of it
+                continue
+            if state == _QUOTED:
+                break  # the file's last line ends inside a quoted field
+            return over or (None, "")
+        if state == _QUOTED:
+            raise FileFailure(f"{name}: line {line}: not readable as CSV: unexpected end of data "
+                              "(a quoted field that is never closed?)")
+        return over or (None, "")
+
+
+def _too_long(line: int, header: list[str], field: int | None, head: str) -> RowProblem:
+    """The reject of a row over MAX_ROW_BYTES; `field` is the first over it, if one is."""
+    if field is None:
+        return RowProblem(line, "*", "", "length",
+                          f"the row is longer than {MAX_ROW_BYTES:,} bytes (1 MiB), the most a row may hold, and was not "
+                          "read: is a quote left open, so that the lines after it run into one field?")
+    return RowProblem(line, header[field] if field < len(header) else "*", head, "length",
+                      f"the value is longer than {MAX_ROW_BYTES:,} bytes (1 MiB), the most a field may hold, and the row "
+                      "was not read: a value this long is not data (a file pasted into a cell?)")
+
+
 def _lines(path: Path) -> pl.LazyFrame:
     """The file's lines as they are (a blank line is null), read by polars."""
     return pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, infer_schema=False,
@@ -200,14 +376,22 @@ def _lines(path: Path) -> pl.LazyFrame:
 
 def _plain(path: Path, dialect: Dialect) -> bool:
     """Whether every line of the file is its fields joined by the delimiter, nothing more: valid
-    UTF-8 with no NUL byte, no carriage return but before a line feed, and quotes only around
-    whole fields that hold neither a delimiter nor a quote."""
+    UTF-8 with no NUL byte, no carriage return but before a line feed, quotes only around whole
+    fields that hold neither a delimiter nor a quote, and no line over MAX_ROW_BYTES (polars
+    would hold it whole: the csv path reads past it)."""
     if dialect.encoding not in ("utf-8", "utf-8-sig"):
         return False
     decoder = codecs.getincrementaldecoder("utf-8")()
     previous = b""
+    run = 0  # bytes since the last line feed
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        # A chunk is no longer than the longest line allowed, so only a line that runs across
+        # chunks can be longer: it is measured from the last line feed of one to the first of the next.
+        for chunk in iter(lambda: f.read(MAX_ROW_BYTES), b""):
+            first = chunk.find(b"\n")
+            if (run + len(chunk) if first < 0 else run + first) > MAX_ROW_BYTES:
+                return False
+            run = run + len(chunk) if first < 0 else len(chunk) - chunk.rfind(b"\n") - 1
             if b"\x00" in chunk:
                 return False
             joined = previous + chunk

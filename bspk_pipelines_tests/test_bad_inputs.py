@@ -302,6 +302,26 @@ REJECTED = [
         {"inserted": 1},
     ),
     Rejected(
+        "field_over_1_mib_read_past",
+        PRODUCT_FILE,
+        PRODUCT + f"P1,Jacket,{'x' * (2 << 20)},,,,TRUE\n" + "P2,Coat,,,,,TRUE\n",
+        2,
+        # Over MAX_ROW_BYTES the row is not read at all: a reject, and the file goes on.
+        [(2, "description", "x" * 200, "length")],
+        {"inserted": 1},
+        {"products": {"product_ref": ["p2"]}},
+    ),
+    Rejected(
+        "quoted_field_over_1_mib_across_lines",
+        PRODUCT_FILE,
+        # 17 MB: more than the csv module ever held (it failed the whole file).
+        PRODUCT + 'P1,Jacket,"' + "warm, soft\n" * 1_600_000 + '",,,,TRUE\n' + "P2,Coat,,,,,TRUE\n",
+        2,
+        [(2, "description", ("warm, soft\n" * 20)[:200], "length")],
+        {"inserted": 1},
+        {"products": {"product_ref": ["p2"]}},
+    ),
+    Rejected(
         "nul_byte",
         STORE_FILE,
         STORE + store("S1", name="Pa\x00ris") + store("S2"),

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from bspk_pipelines import config
 from bspk_pipelines.cli import main
-from bspk_pipelines.config import interval_to_cron
+from bspk_pipelines.config import ConfigError, interval_to_cron, load_brand
 
 
 def write(tmp_path, name: str, text: str):
@@ -64,3 +71,95 @@ def test_sync_intervals_become_cron_schedules(interval, cron):
 def test_unknown_interval_is_refused():
     with pytest.raises(ValueError, match="an interval such as 1m"):
         interval_to_cron("every day")
+
+
+# --- brand files that would exhaust the machine ------------------------------------------------------
+
+MINIMUM = "brand: acme\ncompany_name: Acme\nsources: {main: {format: bspk, drop: d}}\n"
+HINT = "write the value out; anchors and aliases are not allowed in brand files"
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A brand file of about 400 bytes whose aliases stand for 9**levels strings."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefghij", "bcdefghij"[:levels - 1]):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return MINIMUM + "\n".join(lines) + "\n"
+
+
+def test_a_billion_laughs_is_refused_at_once_in_one_line_without_a_traceback(tmp_path):
+    write(tmp_path, "acme", billion_laughs())
+    assert len(billion_laughs()) < 420
+    started = time.monotonic()
+    # Before, this did not end: every alias was expanded into a message. A time-out would fail the test.
+    out = subprocess.run([sys.executable, "-m", "bspk_pipelines.cli", "check-config", "--mappings", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(config.__file__).parent.parent)})
+    assert out.returncode == 1, out
+    assert out.stderr.splitlines() == [
+        f"{tmp_path / 'acme.yaml'}: line 4, column 4: anchor &a not allowed (rule no_yaml_aliases): {HINT}",
+        "1 problem(s) found",
+    ]
+    assert out.stdout == ""
+    # Python and the CLI's imports take most of it: the file itself is refused in milliseconds.
+    assert time.monotonic() - started < 30
+
+
+def test_a_billion_laughs_is_refused_within_a_second(tmp_path):
+    path = write(tmp_path, "acme", billion_laughs())
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as refused:
+        load_brand(path)
+    assert time.monotonic() - started < 1
+    assert refused.value.problems == [f"{path}: line 4, column 4: anchor &a not allowed (rule no_yaml_aliases): {HINT}"]
+
+
+@pytest.mark.parametrize("text, where, what", [
+    # An alias alone (of an anchor the file never defines), and a merge key, which needs one.
+    ("brand: acme\ncompany_name: *name\n", "line 2, column 15", "alias *name"),
+    ("base: &base {format: bspk}\n", "line 1, column 7", "anchor &base"),
+    (MINIMUM + "sync:\n  <<: *base\n", "line 5, column 7", "alias *base"),
+])
+def test_anchors_and_aliases_are_refused_naming_line_and_column(tmp_path, text, where, what):
+    path = write(tmp_path, "acme", text)
+    with pytest.raises(ConfigError) as refused:
+        load_brand(path)
+    assert refused.value.problems == [f"{path}: {where}: {what} not allowed (rule no_yaml_aliases): {HINT}"]
+
+
+def test_a_brand_file_over_1_mib_is_not_read(tmp_path):
+    path = write(tmp_path, "acme", MINIMUM + "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError) as refused:
+        load_brand(path)
+    assert refused.value.problems == [
+        f"{path}: {path.stat().st_size:,} bytes, over the 1,048,576 (1 MiB) a brand file may hold (rule max_size): "
+        "a brand file is a few kilobytes of settings; is it the right file?"
+    ]
+
+
+def test_a_deeply_nested_brand_file_is_refused_without_a_traceback(tmp_path):
+    path = write(tmp_path, "acme", MINIMUM + "precedence: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError) as refused:
+        load_brand(path)
+    assert refused.value.problems == [
+        f"{path}: line 4, column 44: nested deeper than 32 levels (rule max_depth): "
+        "a brand file's settings are a few levels deep; is a bracket left open?"
+    ]
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("reject_rate_threshold", "reject_rate_threshold: Input should be a valid number, unable to parse string as a number; found 'xxx"),
+    ("company_name", "company_name: a CamelCase name of letters and digits, as in the file names; found 'xxx"),
+])
+def test_a_long_value_is_shown_cut_short(tmp_path, key, expected):
+    path = write(tmp_path, "acme", MINIMUM.replace("company_name: Acme\n", "") + f"{key}: {'x' * 100_000}\n"
+                 + ("company_name: Acme\n" if key != "company_name" else ""))
+    with pytest.raises(ConfigError) as refused:
+        load_brand(path)
+    [problem] = refused.value.problems
+    assert problem.startswith(f"{path}: {expected}") and len(problem) < 700, problem[:800]
+
+
+def test_the_sample_brand_files_pass_check_config(capsys):
+    assert main(["check-config", "--mappings", str(Path(__file__).resolve().parent.parent / "mappings")]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["acme", "maison"]

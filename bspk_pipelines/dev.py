@@ -1,0 +1,112 @@
+"""`bspk dev` (`make dev`): `dagster dev` and the REST API side by side, started and stopped together.
+
+Each runs in a session of its own, so that a signal reaches all of its processes (dagster dev's
+webserver, daemon, code server and the runs they start) and nothing else. SIGTERM or SIGINT
+(Ctrl-C) is passed on to both groups; whatever is left after GRACE_SECONDS (or at a second
+signal) is killed; the launcher exits once both groups are empty. If either ends on its own,
+the other is stopped the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRACE_SECONDS = 20.0
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def run(workspace: Path, host: str, port: int, api_port: int) -> int:
+    """Run the Dagster UI on `port` and the REST API on `api_port` until a signal or either ends;
+    0 after a requested stop, else the exit code of the one that ended first."""
+    received: list[int] = []
+    # Installed before the children start, which get the default dispositions back (exec resets
+    # handlers, not ignored signals): started in the background, this process inherits SIGINT
+    # ignored, and `dagster dev` gives SIGTERM whatever SIGINT does, so it would ignore both.
+    for signo in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signo, lambda signo, _frame: received.append(signo))
+    _adopt_orphans()
+    commands = {
+        "dagster dev": [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
+        "bspk serve": [sys.executable, "-m", "bspk_pipelines.cli", "serve", "--host", host, "--port", str(api_port)],
+    }
+    children = {name: subprocess.Popen(command, start_new_session=True) for name, command in commands.items()}
+    while not received and all(child.poll() is None for child in children.values()):
+        time.sleep(0.2)
+        _reap(children)
+    ended = None if received else next(name for name, child in children.items() if child.returncode is not None)
+    _say(f"{ended} ended with {children[ended].returncode}: stopping" if ended else
+         f"{signal.Signals(received[0]).name} received: stopping dagster dev and bspk serve")
+    _stop(children, received[0] if received else signal.SIGTERM, received)
+    if ended is None:
+        return 0
+    code = children[ended].returncode
+    return code if code >= 0 else 128 - code
+
+
+def _stop(children: dict[str, subprocess.Popen], signo: int, received: list[int]) -> None:
+    """Signal each child's process group, wait for the groups to empty, kill what stays."""
+    groups = {name: child.pid for name, child in children.items()}  # each child leads its group
+    for pgid in groups.values():
+        _signal_group(pgid, signo)
+    signals_before = len(received)
+    deadline = time.monotonic() + GRACE_SECONDS
+    while any(_alive(g) for g in groups.values()) and time.monotonic() < deadline and len(received) == signals_before:
+        time.sleep(0.1)
+        _reap(children)
+    left = [name for name, pgid in groups.items() if _alive(pgid)]
+    if left:
+        _say(f"{', '.join(left)} still running: killed")
+        for name in left:
+            _signal_group(groups[name], signal.SIGKILL)
+        while any(_alive(g) for g in groups.values()):
+            time.sleep(0.05)
+            _reap(children)
+    _say("stopped")
+
+
+def _adopt_orphans() -> None:
+    # A descendant whose parent ends before it comes to this process to be reaped (Linux), rather
+    # than to PID 1, which in a container may never reap it: no zombie outlives `bspk dev`.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap(children: dict[str, subprocess.Popen]) -> None:
+    """Collect every child that ended: ours (keeping its exit code) and adopted orphans."""
+    ours = {child.pid: child for child in children.values()}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in ours:
+            ours[pid].returncode = os.waitstatus_to_exitcode(status)
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, signo: int) -> None:
+    try:
+        os.killpg(pgid, signo)
+    except ProcessLookupError:
+        pass
+
+
+def _say(message: str) -> None:
+    print(f"bspk dev: {message}", file=sys.stderr, flush=True)
