@@ -112,6 +112,14 @@ def sha256_of(path: Path) -> str:
 CHUNK = 1 << 20
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a drop folder entry looked like at one look: enough to tell whether it still grows."""
+
+    size: int
+    mtime_ns: int
+
+
 class Refused(Exception):
     """A drop folder entry the pipeline does not read: a link, not a regular file, or unreadable.
 
@@ -145,9 +153,11 @@ def _kind(mode: int) -> str:
 def open_delivered(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
     """A dropped file opened for reading, with its status as opened: never through a link (the
     last path component is not followed, so a link swapped in after a look is refused too), and
-    only a regular file. Refused says why not."""
+    only a regular file. Refused says why not; FileNotFoundError if it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise  # gone since the look: nothing to refuse
     except OSError as e:
         raise _refusal(e) from None
     st = os.fstat(fd)
@@ -172,8 +182,8 @@ class Changed(Exception):
     """A dropped file changed while (or since) it was looked at: it is not ready yet."""
 
 
-def copy_delivered(path: Path, target: Path) -> tuple[str, int]:
-    """Copy a dropped file to `target`, hashing the very bytes written; (sha256, size).
+def copy_delivered(path: Path, target: Path) -> tuple[str, Snapshot]:
+    """Copy a dropped file to `target`, hashing the very bytes written; (sha256, the file as copied).
 
     Changed if the file's size or modification time moved while it was copied: the copy would
     mix two versions.
@@ -190,15 +200,7 @@ def copy_delivered(path: Path, target: Path) -> tuple[str, int]:
         os.fsync(out.fileno())
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or size != after.st_size:
         raise Changed(f"{path.name} changed while it was copied ({before.st_size:,} then {after.st_size:,} bytes)")
-    return h.hexdigest(), size
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a drop folder entry looked like at one look: enough to tell whether it still grows."""
-
-    size: int
-    mtime_ns: int
+    return h.hexdigest(), Snapshot(size, after.st_mtime_ns)
 
 
 @dataclass

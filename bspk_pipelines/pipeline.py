@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from bspk_pipelines.config import Brand, FileMap
 from bspk_pipelines.engagement.clients import ImportSync
 from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.files import Changed, Delivery, Refused, copy_delivered, hash_delivered, safe_name
+from bspk_pipelines.files import Changed, Delivery, Refused, Snapshot, copy_delivered, safe_name
 from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
 from bspk_pipelines.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.outbound.events import file_finished
@@ -44,6 +44,8 @@ from bspk_pipelines.warehouse.schema import files, insert_ignoring_conflicts, re
 IN_PROGRESS = ("received", "validated", "mapped")
 # A drop folder entry not taken (a link, not a regular file, unreadable): looked at again.
 REFUSED = "refused"
+# Under a source's entity work folder, the folders of the claims (the others are digests').
+CLAIMS = "claims"
 # Rows per batch while a file streams through validation and mapping: bounds memory.
 BATCH_ROWS = 250_000
 
@@ -61,9 +63,11 @@ class Layout:
     def landed(self, brand: str, source: str, name: str) -> Path:
         return self.data_dir / brand / "landing" / source / safe_name(name)
 
-    def work(self, brand: str, source: str, entity: str, name: str, claim: str, layer: str) -> Path:
-        """Folder of a file's rows after a step, as parquet parts (one per batch): the claim's own."""
-        return self.data_dir / brand / "work" / source / entity / f"{safe_name(name)}.{safe_name(claim or '-')}.{layer}"
+    def work(self, brand: str, source: str, entity: str, name: str, claim: str | None, layer: str) -> Path:
+        """Folder of a file's rows after a step, as parquet parts (one per batch): in a folder of
+        the landing's claim (files landed before claims existed have none)."""
+        folder = self.data_dir / brand / "work" / source / entity
+        return (folder / CLAIMS / safe_name(claim) if claim else folder) / f"{safe_name(name)}.{layer}"
 
     def digests(self, brand: str, source: str, entity: str) -> Path:
         """Folder of the row digests of the source's last applied file of the entity."""
@@ -95,17 +99,29 @@ def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> N
     conn.execute(files.update().where(files.c.brand == brand, files.c.source == source, files.c.name == name).values(**values))
 
 
-def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, path: Path, error: str) -> bool:
+class ClaimLost(RuntimeError):
+    """Another writer moved the file on while this step worked (its lock was lost): the step's
+    transaction is rolled back, so the file is never applied twice."""
+
+
+def _advance(conn: sa.Connection, brand: str, source: str, name: str, was: tuple[str, ...], **values) -> None:
+    """Move a file on from one of the statuses `was` (a compare-and-set), or ClaimLost."""
+    moved = conn.execute(files.update().where(
+        files.c.brand == brand, files.c.source == source, files.c.name == name, files.c.status.in_(was)).values(**values))
+    if moved.rowcount != 1:
+        now_is = file_row(conn, brand, source, name)
+        raise ClaimLost(f"{name}: another writer moved the file on meanwhile (it is {now_is['status'] if now_is else 'gone'}); "
+                        "this step changed nothing")
+
+
+def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, sha: str, seen: Snapshot,
+                       error: str) -> bool:
     """Record a file whose name says nothing we can apply; True if it was not recorded before."""
-    try:
-        sha = hash_delivered(path)
-    except Refused as e:
-        return record_refused(engine, brand, source, name, e)
     with writing(engine) as conn:
         _forget_refusal(conn, brand, source, name)
         recorded = insert_ignoring_conflicts(conn, files, dict(
-            brand=brand, source=source, name=name, entity=None, sha256=sha, size=path.stat().st_size,
-            received_at=now(), sort_key="", status="failed", error=error,
+            brand=brand, source=source, name=name, entity=None, sha256=sha, size=seen.size,
+            dropped_mtime_ns=seen.mtime_ns, received_at=now(), sort_key="", status="failed", error=error,
         ))
         if recorded:
             file_finished(conn, brand, source, name, now())
@@ -159,10 +175,10 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
                               sha256=existing["sha256"], size=existing["size"])
         claim = secrets.token_hex(8)
         landed.parent.mkdir(parents=True, exist_ok=True)
-        partial = landed.with_name(f".{landed.name}.{claim}.part")
+        partial = landed.with_name(f".{claim}.part")  # hidden and .part: never taken for a delivery
         try:
             try:
-                sha, size = copy_delivered(dropped, partial)
+                sha, seen = copy_delivered(dropped, partial)
             except Refused as e:
                 record_refused(engine, brand.brand, source, name, e)
                 raise
@@ -175,12 +191,12 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
         with writing(engine) as conn:
             _forget_refusal(conn, brand.brand, source, name)
             twin = twin_of(conn, brand.brand, sha)
-            if not _record_file(conn, brand.brand, delivery, sha, size, twin, claim, run_id):
+            if not _record_file(conn, brand.brand, delivery, sha, seen, twin, claim, run_id):
                 # The sensor's look recorded it meanwhile (as a duplicate: it takes no lock for that).
                 row = file_row(conn, brand.brand, source, name)
                 return StepResult(row["status"], f"recorded meanwhile: {row['status']}", sha256=row["sha256"], size=row["size"])
     message = f"same bytes as {twin}: recorded as a duplicate, not applied" if twin else "landed"
-    return StepResult("duplicate" if twin else "received", message, sha256=sha, size=size)
+    return StepResult("duplicate" if twin else "received", message, sha256=sha, size=seen.size)
 
 
 def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
@@ -191,11 +207,13 @@ def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
     ).scalar()
 
 
-def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, size: int, twin: str | None,
+def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, seen: Snapshot, twin: str | None,
                  claim: str = "", run_id: str = "") -> bool:
-    """Record the delivery, claimed by `claim`; False if it is recorded already (another run's)."""
+    """Record the delivery as the drop folder had it (`seen`), claimed by `claim`; False if it is
+    recorded already (another run's)."""
     recorded = insert_ignoring_conflicts(conn, files, dict(
-        brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=size,
+        brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=seen.size,
+        dropped_mtime_ns=seen.mtime_ns,
         received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
         duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
         claim=claim, run_id=run_id,
@@ -205,7 +223,7 @@ def _record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, 
     return recorded
 
 
-def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, size: int) -> str | None:
+def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, seen: Snapshot) -> str | None:
     """Record a delivered file as a duplicate without landing it, if a file with the same bytes
     was imported before (its landed copy holds them). Returns that file's name, or None (then
     nothing is recorded and the file goes through the four steps)."""
@@ -215,7 +233,7 @@ def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str
         if twin is None or (row and row["status"] != REFUSED):
             return None
         _forget_refusal(conn, brand, delivery.source, delivery.name)
-        return twin if _record_file(conn, brand, delivery, sha, size, twin) else None
+        return twin if _record_file(conn, brand, delivery, sha, seen, twin) else None
 
 
 def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
@@ -336,7 +354,8 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
               batch_rows: int, again: bool) -> StepResult:
     with engine.connect() as conn:
         row = file_row(conn, brand.brand, source, name)
-    if row is None or row["status"] not in (("received", "validated", "mapped") if again else ("received",)):
+    was = ("received", "validated", "mapped") if again else ("received",)
+    if row is None or row["status"] not in was:
         return _nothing_to_do("validate", row)
     claim = row["claim"]
     out = layout.work(brand.brand, source, entity, name, claim, "validated")
@@ -358,7 +377,7 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
             sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
         with writing(engine) as conn:
-            _set(conn, brand.brand, source, name, status="failed", error=str(e))
+            _advance(conn, brand.brand, source, name, was, status="failed", error=str(e))
             file_finished(conn, brand.brand, source, name, now())
         raise
     aside = unchanged.aside_parts() if unchanged else []
@@ -374,7 +393,7 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
         for part in found:
             bulk.load(conn, rejects, pl.read_parquet(part).with_columns(
                 pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file")))
-        _set(conn, brand.brand, source, name, status="validated", rows_read=read, rejected=rejected_lines,
+        _advance(conn, brand.brand, source, name, was, status="validated", rows_read=read, rejected=rejected_lines,
              superseded=superseded)
     return StepResult("validated", rows=valid + set_aside, rejected=rejected_lines, unchanged=set_aside, preview=preview,
                       rejects=sample)
@@ -436,14 +455,14 @@ def _map(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_na
             else:
                 rows.write_parquet(out / f"part-{i:05d}.parquet")
         if entity.month_column:
-            _set(conn, brand.brand, source, name, status="applied", applied_at=now(), inserted=counts.inserted,
+            _advance(conn, brand.brand, source, name, ("validated",), status="applied", applied_at=now(), inserted=counts.inserted,
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
             file_finished(conn, brand.brand, source, name, now())
         else:
             unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim)
             if unchanged:
                 unchanged.record_in(out)
-            _set(conn, brand.brand, source, name, status="mapped")
+            _advance(conn, brand.brand, source, name, ("validated",), status="mapped")
     if entity.month_column:
         _forget_work(layout, brand.brand, source, entity_name, name, claim)  # only once the landing is committed
         return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,
@@ -468,6 +487,8 @@ def _forget_work(layout: Layout, brand: str, source: str, entity: str, name: str
     and sales history lives on in the month store."""
     for layer in ("validated", "mapped"):
         shutil.rmtree(layout.work(brand, source, entity, name, claim, layer), ignore_errors=True)
+    if claim:  # the claim's folder holds nothing else
+        shutil.rmtree(layout.work(brand, source, entity, name, claim, "mapped").parent, ignore_errors=True)
 
 
 def _span(month_keys: list[str]) -> str:
@@ -532,7 +553,7 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
             counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
                       if not rows.is_empty() else Counts())
             counts.unchanged += unchanged.set_aside() if unchanged else 0
-            _set(conn, brand.brand, source, name, status="applied", applied_at=now(), **{
+            _advance(conn, brand.brand, source, name, ("mapped",), status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
             file_finished(conn, brand.brand, source, name, now())

@@ -811,3 +811,17 @@ def test_a_link_in_the_drop_folder_shows_as_refused_and_nothing_of_its_target(ba
     assert found.status_code == 200 and found.json()["status"] == "refused", found.text
     assert "a symbolic link" in found.json()["error"] and "TOP-SECRET" not in found.text and "hunter2" not in found.text
     assert not (bare.layout.data_dir / "acme" / "landing").exists()
+
+
+def test_a_link_waiting_in_the_drop_folder_is_no_import_and_a_refused_name_can_be_uploaded(bare, tmp_path):
+    private = tmp_path / "private.conf"
+    private.write_text(SHOPPER + shopper_row("S1"))
+    drop = bare.layout.drop(bare.harness["acme"].brand, "main")
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / NAME).symlink_to(private)
+    assert bare.get("acme", f"{IMPORTS}/{import_id('main', NAME)}").status_code == 404  # no size or time of the target
+    brand = bare.harness["acme"].brand
+    plan_runs(brand, bare.layout, bare.engine, load_cursor(None))
+    (drop / NAME).unlink()
+    r = upload(bare, NAME, (SHOPPER + shopper_row("S1")).encode())
+    assert r.status_code == 202, r.text

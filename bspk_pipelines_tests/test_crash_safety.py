@@ -81,3 +81,51 @@ def test_sigkill_during_apply_then_rerun_matches_an_uninterrupted_run(engine, wa
     assert reference.ingest(NAME)["inserted"] == ROWS
     assert table(engine, "acme") == table(engine, "reference")
     assert victim.file(NAME)["inserted"] == ROWS
+
+
+def test_a_file_checked_before_an_upgrade_to_claims_is_applied_after_it(engine, tmp_path):
+    """Files in progress when the code learned claims have none: their work folders, where the
+    previous version left them, are found and applied (here a sales file checked, not yet mapped)."""
+    from bspk_pipelines.files import classify
+    from bspk_pipelines.pipeline import land, map_file, validate_file
+    from bspk_pipelines_tests.test_history import loaded
+
+    h = loaded(engine, tmp_path)
+    name = "SALE_V2_Acme_202406010000.csv"
+    land(h.engine, h.layout, h.brand, classify(h.brand, "main", name))
+    validate_file(h.engine, h.layout, h.brand, "main", "sales", name)
+    claimed = h.layout.work("acme", "main", "sales", name, h.file(name)["claim"], "validated")
+    claimed.rename(h.layout.data_dir / "acme" / "work" / "main" / "sales" / f"{name}.validated")  # the old place
+    with h.engine.begin() as conn:
+        conn.execute(sa.text("update files set claim = null"))
+    map_file(h.engine, h.layout, h.brand, "main", "sales", name)
+    h.rebuild_pending_months()
+    assert h.file(name)["status"] == "applied" and len(h.rows("sales")) == 6
+
+
+def test_a_writer_that_lost_its_lock_changes_nothing(harness, monkeypatch):
+    """Another writer moves the file on while this one applies it (its lock was lost with its
+    connection): this writer's transaction is rolled back, so nothing is applied twice."""
+    import pytest
+
+    from bspk_pipelines import pipeline
+    from bspk_pipelines.files import classify
+
+    name = "SHOPPER_V3_Acme_202401010000.csv"
+    harness.drop(name, SHOPPER + "S1,Marie,Curie,,,F,m@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
+    pipeline.land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
+    pipeline.validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    pipeline.map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    unchanged_of = pipeline.UnchangedRows.of_validated
+
+    def meanwhile(*args, **kwargs):
+        with harness.engine.begin() as conn:
+            conn.execute(sa.text("update files set status = 'applied'"))
+        return unchanged_of(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.UnchangedRows, "of_validated", meanwhile)
+    with pytest.raises(pipeline.ClaimLost, match="another writer moved the file on meanwhile"):
+        pipeline.apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
+    assert harness.rows("shoppers") == [] and harness.rows("clients") == []
+    with harness.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from webhook_events")).scalar() == 0

@@ -167,3 +167,48 @@ def test_a_file_rewritten_after_its_import_is_reported_not_ignored(defs_and_fold
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
     assert any(line.startswith(f"  not taken: {SHOPPER_FILE}: changed after it was imported") and "new name" in line
                for line in lines), lines
+
+
+def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_folder, dagster_home):
+    """Hashed at the look, swapped for a link before its run landed it, then put back exactly as it
+    was (same size and time): it is requested again, not left refused for good."""
+    defs, _, drop = defs_and_folder
+    path = drop / SHOPPER_FILE
+    path.write_text(SHOPPERS)
+    as_dropped = path.stat().st_mtime_ns
+    looked = _settled_tick(defs)
+    [request] = looked.run_requests
+    (drop / "elsewhere.csv.part").write_text(SHOPPERS)  # a .part name: never a delivery itself
+    path.unlink()
+    path.symlink_to(drop / "elsewhere.csv.part")
+    with dg.DagsterInstance.get() as instance:
+        result = _run(defs, instance, request)
+        assert not result.success and _files(defs)[SHOPPER_FILE][0] == "refused"
+        path.unlink()
+        path.write_text(SHOPPERS)
+        os.utime(path, ns=(as_dropped, as_dropped))
+        [again] = _settled_tick(defs, looked.cursor).run_requests
+        assert _run(defs, instance, again).success
+    assert _files(defs)[SHOPPER_FILE] == ("applied", None)
+
+
+def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
+    from bspk_pipelines.files import hash_delivered
+
+    with pytest.raises(FileNotFoundError):
+        hash_delivered(tmp_path / SHOPPER_FILE)
+
+
+def test_a_file_rewritten_after_its_import_with_the_same_size_is_reported(defs_and_folder, dagster_home):
+    defs, brand, drop = defs_and_folder
+    path = drop / SHOPPER_FILE
+    path.write_text(SHOPPERS)
+    with dg.DagsterInstance.get() as instance:
+        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        path.write_text(SHOPPERS.replace("Marie", "Maria"))
+        lines = []
+        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
+        quiet = []
+        sync_brand(defs, brand, instance, settle_seconds=0.05, out=quiet.append)
+    assert any(f"{SHOPPER_FILE}: changed after it was imported" in line for line in lines), lines
+    assert len(lines) == len(quiet)  # the same report at each sync, nothing run

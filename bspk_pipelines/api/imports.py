@@ -37,6 +37,7 @@ import hashlib
 import math
 import os
 import secrets
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +69,7 @@ from bspk_pipelines.files import (
 )
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.parse import FileFailure, check_header
-from bspk_pipelines.pipeline import expected_header, file_row
+from bspk_pipelines.pipeline import REFUSED, expected_header, file_row
 from bspk_pipelines.warehouse.schema import rejects
 
 PREFIX = "/api/platform/v1/imports"
@@ -181,9 +182,9 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
         known = file_row(conn, brand.brand, delivery.source, name)
     folder = service.layout.drop(brand, delivery.source)
     final = folder / name
-    if known:
+    if known and known["status"] != REFUSED:  # a refused entry was never taken: its name is free again
         raise HTTPException(409, f"{name} was imported before ({known['status']}): a file name is imported once")
-    if final.exists():
+    if final.exists() or final.is_symlink():
         raise HTTPException(409, f"{name} is already waiting in the drop folder")
     checker = Checker(brand, delivery, service.settings.max_upload_bytes)
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,13 +203,21 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
             raise HTTPException(409, f"{name} is already waiting in the drop folder") from None
     finally:
         partial.unlink(missing_ok=True)
-    return status_of_drop(delivery.source, final, checker.sha.hexdigest(), delivery.entity)
+    return status_of_drop(delivery.source, name, os.lstat(final), checker.sha.hexdigest(), delivery.entity)
 
 
-def status_of_drop(source: str, path: Path, sha256: str | None, entity: str | None) -> dict[str, Any]:
-    st = path.stat()
+def waiting_in_drop(path: Path) -> os.stat_result | None:
+    """The status of a regular file waiting in a drop folder, never through a link; None if there is none."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def status_of_drop(source: str, name: str, st: os.stat_result, sha256: str | None, entity: str | None) -> dict[str, Any]:
     return {
-        "id": import_id(source, path.name), "file_name": path.name, "source": source, "entity": entity,
+        "id": import_id(source, name), "file_name": name, "source": source, "entity": entity,
         "status": "received", "landed": False, "size": st.st_size, "sha256": sha256,
         "received_at": iso(datetime.fromtimestamp(st.st_mtime, UTC).replace(tzinfo=None)), "applied_at": None, "error": None,
         "duplicate_of": None, "counts": dict.fromkeys(COUNTS), "rejects": {"count": 0, "href": ""},
@@ -221,7 +230,8 @@ def status_of_file(conn: sa.Connection, row: dict[str, Any]) -> dict[str, Any]:
         r.brand == row["brand"], r.source == row["source"], r.file == row["name"])).scalar_one()
     return {
         "id": import_id(row["source"], row["name"]), "file_name": row["name"], "source": row["source"],
-        "entity": row["entity"], "status": row["status"], "landed": True, "size": row["size"], "sha256": row["sha256"],
+        "entity": row["entity"], "status": row["status"], "landed": row["status"] != REFUSED, "size": row["size"],
+        "sha256": row["sha256"] or None,
         "received_at": iso(row["received_at"]), "applied_at": iso(row["applied_at"]), "error": row["error"],
         "duplicate_of": row["duplicate_of"], "counts": {k: row[k] for k in COUNTS},
         "rejects": {"count": count, "href": ""},
@@ -233,9 +243,9 @@ def _with_href(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | None, Delivery]:
-    """The `files` record of an import id (None while the file waits in the drop folder) and the
-    file's place; 404 when the key's brand has neither."""
+def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | None, Delivery, os.stat_result | None]:
+    """The `files` record of an import id (None while the file waits in the drop folder), the
+    file's place and, while it waits, its status; 404 when the key's brand has neither."""
     missing = HTTPException(404, f"no import {value}")
     parsed, brand = parse_import_id(value), service.brands.get(key.brand)
     if parsed is None or brand is None or parsed[0] not in brand.sources or len(parsed[1].encode()) > NAME_MAX:
@@ -247,9 +257,10 @@ def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | No
         raise missing from None
     with service.engine.connect() as conn:
         row = file_row(conn, key.brand, source, name)
-    if row is None and not (service.layout.drop(brand, source) / name).is_file():
+    waiting = waiting_in_drop(service.layout.drop(brand, source) / name) if row is None else None
+    if row is None and waiting is None:
         raise missing
-    return row, delivery
+    return row, delivery, waiting
 
 
 def router() -> APIRouter:
@@ -273,10 +284,9 @@ def router() -> APIRouter:
     def get_import(import_id: ImportId, request: Request, key: Key) -> JSONResponse:
         """Where the file is: waiting in the drop folder, then its `files` record, counts and rejects."""
         service = service_of(request)
-        row, delivery = find(service, key, import_id)
+        row, delivery, waiting = find(service, key, import_id)
         if row is None:
-            waiting = service.layout.drop(service.brands[key.brand], delivery.source) / delivery.name
-            return JSONResponse(_with_href(status_of_drop(delivery.source, waiting, None, delivery.entity)))
+            return JSONResponse(_with_href(status_of_drop(delivery.source, delivery.name, waiting, None, delivery.entity)))
         with service.engine.connect() as conn:
             return JSONResponse(_with_href(status_of_file(conn, row)))
 
@@ -289,7 +299,7 @@ def router() -> APIRouter:
         """The file's rejects (line, column, value, rule, message) in line order, in pages
         (`X-Total-Count`, `Link`); empty until the file has been validated."""
         service = service_of(request)
-        row, delivery = find(service, key, import_id)
+        row, delivery, _ = find(service, key, import_id)
         r = rejects.c
         where = sa.and_(r.brand == key.brand, r.source == delivery.source, r.file == delivery.name)
         with service.engine.connect() as conn:

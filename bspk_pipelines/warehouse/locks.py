@@ -19,9 +19,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,10 +33,6 @@ REPORT_EVERY_SECONDS = 30.0
 POLL_SECONDS = 0.05
 
 _held = threading.local()
-
-
-class BrandBusy(RuntimeError):
-    """Another writer holds the brand's lock and the caller would not wait (longer)."""
 
 
 def _advisory_key(schema: str, brand: str) -> int:
@@ -51,10 +48,9 @@ def _lock_file(engine: sa.Engine, brand: str) -> Path | None:
 
 
 @contextmanager
-def brand_lock(engine: sa.Engine, brand: str, wait: float | None = None,
-               report: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold `brand`'s writer lock for the block. Waits for it (at most `wait` seconds, then
-    BrandBusy; None: as long as it takes), calling `report` now and then while it waits."""
+def brand_lock(engine: sa.Engine, brand: str) -> Iterator[None]:
+    """Hold `brand`'s writer lock for the block, waiting for it as long as it takes and saying so
+    on stderr now and then (a run's stderr is in its logs in the UI; `bspk sync` shows it)."""
     counts = _held.__dict__.setdefault("counts", {})
     token = (str(engine.url), brand)
     if counts.get(token):
@@ -67,13 +63,9 @@ def brand_lock(engine: sa.Engine, brand: str, wait: float | None = None,
     acquire, release = _postgres(engine, brand) if engine.dialect.name == "postgresql" else _sqlite(engine, brand)
     started = reported = time.monotonic()
     while not acquire():
-        waited = time.monotonic() - started
-        if wait is not None and waited >= wait:
-            release(False)
-            raise BrandBusy(f"{brand}: another run is writing this brand's files and tables; "
-                            f"gave up after {waited:.0f} s (it goes on when that run is done)")
-        if report and time.monotonic() - reported >= REPORT_EVERY_SECONDS:
-            report(f"{brand}: waiting {waited:.0f} s for another run writing this brand to finish")
+        if time.monotonic() - reported >= REPORT_EVERY_SECONDS:
+            print(f"{brand}: waiting {time.monotonic() - started:.0f} s for another run writing this brand to finish",
+                  file=sys.stderr, flush=True)
             reported = time.monotonic()
         time.sleep(POLL_SECONDS)
     counts[token] = 1
@@ -81,7 +73,7 @@ def brand_lock(engine: sa.Engine, brand: str, wait: float | None = None,
         yield
     finally:
         counts.pop(token, None)
-        release(True)
+        release()
 
 
 def _postgres(engine: sa.Engine, brand: str):
@@ -99,11 +91,12 @@ def _postgres(engine: sa.Engine, brand: str):
         conn.commit()  # no transaction stays open while the lock is held
         return bool(got)
 
-    def release(held: bool) -> None:
+    def release() -> None:
         try:
-            if held:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+        except sa.exc.DBAPIError:
+            pass  # the connection is gone, and the server let go of the lock with it
         finally:
             conn.close()
 
@@ -117,7 +110,7 @@ def _sqlite(engine: sa.Engine, brand: str):
     path = _lock_file(engine, brand)
     if path is None:  # an in-memory database lives in one process: a process-wide lock will do
         lock = _process_locks.setdefault(brand, threading.Lock())
-        return (lambda: lock.acquire(blocking=False)), (lambda held: lock.release() if held else None)
+        return (lambda: lock.acquire(blocking=False)), lock.release
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
 
@@ -128,9 +121,8 @@ def _sqlite(engine: sa.Engine, brand: str):
             return False
         return True
 
-    def release(held: bool) -> None:
-        if held:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    def release() -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
     return acquire, release

@@ -114,6 +114,7 @@ files = sa.Table(
     sa.Column("deleted", sa.BigInteger),
     sa.Column("applied_at", sa.DateTime),
     sa.Column("claim", sa.Text, comment="the landing's own token: its work folders are named after it"),
+    sa.Column("dropped_mtime_ns", sa.BigInteger, comment="the drop file's modification time when it was taken"),
     sa.Column("run_id", sa.Text, comment="the Dagster run that landed the file"),
 )
 sa.Index("ix_files_sha", files.c.brand, files.c.sha256)
@@ -238,7 +239,10 @@ def engine_for(url: str) -> sa.Engine:
     """One engine per URL per process, with the schema migrated to this version of the code."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    # TCP keepalives: a connection idle while it holds a brand's lock (`locks`) is not dropped
+    # by a firewall's idle timeout unnoticed, and a dead peer is found within a minute or two.
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=keepalives if url.startswith("postgresql") else {})
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)

@@ -79,36 +79,43 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                 report(f"{name}: refused: {refusal}")
         # What was requested of each file: [sha256, size, mtime_ns]. Files that left the folder are
         # forgotten, so the cursor stays as small as the folder.
-        kept = {n: v for n, v in cursor["requested"].get(source, {}).items() if n in seen.seen}
+        # A file refused (here or when its run landed it) is looked at again, whatever the cursor says.
+        with engine.connect() as conn:
+            refused = set(conn.execute(sa.select(files.c.name).where(
+                files.c.brand == brand.brand, files.c.source == source, files.c.status == REFUSED)).scalars())
+        kept = {n: v for n, v in cursor["requested"].get(source, {}).items() if n in seen.seen and n not in refused}
         fresh = [(n, s) for n, s in seen.ready if _requested_as(kept.get(n)) != s]
         # Files imported before (by `bspk sync`, or before the cursor was lost) are not run again.
         with engine.connect() as conn:
-            done = {r.name: r for r in conn.execute(sa.select(files.c.name, files.c.sha256, files.c.size).where(
-                files.c.brand == brand.brand, files.c.source == source, files.c.status.not_in((*IN_PROGRESS, REFUSED)),
-                files.c.name.in_([n for n, _ in fresh])))} if fresh else {}
-        # Every new file is hashed (is it a re-delivery?): side by side, as hashlib lets go of the GIL.
-        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, _ in fresh if name not in done}
+            done = {r.name: r for r in conn.execute(sa.select(files.c.name, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
+                    .where(files.c.brand == brand.brand, files.c.source == source,
+                           files.c.status.not_in((*IN_PROGRESS, REFUSED)), files.c.name.in_([n for n, _ in fresh])))} if fresh else {}
+        # A new file is hashed (is it a re-delivery?), and so is an imported one whose size or time
+        # moved: side by side, as hashlib lets go of the GIL.
+        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, snap in fresh
+                  if name not in done or not _as_recorded(done[name], snap)}
         for name, snap in fresh:
-            if name in done:
-                if done[name].size != snap.size:
-                    report(f"{name}: changed after it was imported ({done[name].size:,} bytes then, {snap.size:,} now); "
-                           "a file name is imported once: send the new version under a new name")
-                kept[name] = [done[name].sha256, snap.size, snap.mtime_ns]
-                continue
             try:
-                sha = hashes[name].result()
+                sha = hashes[name].result() if name in hashes else done[name].sha256
+            except FileNotFoundError:
+                continue  # gone since the look
             except Refused as e:
                 if record_refused(engine, brand.brand, source, name, e):
                     report(f"{name}: refused: {e}")
                 continue
             kept[name] = [sha, snap.size, snap.mtime_ns]
+            if name in done:
+                if sha != done[name].sha256:
+                    report(f"{name}: changed after it was imported ({done[name].size:,} bytes then, {snap.size:,} now); "
+                           "a file name is imported once: send the new version under a new name")
+                continue
             try:
                 delivery = classify(brand, source, name, snap.mtime_ns / 1e9)
             except FileNameError as e:
-                if record_failed_name(engine, brand.brand, source, name, folder / name, str(e)):
+                if record_failed_name(engine, brand.brand, source, name, sha, snap, str(e)):
                     report(str(e))
                 continue
-            twin = record_duplicate(engine, brand.brand, delivery, sha, snap.size)
+            twin = record_duplicate(engine, brand.brand, delivery, sha, snap)
             if twin:
                 # The same bytes came before: no run (nothing to land or apply), only the record.
                 plan.duplicates.append(dg.AssetMaterialization(
@@ -131,6 +138,12 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
             _add_partition(plan, brand, delivery)
     plan.runs += month_requests(brand, engine)
     return plan
+
+
+def _as_recorded(row, snap: Snapshot) -> bool:
+    """Whether a drop file still looks as it did when it was recorded (size, and the time when
+    the record has one)."""
+    return row.size == snap.size and row.dropped_mtime_ns in (None, snap.mtime_ns)
 
 
 def _requested_as(requested) -> Snapshot | None:
