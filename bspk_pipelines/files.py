@@ -132,6 +132,8 @@ class Refused(Exception):
 
 
 LINK = "a symbolic link: links in a drop folder are never followed; put the file itself there"
+FOLDER_LINK = ("the drop folder is a symbolic link: links are never followed; name the folder itself in the "
+               "source's `drop`, or put the files there")
 
 
 def _refusal(error: OSError) -> Refused:
@@ -151,15 +153,23 @@ def _kind(mode: int) -> str:
 
 @contextmanager
 def open_delivered(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
-    """A dropped file opened for reading, with its status as opened: never through a link (the
-    last path component is not followed, so a link swapped in after a look is refused too), and
+    """A dropped file opened for reading, with its status as opened: never through a link (neither
+    the file nor its folder is followed, so a link swapped in after a look is refused too), and
     only a regular file. Refused says why not; FileNotFoundError if it is gone."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and path.parent.is_symlink():
+            raise Refused(FOLDER_LINK, retried=False) from None
+        raise
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
     except FileNotFoundError:
         raise  # gone since the look: nothing to refuse
     except OSError as e:
         raise _refusal(e) from None
+    finally:
+        os.close(folder)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -217,10 +227,13 @@ def look(folder: Path, previous: dict[str, Snapshot]) -> Look:
     """Files that have stopped growing since the previous look (or carry a `.done` marker).
 
     Links and other entries that are not regular files are refused without being opened or
-    followed; folders are left alone (a subfolder is not a delivery).
+    followed; folders are left alone (a subfolder is not a delivery). A drop folder that is itself
+    a link is refused whole (Refused).
     """
     result = Look([], {}, {})
     try:
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            raise Refused(FOLDER_LINK, retried=False)
         entries = {e.name: e for e in os.scandir(folder)}
     except (FileNotFoundError, NotADirectoryError):
         return result

@@ -212,3 +212,19 @@ def test_a_file_rewritten_after_its_import_with_the_same_size_is_reported(defs_a
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=quiet.append)
     assert any(f"{SHOPPER_FILE}: changed after it was imported" in line for line in lines), lines
     assert len(lines) == len(quiet)  # the same report at each sync, nothing run
+
+
+def test_a_drop_folder_replaced_by_a_link_is_refused_whole(defs_and_folder, tmp_path):
+    """A brand that may write one level up swaps its source folder for a link to another brand's."""
+    defs, brand, drop = defs_and_folder
+    other = tmp_path / "other-brand-drop"
+    other.mkdir()
+    (other / PRODUCT_FILE).write_text(PRODUCTS)
+    drop.rmdir()
+    drop.symlink_to(other)
+    first = tick(defs, DROP_SENSOR, None)
+    second = tick(defs, DROP_SENSOR, first.cursor)
+    assert second.run_requests == [] and _files(defs) == {} and _landing(defs) == []
+    with pytest.raises(Refused, match="the drop folder is a symbolic link"):
+        land(defs.resources["warehouse"].engine, defs.resources["folders"].layout, brand,
+             classify(brand, "main", PRODUCT_FILE))

@@ -72,7 +72,11 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
     for source in brand.sources:
         folder = layout.drop(brand, source)
         previous = {n: Snapshot(*v) for n, v in cursor["seen"].get(source, {}).items()}
-        seen = look(folder, previous)
+        try:
+            seen = look(folder, previous)
+        except Refused as e:
+            report(f"{folder}: refused: {e}")
+            continue
         plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in seen.seen.items()}
         for name, refusal in seen.refused.items():
             if record_refused(engine, brand.brand, source, name, refusal):
