@@ -125,7 +125,8 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 
 def summary(engine: sa.Engine, brands: list[str]) -> str:
-    """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, held."""
+    """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, held, and
+    files failed, duplicate or refused (a refused entry feeds no entity: it counts as `(unknown)`)."""
     from bspk_pipelines.warehouse.schema import files, held, months
 
     f = files.c
@@ -135,6 +136,7 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
             *[sa.func.coalesce(sa.func.sum(c), 0).label(c.name) for c in (f.rows_read, f.inserted, f.updated, f.unchanged, f.rejected)],
             sa.func.sum(sa.case((f.status == "failed", 1), else_=0)).label("failed"),
             sa.func.sum(sa.case((f.status == "duplicate", 1), else_=0)).label("duplicate"),
+            sa.func.sum(sa.case((f.status == "refused", 1), else_=0)).label("refused"),
         )
         .where(f.brand.in_(brands))
         .group_by(f.brand, f.entity)
@@ -150,7 +152,7 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
             sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
     from bspk_pipelines.entities import DEPENDENCY_ORDER
 
-    cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate"]
+    cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate", "refused"]
     lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
     for r in sorted(rows, key=lambda r: (r["brand"], DEPENDENCY_ORDER.get(r["entity"], 99))):
         values = r | {"held": holds.get((r["brand"], r["entity"]), 0)}

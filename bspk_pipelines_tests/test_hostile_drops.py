@@ -109,6 +109,7 @@ def test_an_unreadable_file_is_refused_the_others_go_on_and_it_is_taken_once_rea
     first = subprocess.run(_without_read_override() + sync, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0 and "Traceback" not in first.stdout + first.stderr, first.stdout + first.stderr
     assert f"not taken: {SHOPPER_FILE}: refused: cannot be read (permission denied)" in first.stdout
+    assert first.stdout.splitlines()[-1].split()[1:3] + first.stdout.splitlines()[-1].split()[-1:] == ["(unknown)", "1", "1"]
     engine = sa.create_engine(warehouse_url)
     with engine.connect() as conn:
         status = dict(conn.execute(sa.text("select name, status from files")).all())
