@@ -34,10 +34,10 @@ NAME = "PRODUCT_V2_Bench_202601010000.csv"
 CHILD = """
 import json, sys
 from pathlib import Path
-from bspk_pipelines.config import Brand
-from bspk_pipelines.files import classify
-from bspk_pipelines.parse import FileFailure
-from bspk_pipelines.pipeline import Layout, land, validate_file
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.parse import FileFailure
+from bspk_pipelines.ingest.pipeline import Layout, land, validate_file
 from bspk_pipelines.warehouse.schema import engine_for
 
 root, drop = Path(sys.argv[1]), sys.argv[2]

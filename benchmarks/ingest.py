@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bspk_pipelines.entities import ENTITIES  # noqa: E402
+from bspk_pipelines.model.entities import ENTITIES  # noqa: E402
 
 BRAND, COMPANY = "bench", "Bench"
 TIME = "/usr/bin/time"

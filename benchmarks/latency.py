@@ -31,7 +31,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import ENTITIES
+from bspk_pipelines.model.entities import ENTITIES
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand, ConfigError, load_brands, mappings_dir
+from bspk_pipelines.model.brand import Brand, ConfigError, load_brands, mappings_dir
 from bspk_pipelines.defs import names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +150,7 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
         rebuilt = {(r.brand, r.entity): r for r in conn.execute(by_month)}
         holds = dict(((r.brand, r.entity), r.n) for r in conn.execute(
             sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
-    from bspk_pipelines.entities import DEPENDENCY_ORDER
+    from bspk_pipelines.model.entities import DEPENDENCY_ORDER
 
     cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate", "refused"]
     lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
@@ -314,7 +314,7 @@ def _rotate_key() -> int:
 
 
 def _receive(args: argparse.Namespace) -> int:
-    from bspk_pipelines.outbound.receiver import Receiver, describe
+    from bspk_pipelines.demo.receiver import Receiver, describe
 
     secret = os.environ.get(args.secret_env)
     if not secret:
@@ -335,9 +335,9 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
     from urllib.parse import urlparse
 
     from bspk_pipelines.engagement.activity import Platform
-    from bspk_pipelines.engagement.simulate import simulate
+    from bspk_pipelines.demo.simulate import simulate
     from bspk_pipelines.outbound import webhooks as hooks
-    from bspk_pipelines.outbound.receiver import Receiver
+    from bspk_pipelines.demo.receiver import Receiver
 
     engine = resource(defs, "warehouse").engine
     print("\nAssociates at work (simulated):")
@@ -381,7 +381,7 @@ def demo(args: argparse.Namespace) -> int:
     """Generate the bundled sample brands' files, ingest them all through Dagster, then show the
     way out: simulated associate activity, its webhooks delivered, its extracts written."""
     from bspk_pipelines.defs.project import build_definitions
-    from bspk_pipelines.samples import generate_samples
+    from bspk_pipelines.demo.samples import generate_samples
 
     _webhook_settings()  # before the long ingest, not after it
     os.environ.setdefault("BSPK_MAPPINGS_DIR", str(PROJECT_ROOT / "mappings"))

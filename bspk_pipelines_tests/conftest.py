@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from bspk_pipelines.config import Brand
-from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.files import classify
-from bspk_pipelines.parse import FileFailure
-from bspk_pipelines.history import pending, rebuild_month
-from bspk_pipelines.pipeline import Layout, apply_pending, land, map_file, validate_file
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.parse import FileFailure
+from bspk_pipelines.ingest.months import pending, rebuild_month
+from bspk_pipelines.ingest.pipeline import Layout, apply_pending, land, map_file, validate_file
 from bspk_pipelines.warehouse.apply import Counts
 from bspk_pipelines.warehouse.schema import engine_for
 

@@ -26,13 +26,13 @@ from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.ratelimit import RateLimiter
-from bspk_pipelines.config import Brand, load_brand
+from bspk_pipelines.model.brand import Brand, load_brand
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.engagement.activity import Platform
-from bspk_pipelines.mapping import source_columns
+from bspk_pipelines.ingest.mapping import source_columns
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.outbound.webhooks import fan_out, parse_secrets
-from bspk_pipelines.pipeline import Layout
+from bspk_pipelines.ingest.pipeline import Layout
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines_tests.conftest import SHOPPER, STORE, Harness, header
 

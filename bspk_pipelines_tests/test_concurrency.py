@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.samples import generate_samples
+from bspk_pipelines.demo.samples import generate_samples
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
 from bspk_pipelines_tests.conftest import postgres_or_skip
 
@@ -31,7 +31,7 @@ SYNC = ["-m", "bspk_pipelines.cli", "sync", "--brand", "acme", "--settle", "0.2"
 SENSOR_TICK = """
 import dagster as dg
 from bspk_pipelines.cli import QUIET, open_instance
-from bspk_pipelines.config import load_brands
+from bspk_pipelines.model.brand import load_brands
 from bspk_pipelines.defs.project import build_definitions
 
 defs = build_definitions(load_brands())

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bspk_pipelines import config
+from bspk_pipelines.model import brand as config
 from bspk_pipelines.cli import main
-from bspk_pipelines.config import ConfigError, interval_to_cron, load_brand
+from bspk_pipelines.model.brand import ConfigError, interval_to_cron, load_brand
 
 
 def write(tmp_path, name: str, text: str):

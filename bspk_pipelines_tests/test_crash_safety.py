@@ -21,8 +21,8 @@ APPLY = """
 import sys
 from pathlib import Path
 from bspk_pipelines_tests.conftest import Harness, NATIVE
-from bspk_pipelines.config import Brand
-from bspk_pipelines.pipeline import Layout
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.ingest.pipeline import Layout
 from bspk_pipelines.warehouse.schema import engine_for
 h = Harness(Brand.model_validate(NATIVE), Layout(Path(sys.argv[2])), engine_for(sys.argv[1]))
 h.ingest(sys.argv[3])
@@ -86,8 +86,8 @@ def test_sigkill_during_apply_then_rerun_matches_an_uninterrupted_run(engine, wa
 def test_a_file_checked_before_an_upgrade_to_claims_is_applied_after_it(engine, tmp_path):
     """Files in progress when the code learned claims have none: their work folders, where the
     previous version left them, are found and applied (here a sales file checked, not yet mapped)."""
-    from bspk_pipelines.files import classify
-    from bspk_pipelines.pipeline import land, map_file, validate_file
+    from bspk_pipelines.ingest.drop import classify
+    from bspk_pipelines.ingest.pipeline import land, map_file, validate_file
     from bspk_pipelines_tests.test_history import loaded
 
     h = loaded(engine, tmp_path)
@@ -108,8 +108,8 @@ def test_a_writer_that_lost_its_lock_changes_nothing(harness, monkeypatch):
     connection): this writer's transaction is rolled back, so nothing is applied twice."""
     import pytest
 
-    from bspk_pipelines import pipeline
-    from bspk_pipelines.files import classify
+    from bspk_pipelines.ingest import pipeline
+    from bspk_pipelines.ingest.drop import classify
 
     name = "SHOPPER_V3_Acme_202401010000.csv"
     harness.drop(name, SHOPPER + "S1,Marie,Curie,,,F,m@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")

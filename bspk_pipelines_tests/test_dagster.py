@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.cli import sync_brand
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
@@ -251,7 +251,7 @@ def test_bundled_sample_brands_load_through_the_entry_point(monkeypatch, tmp_pat
 def test_sample_brand_synced_by_the_cli_into_a_temporary_dagster_home(monkeypatch, tmp_path, capsys):
     """`bspk sync --brand acme` on the bundled sample: every file through Dagster, runs recorded."""
     from bspk_pipelines.cli import main
-    from bspk_pipelines.samples import generate_samples
+    from bspk_pipelines.demo.samples import generate_samples
 
     home, data = tmp_path / "home", tmp_path / "data"
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -203,7 +203,7 @@ def test_duplicate_and_failed_files_finish_with_an_event(harness):
 
 def test_a_failed_apply_leaves_neither_change_nor_event(harness, monkeypatch):
     harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + shopper("S1"))
-    import bspk_pipelines.pipeline as pipeline
+    import bspk_pipelines.ingest.pipeline as pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -214,7 +214,7 @@ def test_a_failed_apply_leaves_neither_change_nor_event(harness, monkeypatch):
     assert harness.rows("clients") == [] and harness.rows("shoppers") == []
     assert harness.rows("webhook_events") == [] and harness.rows("client_changes") == []
     monkeypatch.undo()
-    from bspk_pipelines.pipeline import apply_pending
+    from bspk_pipelines.ingest.pipeline import apply_pending
 
     apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert len(harness.rows("clients")) == 1 and len(events(harness, "file_import.finished")) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.outbound import extracts
 from bspk_pipelines.outbound.events import iso

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.files import classify
-from bspk_pipelines.history import pending, rebuild_month
-from bspk_pipelines.pipeline import land, map_file, validate_file
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.months import pending, rebuild_month
+from bspk_pipelines.ingest.pipeline import land, map_file, validate_file
 from bspk_pipelines_tests.conftest import NATIVE, brand_harness, header
 
 SHOPPERS = header("shoppers") + "".join(f"S{i},F{i},L{i},,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n" for i in range(1, 4))
@@ -118,7 +118,7 @@ def test_held_sale_rebuilds_its_month_when_the_shopper_arrives(engine, tmp_path)
     f = h.ingest("SALE_V2_Acme_202406010000.csv")
     assert (f["held"], table(h)) == (1, [])
     h.drop("SHOPPER_V3_Acme_202406020000.csv", header("shoppers") + "S9,Late,Shopper,,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n")
-    from bspk_pipelines.pipeline import apply_pending
+    from bspk_pipelines.ingest.pipeline import apply_pending
 
     land_shoppers = classify(h.brand, "main", "SHOPPER_V3_Acme_202406020000.csv")
     land(engine, h.layout, h.brand, land_shoppers)
@@ -200,7 +200,7 @@ def test_backfill_cli_rebuilds_a_range_in_runs_of_months_per_run(monkeypatch, tm
 
 
 def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(engine, tmp_path):
-    from bspk_pipelines.history import rebuild_months
+    from bspk_pipelines.ingest.months import rebuild_months
 
     h = loaded(engine, tmp_path)
     months = land_only(h, "SALE_V2_Acme_202406010000.csv")
@@ -220,7 +220,7 @@ def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(eng
 def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
     import polars as pl
 
-    from bspk_pipelines.history import _balanced
+    from bspk_pipelines.ingest.months import _balanced
 
     landed = {m: pl.DataFrame({"x": list(range(n))}) for m, n in
               [("2024-01", 5), ("2024-02", 1), ("2024-03", 4), ("2024-04", 0), ("2024-05", 6), ("2024-06", 4)]}
@@ -232,7 +232,7 @@ def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
 def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_month(engine, tmp_path):
     """On PostgreSQL the two months fill over two connections at once: the second insert of the key
     waits for the first and fails, and its months rebuild alone; the newer file's month keeps it."""
-    from bspk_pipelines.history import rebuild_months
+    from bspk_pipelines.ingest.months import rebuild_months
 
     h = loaded(engine, tmp_path, history=[("T1", "P1", "2024-01-05T10:00:00", "S1")])
     land_only(h, "SALE_V2_Acme_202406010000.csv")

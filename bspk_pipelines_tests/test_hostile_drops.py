@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.cli import QUIET, sync_brand
-from bspk_pipelines.files import Refused, classify
-from bspk_pipelines.pipeline import land
+from bspk_pipelines.ingest.drop import Refused, classify
+from bspk_pipelines.ingest.pipeline import land
 from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, tick
 from bspk_pipelines_tests.test_dagster import DROP_SENSOR, PRODUCTS, SHOPPERS, dagster_home, defs_and_folder  # noqa: F401
 
@@ -194,7 +194,7 @@ def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_fol
 
 
 def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
-    from bspk_pipelines.files import hash_delivered
+    from bspk_pipelines.ingest.drop import hash_delivered
 
     with pytest.raises(FileNotFoundError):
         hash_delivered(tmp_path / SHOPPER_FILE)

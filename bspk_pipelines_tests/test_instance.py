@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from dagster._core.instance.config import dagster_instance_config
 
 from bspk_pipelines.cli import sync_brand
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines_tests.conftest import NATIVE, postgres_or_skip

@@ -13,13 +13,13 @@ import dagster as dg
 import pytest
 
 from bspk_pipelines.cli import sync_brand
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.outbound import NO_DEAD_LETTERS
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.engagement.activity import Platform
-from bspk_pipelines.outbound.receiver import Answer, Receiver
+from bspk_pipelines.demo.receiver import Answer, Receiver
 from bspk_pipelines.outbound.webhooks import replay
 from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, header, tick
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bspk_pipelines.config import Dialect
-from bspk_pipelines import parse
-from bspk_pipelines.parse import _plain, read_batches
+from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.ingest import parse
+from bspk_pipelines.ingest.parse import _plain, read_batches
 
 HEADER = ["ref", "name", "city"]
 PLAIN = b"ref,name,city\r\nA1,Marie,Paris\r\n\r\nA2,,  \r\nA3,Pierre\r\n,,\r\nA4,x,y,z\r\n   \r\nA5,Lea,Lyon"
@@ -104,8 +104,8 @@ def test_a_long_header_or_a_long_quote_never_closed_fails_the_file(tmp_path, con
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from bspk_pipelines.config import Dialect
-from bspk_pipelines.parse import read_batches
+from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.ingest.parse import read_batches
 path, before = Path(sys.argv[1]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     out = [(b.rows.height, len(b.problems)) for b in read_batches(path, Dialect(encoding=sys.argv[2]), ["ref", "name", "city"])]

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.config import load_brand
-from bspk_pipelines.files import Delivery, classify
-from bspk_pipelines.pipeline import Layout
-from bspk_pipelines.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples
+from bspk_pipelines.model.brand import load_brand
+from bspk_pipelines.ingest.drop import Delivery, classify
+from bspk_pipelines.ingest.pipeline import Layout
+from bspk_pipelines.demo.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples
 from bspk_pipelines_tests.conftest import Harness
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-import bspk_pipelines.pipeline as pipeline
-from bspk_pipelines.files import classify
-from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
+import bspk_pipelines.ingest.pipeline as pipeline
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.pipeline import apply_pending, land, map_file, validate_file
 from bspk_pipelines_tests.conftest import SHOPPER
 
 

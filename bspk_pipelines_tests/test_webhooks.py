@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.outbound.events import client_key, enqueue
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.webhooks import (

@@ -28,8 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bspk_pipelines.api.auth import Authenticator, Refusal
 from bspk_pipelines.api.keys import ApiKey, KeyStore
 from bspk_pipelines.api.ratelimit import RateLimiter
-from bspk_pipelines.config import Brand
-from bspk_pipelines.pipeline import Layout
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.ingest.pipeline import Layout
 
 log = logging.getLogger("bspk.api")
 
@@ -229,7 +229,7 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     out comes from the environment, as the pipelines read it (BSPK_WAREHOUSE_URL, BSPK_DATA_DIR,
     BSPK_MAPPINGS_DIR, BSPK_API_*)."""
     from bspk_pipelines.api import extraction, imports, platform
-    from bspk_pipelines.config import load_brands
+    from bspk_pipelines.model.brand import load_brands
     from bspk_pipelines.defs.resources import data_dir as default_data_dir
     from bspk_pipelines.warehouse.schema import engine_for, warehouse_url
 

@@ -59,8 +59,8 @@ from bspk_pipelines.api.responses import (
     PAGE_HEADERS,
     _error,
 )
-from bspk_pipelines.config import Brand
-from bspk_pipelines.files import (
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.ingest.drop import (
     Delivery,
     FileNameError,
     classify,
@@ -68,8 +68,8 @@ from bspk_pipelines.files import (
     safe_name,
 )
 from bspk_pipelines.outbound.events import iso
-from bspk_pipelines.parse import FileFailure, check_header
-from bspk_pipelines.pipeline import REFUSED, expected_header, file_row
+from bspk_pipelines.ingest.parse import FileFailure, check_header
+from bspk_pipelines.ingest.pipeline import REFUSED, expected_header, file_row
 from bspk_pipelines.warehouse.schema import rejects
 
 PREFIX = "/api/platform/v1/imports"

@@ -20,8 +20,8 @@ from pydantic import (
     create_model,
 )
 
-from bspk_pipelines.config import EVENT_ALIASES, EVENTS, TARGET_URL
-from bspk_pipelines.entities import SHOPPERS, Kind
+from bspk_pipelines.model.brand import EVENT_ALIASES, EVENTS, TARGET_URL
+from bspk_pipelines.model.entities import SHOPPERS, Kind
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS
 
 

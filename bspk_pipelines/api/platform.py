@@ -55,13 +55,13 @@ from bspk_pipelines.api.responses import (
 )
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.engagement.clients import ClientError
-from bspk_pipelines.entities import SHOPPERS, Kind
+from bspk_pipelines.model.entities import SHOPPERS, Kind
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.targets import RefusedTarget, TargetPolicy
 from bspk_pipelines.outbound.views import VIEWS
-from bspk_pipelines.parse import LINE
-from bspk_pipelines.validate import validate
+from bspk_pipelines.ingest.parse import LINE
+from bspk_pipelines.ingest.rules import validate
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import (
     CLIENT_FIELDS,

@@ -11,7 +11,7 @@ import json
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.scheduling import on_sync_interval

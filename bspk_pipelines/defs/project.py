@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.ingest.factory import build_ingest
 from bspk_pipelines.defs.outbound import build_outbound
 from bspk_pipelines.defs.resources import default_resources

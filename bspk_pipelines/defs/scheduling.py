@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 
 

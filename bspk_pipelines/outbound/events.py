@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import ENTITIES
+from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.warehouse.platform import webhook_events
 from bspk_pipelines.warehouse.schema import files
 

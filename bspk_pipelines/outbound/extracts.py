@@ -50,7 +50,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand, duration
+from bspk_pipelines.model.brand import Brand, duration
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import extract_seen, extract_state

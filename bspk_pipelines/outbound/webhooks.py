@@ -71,7 +71,7 @@ import sqlalchemy as sa
 from urllib3.exceptions import LocationValueError
 from urllib3.util import Timeout
 
-from bspk_pipelines.config import EVENT_ALIASES, Brand
+from bspk_pipelines.model.brand import EVENT_ALIASES, Brand
 from bspk_pipelines.outbound.encryption import SecretBox, UnreadableSecret
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, WebhookSettings

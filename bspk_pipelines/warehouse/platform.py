@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from bspk_pipelines.entities import SHOPPERS
+from bspk_pipelines.model.entities import SHOPPERS
 from bspk_pipelines.warehouse.schema import column_type, metadata
 
 ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only

@@ -16,7 +16,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bspk_pipelines.entities import ENTITIES, Entity, Kind
+from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
 
 SCHEMA_VERSION = 1
 

@@ -6,14 +6,14 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines.entities import ENTITIES, referenced
-from bspk_pipelines.files import Changed, Refused, classify
-from bspk_pipelines.parse import LINE, FileFailure
-from bspk_pipelines.history import rebuild_months
-from bspk_pipelines.pipeline import apply_pending, land, map_file, validate_file
+from bspk_pipelines.model.entities import ENTITIES, referenced
+from bspk_pipelines.ingest.drop import Changed, Refused, classify
+from bspk_pipelines.ingest.parse import LINE, FileFailure
+from bspk_pipelines.ingest.months import rebuild_months
+from bspk_pipelines.ingest.pipeline import apply_pending, land, map_file, validate_file
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.scheduling import on_sync_interval
-from bspk_pipelines.entities import ENTITIES
+from bspk_pipelines.model.entities import ENTITIES
 
 
 def build_ingest(brand: Brand) -> dg.Definitions:

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines.entities import ENTITIES, dependents
-from bspk_pipelines.history import month_bounds, pending
-from bspk_pipelines.files import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
-from bspk_pipelines.pipeline import IN_PROGRESS, REFUSED, Layout, record_duplicate, record_failed_name, record_refused
+from bspk_pipelines.model.entities import ENTITIES, dependents
+from bspk_pipelines.ingest.months import month_bounds, pending
+from bspk_pipelines.ingest.drop import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
+from bspk_pipelines.ingest.pipeline import IN_PROGRESS, REFUSED, Layout, record_duplicate, record_failed_name, record_refused
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
 

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import polars as pl
 
-from bspk_pipelines.config import Dialect
+from bspk_pipelines.model.brand import Dialect
 
 LINE = "_line"
 # Given the header and a batch's rows, the rows to read on (see `read_batches`).

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bspk_pipelines.entities import DEPENDENCY_ORDER, ENTITIES
+from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
 
 # A brand file is a few kilobytes of settings: past this it is not one, and is not read.
 MAX_BRAND_FILE_BYTES = 1 << 20

@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -27,15 +28,17 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand, FileMap
+from bspk_pipelines.model.brand import Brand, FileMap
 from bspk_pipelines.engagement.clients import ImportSync
-from bspk_pipelines.entities import ENTITIES
-from bspk_pipelines.files import Changed, Delivery, Refused, Snapshot, copy_delivered, safe_name
-from bspk_pipelines.history import land_months, landing_counts, release_months, split_by_month
-from bspk_pipelines.mapping import lineage, source_columns, to_platform
+from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.ingest.drop import Changed, Delivery, Refused, Snapshot, copy_delivered, safe_name
+from bspk_pipelines.ingest.months import land_months, landing_counts, release_months, split_by_month
+from bspk_pipelines.ingest.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.outbound.events import file_finished
-from bspk_pipelines.parse import LINE, FileFailure, RowProblem, read_batches
-from bspk_pipelines.validate import typed, validate
+from bspk_pipelines.ingest.parse import LINE, FileFailure, RowProblem, read_batches
+from bspk_pipelines.ingest.rules import typed, validate
+from bspk_pipelines.ingest import mapping, parse, rules
+from bspk_pipelines.model import entities
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held, unknown_references
 from bspk_pipelines.warehouse.locks import brand_lock
@@ -591,9 +594,10 @@ def _last_applied(conn: sa.Connection, brand: str, source: str, entity: str, oth
 
 @cache
 def _rules_fingerprint() -> str:
-    """The code that reads, maps and checks rows: digests made under other rules compare with nothing."""
-    here = Path(__file__).parent
-    code = b"".join((here / m).read_bytes() for m in ("entities.py", "parse.py", "mapping.py", "validate.py", "pipeline.py"))
+    """The code that reads, maps and checks rows, found by its modules wherever they live: digests
+    made under other rules compare with nothing."""
+    code = b"".join(Path(module.__file__).read_bytes()
+                    for module in (entities, parse, mapping, rules, sys.modules[__name__]))
     return hashlib.sha256(code).hexdigest()
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.config import Brand
-from bspk_pipelines.entities import ENTITIES, Entity, dependents
-from bspk_pipelines.parse import LINE, RowProblem
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
+from bspk_pipelines.ingest.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference, now, resolves, stage_rows, upsert
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema, writing

@@ -21,7 +21,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from bspk_pipelines.entities import ENTITIES
+from bspk_pipelines.model.entities import ENTITIES
 
 SHOPPERS = 200
 PRODUCTS = 40

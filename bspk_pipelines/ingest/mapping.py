@@ -10,9 +10,9 @@ from __future__ import annotations
 import phonenumbers
 import polars as pl
 
-from bspk_pipelines.config import ColumnMap, Dialect, FileMap, Phone, SplitPart, StripLeading, StripPrefix
-from bspk_pipelines.entities import Entity, Kind
-from bspk_pipelines.parse import LINE
+from bspk_pipelines.model.brand import ColumnMap, Dialect, FileMap, Phone, SplitPart, StripLeading, StripPrefix
+from bspk_pipelines.model.entities import Entity, Kind
+from bspk_pipelines.ingest.parse import LINE
 
 ISO_DATE = "%Y-%m-%d"
 ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from bspk_pipelines.config import Brand
-from bspk_pipelines.entities import BY_FILE_TYPE, DEPENDENCY_ORDER
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.entities import BY_FILE_TYPE, DEPENDENCY_ORDER
 
 NATIVE_NAME = re.compile(
     r"^(?P<type>[A-Z][A-Z-]*)_(?P<version>V\d+)_(?P<company>[A-Za-z0-9]+)_(?P<ts>\d{12})\.csv$"

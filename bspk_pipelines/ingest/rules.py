@@ -14,8 +14,8 @@ import pandera.polars as pa
 import polars as pl
 import pycountry
 
-from bspk_pipelines.entities import Column, Entity, Kind
-from bspk_pipelines.parse import LINE, RowProblem
+from bspk_pipelines.model.entities import Column, Entity, Kind
+from bspk_pipelines.ingest.parse import LINE, RowProblem
 
 EMAIL = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 URL = r"^https?://[^\s]+$"
