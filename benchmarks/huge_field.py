@@ -7,7 +7,7 @@ Writes native PRODUCT files into a temporary folder: `--rows` ordinary products,
     quoted  the description quoted, with commas and a line break every 80 characters (the
             csv module's kind of file)
 
-Each file is landed and validated (`pipeline.land`, `pipeline.validate_file`, SQLite warehouse)
+Each file is landed and validated (`ingest.land`, `ingest.check.validate_file`, SQLite warehouse)
 in a child process under `/usr/bin/time -v`. Each line reads `shape  variant  wall  peak RSS
 status  rows  rejects  (rules)`; then, per shape, the huge variant's peak RSS over the
 ordinary one's.
@@ -37,7 +37,9 @@ from pathlib import Path
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.ingest.drop import classify
 from bspk_pipelines.ingest.parse import FileFailure
-from bspk_pipelines.ingest.pipeline import Layout, land, validate_file
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.land import land
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.schema import engine_for
 
 root, drop = Path(sys.argv[1]), sys.argv[2]

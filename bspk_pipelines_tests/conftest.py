@@ -18,7 +18,11 @@ from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.ingest.drop import classify
 from bspk_pipelines.ingest.parse import FileFailure
 from bspk_pipelines.ingest.months import pending, rebuild_month
-from bspk_pipelines.ingest.pipeline import Layout, apply_pending, land, map_file, validate_file
+from bspk_pipelines.ingest.apply import apply_pending
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.land import land
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.apply import Counts
 from bspk_pipelines.warehouse.schema import engine_for
 

@@ -32,7 +32,7 @@ from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.mapping import source_columns
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.outbound.webhooks import fan_out, parse_secrets
-from bspk_pipelines.ingest.pipeline import Layout
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines_tests.conftest import SHOPPER, STORE, Harness, header
 

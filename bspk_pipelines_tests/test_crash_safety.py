@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from bspk_pipelines_tests.conftest import Harness, NATIVE
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.ingest.pipeline import Layout
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.schema import engine_for
 h = Harness(Brand.model_validate(NATIVE), Layout(Path(sys.argv[2])), engine_for(sys.argv[1]))
 h.ingest(sys.argv[3])
@@ -87,7 +87,9 @@ def test_a_file_checked_before_an_upgrade_to_claims_is_applied_after_it(engine, 
     """Files in progress when the code learned claims have none: their work folders, where the
     previous version left them, are found and applied (here a sales file checked, not yet mapped)."""
     from bspk_pipelines.ingest.drop import classify
-    from bspk_pipelines.ingest.pipeline import land, map_file, validate_file
+    from bspk_pipelines.ingest.check import validate_file
+    from bspk_pipelines.ingest.contribute import map_file
+    from bspk_pipelines.ingest.land import land
     from bspk_pipelines_tests.test_history import loaded
 
     h = loaded(engine, tmp_path)
@@ -108,24 +110,29 @@ def test_a_writer_that_lost_its_lock_changes_nothing(harness, monkeypatch):
     connection): this writer's transaction is rolled back, so nothing is applied twice."""
     import pytest
 
-    from bspk_pipelines.ingest import pipeline
+    from bspk_pipelines.ingest.apply import apply_pending
+    from bspk_pipelines.ingest.check import validate_file
+    from bspk_pipelines.ingest.contribute import map_file
     from bspk_pipelines.ingest.drop import classify
+    from bspk_pipelines.ingest.land import land
+    from bspk_pipelines.ingest.ledger import ClaimLost
+    from bspk_pipelines.ingest.unchanged import UnchangedRows
 
     name = "SHOPPER_V3_Acme_202401010000.csv"
     harness.drop(name, SHOPPER + "S1,Marie,Curie,,,F,m@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
-    pipeline.land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
-    pipeline.validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
-    pipeline.map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
-    unchanged_of = pipeline.UnchangedRows.of_validated
+    land(harness.engine, harness.layout, harness.brand, classify(harness.brand, "main", name))
+    validate_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    map_file(harness.engine, harness.layout, harness.brand, "main", "shoppers", name)
+    unchanged_of = UnchangedRows.of_validated
 
     def meanwhile(*args, **kwargs):
         with harness.engine.begin() as conn:
             conn.execute(sa.text("update files set status = 'applied'"))
         return unchanged_of(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.UnchangedRows, "of_validated", meanwhile)
-    with pytest.raises(pipeline.ClaimLost, match="another writer moved the file on meanwhile"):
-        pipeline.apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
+    monkeypatch.setattr(UnchangedRows, "of_validated", meanwhile)
+    with pytest.raises(ClaimLost, match="another writer moved the file on meanwhile"):
+        apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert harness.rows("shoppers") == [] and harness.rows("clients") == []
     with harness.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from webhook_events")).scalar() == 0

@@ -203,18 +203,18 @@ def test_duplicate_and_failed_files_finish_with_an_event(harness):
 
 def test_a_failed_apply_leaves_neither_change_nor_event(harness, monkeypatch):
     harness.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPER + shopper("S1"))
-    import bspk_pipelines.ingest.pipeline as pipeline
+    import bspk_pipelines.ingest.apply as apply_step
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pipeline, "file_finished", broken)
+    monkeypatch.setattr(apply_step, "file_finished", broken)
     with pytest.raises(RuntimeError):
         harness.ingest("SHOPPER_V3_Acme_202401010000.csv")
     assert harness.rows("clients") == [] and harness.rows("shoppers") == []
     assert harness.rows("webhook_events") == [] and harness.rows("client_changes") == []
     monkeypatch.undo()
-    from bspk_pipelines.ingest.pipeline import apply_pending
+    from bspk_pipelines.ingest.apply import apply_pending
 
     apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert len(harness.rows("clients")) == 1 and len(events(harness, "file_import.finished")) == 1

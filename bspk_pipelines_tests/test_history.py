@@ -8,7 +8,9 @@ import sqlalchemy as sa
 
 from bspk_pipelines.ingest.drop import classify
 from bspk_pipelines.ingest.months import pending, rebuild_month
-from bspk_pipelines.ingest.pipeline import land, map_file, validate_file
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.conftest import NATIVE, brand_harness, header
 
 SHOPPERS = header("shoppers") + "".join(f"S{i},F{i},L{i},,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n" for i in range(1, 4))
@@ -118,7 +120,7 @@ def test_held_sale_rebuilds_its_month_when_the_shopper_arrives(engine, tmp_path)
     f = h.ingest("SALE_V2_Acme_202406010000.csv")
     assert (f["held"], table(h)) == (1, [])
     h.drop("SHOPPER_V3_Acme_202406020000.csv", header("shoppers") + "S9,Late,Shopper,,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n")
-    from bspk_pipelines.ingest.pipeline import apply_pending
+    from bspk_pipelines.ingest.apply import apply_pending
 
     land_shoppers = classify(h.brand, "main", "SHOPPER_V3_Acme_202406020000.csv")
     land(engine, h.layout, h.brand, land_shoppers)

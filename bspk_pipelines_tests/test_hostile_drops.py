@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.cli import QUIET, sync_brand
 from bspk_pipelines.ingest.drop import Refused, classify
-from bspk_pipelines.ingest.pipeline import land
+from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, tick
 from bspk_pipelines_tests.test_dagster import DROP_SENSOR, PRODUCTS, SHOPPERS, dagster_home, defs_and_folder  # noqa: F401
 

@@ -127,7 +127,7 @@ def test_held_address_applied_when_its_shopper_arrives(harness):
     assert (f["inserted"], f["held"]) == (0, 1)
     harness.drop("SHOPPER_V3_Acme_202401020000.csv", SHOPPER + shopper("S9"))
     harness.ingest("SHOPPER_V3_Acme_202401020000.csv")
-    from bspk_pipelines.ingest.pipeline import apply_pending
+    from bspk_pipelines.ingest.apply import apply_pending
 
     _, released = apply_pending(harness.engine, harness.layout, harness.brand, "shopper_addresses")
     assert released.released == 1 and released.inserted == 1

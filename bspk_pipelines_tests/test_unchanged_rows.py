@@ -8,9 +8,13 @@ import shutil
 
 import pytest
 
-import bspk_pipelines.ingest.pipeline as pipeline
+import bspk_pipelines.ingest.apply as apply_step
+import bspk_pipelines.ingest.check as check_step
 from bspk_pipelines.ingest.drop import classify
-from bspk_pipelines.ingest.pipeline import apply_pending, land, map_file, validate_file
+from bspk_pipelines.ingest.apply import apply_pending
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.conftest import SHOPPER
 
 
@@ -22,13 +26,13 @@ def shopper(ref: str, city: str = "Paris", email: str = "a@example.com", phone: 
 def applied_rows(monkeypatch):
     """How many rows each apply really wrote to the warehouse."""
     seen = []
-    real = pipeline.apply_rows
+    real = apply_step.apply_rows
 
     def spy(conn, brand, entity, source, frame, *args, **kwargs):
         seen.append(frame.height)
         return real(conn, brand, entity, source, frame, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "apply_rows", spy)
+    monkeypatch.setattr(apply_step, "apply_rows", spy)
     return seen
 
 
@@ -87,13 +91,13 @@ def test_without_the_last_files_digests_every_row_is_applied(harness, applied_ro
 def checked_rows(monkeypatch):
     """How many rows each batch sent to the rules."""
     seen = []
-    real = pipeline.validate
+    real = check_step.validate
 
     def spy(entity, rows, where):
         seen.append(rows.height)
         return real(entity, rows, where)
 
-    monkeypatch.setattr(pipeline, "validate", spy)
+    monkeypatch.setattr(check_step, "validate", spy)
     return seen
 
 
@@ -174,7 +178,7 @@ def test_a_check_again_that_stops_half_way_is_done_again_at_the_next_apply(harne
     that check stops (before or after its first batch), the next apply checks it again rather than
     apply rows compared with the wrong file, or stall."""
     second, third = second_and_third_checked_against_the_first(harness)
-    real = pipeline._checked_batches
+    real = check_step._checked_batches
 
     def stopping(*args, **kwargs):
         for i, batch in enumerate(real(*args, **kwargs)):
@@ -182,13 +186,13 @@ def test_a_check_again_that_stops_half_way_is_done_again_at_the_next_apply(harne
                 raise RuntimeError("stopped half way")
             yield batch
 
-    monkeypatch.setattr(pipeline, "_checked_batches", stopping)
-    one_row_batches = pipeline.validate_file
-    monkeypatch.setattr(pipeline, "validate_file", lambda *args, **kwargs: one_row_batches(*args, batch_rows=1, **kwargs))
+    monkeypatch.setattr(check_step, "_checked_batches", stopping)
+    one_row_batches = apply_step.validate_file
+    monkeypatch.setattr(apply_step, "validate_file", lambda *args, **kwargs: one_row_batches(*args, batch_rows=1, **kwargs))
     with pytest.raises(RuntimeError):
         apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert harness.file(second)["status"] == "applied" and harness.file(third)["status"] != "applied"
-    monkeypatch.setattr(pipeline, "_checked_batches", real)
+    monkeypatch.setattr(check_step, "_checked_batches", real)
     apply_pending(harness.engine, harness.layout, harness.brand, "shoppers")
     assert {r["shopper_ref"]: r["city"] for r in harness.rows("shoppers")} == {"S1": "Paris", "S2": "Paris", "S3": "Paris"}
     assert [harness.file(third)[c] for c in ("status", "updated", "inserted", "unchanged")] == ["applied", 1, 1, 1]

@@ -29,7 +29,7 @@ from bspk_pipelines.api.auth import Authenticator, Refusal
 from bspk_pipelines.api.keys import ApiKey, KeyStore
 from bspk_pipelines.api.ratelimit import RateLimiter
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.ingest.pipeline import Layout
+from bspk_pipelines.ingest.layout import Layout
 
 log = logging.getLogger("bspk.api")
 

@@ -69,7 +69,8 @@ from bspk_pipelines.ingest.drop import (
 )
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.ingest.parse import FileFailure, check_header
-from bspk_pipelines.ingest.pipeline import REFUSED, expected_header, file_row
+from bspk_pipelines.ingest.check import expected_header
+from bspk_pipelines.ingest.ledger import REFUSED, file_row
 from bspk_pipelines.warehouse.schema import rejects
 
 PREFIX = "/api/platform/v1/imports"

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.pipeline import Layout
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.schema import default_url, engine_for
 
 

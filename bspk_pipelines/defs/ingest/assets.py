@@ -13,7 +13,10 @@ from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.ingest.drop import Changed, Refused, classify
 from bspk_pipelines.ingest.parse import LINE, FileFailure
 from bspk_pipelines.ingest.months import rebuild_months
-from bspk_pipelines.ingest.pipeline import apply_pending, land, map_file, validate_file
+from bspk_pipelines.ingest.apply import apply_pending
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.land import land
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
 

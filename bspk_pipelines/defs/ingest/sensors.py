@@ -14,7 +14,8 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending
 from bspk_pipelines.ingest.drop import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
-from bspk_pipelines.ingest.pipeline import IN_PROGRESS, REFUSED, Layout, record_duplicate, record_failed_name, record_refused
+from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.ingest.ledger import IN_PROGRESS, REFUSED, record_duplicate, record_failed_name, record_refused
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.apply import entities_with_held
 

@@ -1,0 +1,84 @@
+"""Apply: every contributed file of an entity merged by precedence into its platform table, first
+in first out, one transaction per file; then held rows whose shopper or product arrived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.engagement.clients import ImportSync
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import forget_work, map_file
+from bspk_pipelines.ingest.layout import Layout, parquet_parts
+from bspk_pipelines.ingest.ledger import advance
+from bspk_pipelines.ingest.months import release_months
+from bspk_pipelines.ingest.precedence import provided_columns
+from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.outbound.events import file_finished
+from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
+from bspk_pipelines.warehouse.locks import brand_lock
+from bspk_pipelines.warehouse.schema import files, writing
+
+@dataclass
+class Applied:
+    file: str
+    source: str
+    counts: Counts
+
+def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
+    """Apply every mapped file of the entity, first in first out, each in one transaction;
+    then release held rows whose shopper or product has arrived."""
+    with brand_lock(engine, brand.brand):
+        return _apply_pending(engine, layout, brand, entity_name)
+
+def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
+    entity = ENTITIES[entity_name]
+    multi = len(brand.sources_of(entity_name)) > 1
+    owners = {a: brand.owners(entity_name, a) for a in entity.attributes} if multi else None
+    provided = provided_columns(brand, entity_name) if multi else None
+    with engine.connect() as conn:
+        pending = conn.execute(
+            sa.select(files.c.source, files.c.name, files.c.status, files.c.claim).where(
+                files.c.brand == brand.brand, files.c.entity == entity_name, files.c.status.in_(("validated", "mapped"))
+            ).order_by(files.c.sort_key, files.c.name)
+        ).all()
+    applied = []
+    for source, name, status, claim in pending:
+        if status == "validated":
+            # Its run stopped between validation and mapping (or a check below did).
+            map_file(engine, layout, brand, source, entity_name, name)
+        if can_set_aside(entity):
+            with engine.connect() as conn:
+                current = UnchangedRows.mapped_against_last_applied(conn, layout, brand, source, entity_name, name, claim)
+            if not current:
+                # Rows were set aside against a file that is no longer the source's last applied
+                # one (or the check stopped half way): checked again, against the one that is.
+                validate_file(engine, layout, brand, source, entity_name, name, again=True)
+                map_file(engine, layout, brand, source, entity_name, name)
+        unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim) if can_set_aside(entity) else None
+        rows = pl.read_parquet(parquet_parts(layout.work(brand.brand, source, entity_name, name, claim, "mapped")))
+        with writing(engine) as conn:
+            # A shopper's change reaches its client (and the client's events) in the same transaction.
+            clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
+            counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
+                      if not rows.is_empty() else Counts())
+            counts.unchanged += unchanged.set_aside() if unchanged else 0
+            advance(conn, brand.brand, source, name, ("mapped",), status="applied", applied_at=now(), **{
+                k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
+            })
+            file_finished(conn, brand.brand, source, name, now())
+            if unchanged:
+                unchanged.keep()  # before the commit: digests on disk never claim an apply that did not happen
+        if unchanged:
+            unchanged.forget_all_but_this()
+        applied.append(Applied(name, source, counts))
+        forget_work(layout, brand.brand, source, entity_name, name, claim)
+    with writing(engine) as conn:
+        released = release_held(conn, brand.brand, entity_name)
+        # Held sales wait in their months: the months whose shopper or product arrived rebuild.
+        release_months(conn, brand.brand, entity_name)
+    return applied, released

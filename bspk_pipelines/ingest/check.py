@@ -1,0 +1,202 @@
+"""Check: a landed file read with its source's dialect, mapped to the platform's columns and checked
+against the platform's rules, batch by batch; good rows go on as parquet parts, bad rows become
+rejects naming line, column, value and rule."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.ingest import mapping as mapping_code
+from bspk_pipelines.ingest import parse as parse_code
+from bspk_pipelines.ingest import precedence as precedence_code
+from bspk_pipelines.ingest import rules as rules_code
+from bspk_pipelines.ingest import unchanged as unchanged_code
+from bspk_pipelines.ingest.layout import Layout, count_rows, parquet_parts
+from bspk_pipelines.ingest.ledger import StepResult, advance, file_row, nothing_to_do
+from bspk_pipelines.ingest.mapping import lineage, source_columns, to_platform
+from bspk_pipelines.ingest.months import split_by_month
+from bspk_pipelines.ingest.parse import LINE, FileFailure, RowProblem, read_batches
+from bspk_pipelines.ingest.rules import validate
+from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
+from bspk_pipelines.model import entities as entities_code
+from bspk_pipelines.model.brand import Brand, FileMap
+from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.outbound.events import file_finished
+from bspk_pipelines.warehouse import bulk
+from bspk_pipelines.warehouse.apply import now
+from bspk_pipelines.warehouse.locks import brand_lock
+from bspk_pipelines.warehouse.schema import rejects, writing
+
+# Rows per batch while a file streams through validation and mapping: bounds memory.
+BATCH_ROWS = 250_000
+
+def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
+    """How the file maps to the entity (None: the platform's own format), and for each platform
+    column the file's column a reject should name."""
+    src = brand.sources[source]
+    if src.format == "bspk":
+        return None, {n: h for h, n in ENTITIES[entity_name].header_names.items()}
+    file_map = next(f for f in src.files if f.entity == entity_name and fnmatch.fnmatchcase(name, f.pattern))
+    return file_map, lineage(file_map)
+
+def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> tuple[list[str], list[str], bool]:
+    """The file's header as validation reads it: (columns that must be there, columns that may,
+    whether any other column is refused)."""
+    file_map, _ = mapping_of(brand, source, entity_name, name)
+    if file_map is None:
+        entity = ENTITIES[entity_name]
+        return ([c.header or c.name for c in entity.columns if c.in_header],
+                [c.header or c.name for c in entity.columns if not c.in_header], True)
+    return source_columns(file_map), [], False
+
+def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int,
+                     unchanged: UnchangedRows | None):
+    """The file's rows in batches: (valid rows, problems, rows read) each. With `unchanged`, rows
+    as the source's last applied file sent them are set aside there before mapping and checks."""
+    entity = ENTITIES[entity_name]
+    src = brand.sources[source]
+    path = layout.landed(brand.brand, source, name)
+    file_map, where = mapping_of(brand, source, entity_name, name)
+    expected, optional, exact = expected_header(brand, source, entity_name, name)
+    batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows,
+                           set_aside=unchanged.set_aside_rows if unchanged else None)
+    for batch in batches:
+        rows = batch.rows
+        if file_map:
+            rows = to_platform(entity, file_map, src.dialect, rows)
+        else:
+            rows = rows.rename({h: n for h, n in entity.header_names.items() if h in rows.columns})
+        checked = validate(entity, rows, where)
+        problems, rows = batch.problems + checked.rejects, checked.rows
+        if entity.month_column:
+            _, outside = split_by_month(brand, entity, rows, where.get(entity.month_column, entity.month_column))
+            if outside:
+                rows = rows.filter(~pl.col(LINE).is_in([p.line for p in outside]))
+                problems += outside
+        yield rows, problems, batch.rows.height + len(batch.problems) + batch.set_aside
+
+def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | None, exclude: set[int] = frozenset()) -> pl.DataFrame:
+    """Rows sharing `columns` with another row of the file (lines in `exclude` aside): every row
+    but the first (or, with `keep_by`, the latest by that column), with the line of the one that stays."""
+    scan = rows.select(*columns, LINE, *([keep_by] if keep_by else []))
+    scan = scan.filter(~pl.col(LINE).is_in(list(exclude))) if exclude else scan
+    order = [keep_by, LINE] if keep_by else [LINE]
+    stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
+        pl.col(LINE).sort_by(order).last().alias("_stays") if keep_by else pl.col(LINE).min().alias("_stays"),
+        pl.len().alias("_n"),
+    ).filter(pl.col("_n") > 1)
+    return scan.join(stays, on=columns, nulls_equal=True).filter(pl.col(LINE) != pl.col("_stays")).collect(engine="streaming")
+
+def _deduplicate(entity, parts: list[Path], aside: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
+    """A key once per file, whatever batch it fell in: a later duplicate is rejected, except where
+    the latest measurement wins (superseded); values that must be unique likewise. Rows set
+    aside as unchanged (`aside`: their key and unique values) count as any other row.
+    Returns the rejects and the number of rows superseded."""
+    problems, superseded, dropped = [], 0, set()
+    every_row = pl.concat([pl.scan_parquet(p) for p in (parts, aside) if p], how="diagonal")
+    columns = pl.read_parquet_schema(parts[0])
+    key = [k for k in entity.key if k in columns]
+    later = _later_duplicates(every_row, key, entity.latest_by)
+    if entity.latest_by:
+        superseded = later.height
+    else:
+        label = "+".join(where.get(k, k) for k in key)
+        problems += [RowProblem(r[LINE], label, "|".join(str(r[k]) for k in key), "duplicate_key", f"same key as line {r['_stays']}")
+                     for r in later.iter_rows(named=True)]
+    dropped |= set(later[LINE].to_list())
+    for c in entity.columns:
+        if c.unique and c.name in columns:
+            clash = _later_duplicates(every_row, [c.name], None, dropped)
+            problems += [RowProblem(r[LINE], where.get(c.name, c.name), r[c.name], f"duplicate_{c.name}",
+                                    f"{c.name} must be unique per {entity.name}; line {r['_stays']} has it")
+                         for r in clash.iter_rows(named=True)]
+            dropped |= set(clash[LINE].to_list())
+    if dropped:
+        for part in parts + aside:
+            rows = pl.read_parquet(part)
+            kept = rows.filter(~pl.col(LINE).is_in(list(dropped)))
+            if kept.height != rows.height:
+                kept.write_parquet(part)
+    return problems, superseded
+
+def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+                  batch_rows: int = BATCH_ROWS, again: bool = False) -> StepResult:
+    """Parse and check every row; good rows go on, bad rows become rejects naming line, column and rule.
+
+    The file streams through in batches of `batch_rows`, so memory stays bounded whatever its size.
+    Rows exactly as the source's last applied file sent them are set aside as unchanged (see
+    `UnchangedRows`). A landed file is checked once (`again`: a checked file is checked anew).
+    """
+    with brand_lock(engine, brand.brand):
+        return _validate(engine, layout, brand, source, entity, name, batch_rows, again)
+
+def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
+              batch_rows: int, again: bool) -> StepResult:
+    with engine.connect() as conn:
+        row = file_row(conn, brand.brand, source, name)
+    was = ("received", "validated", "mapped") if again else ("received",)
+    if row is None or row["status"] not in was:
+        return nothing_to_do("validate", row)
+    claim = row["claim"]
+    out = layout.work(brand.brand, source, entity, name, claim, "validated")
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "rejects").mkdir(parents=True)
+    unchanged = None
+    if can_set_aside(ENTITIES[entity]):
+        with engine.connect() as conn:
+            unchanged = UnchangedRows.start(conn, layout, brand, source, entity, name, claim, rules_fingerprint())
+    read = 0
+    preview, sample = None, []
+    try:
+        for i, (rows, problems, n) in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows,
+                                                                 unchanged)):
+            rows.write_parquet(out / f"part-{i:05d}.parquet")
+            _write_problems(out / "rejects" / f"part-{i:05d}.parquet", problems)
+            read += n
+            preview = rows.head(5) if preview is None or preview.is_empty() else preview
+            sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
+    except FileFailure as e:
+        with writing(engine) as conn:
+            advance(conn, brand.brand, source, name, was, status="failed", error=str(e))
+            file_finished(conn, brand.brand, source, name, now())
+        raise
+    aside = unchanged.aside_parts() if unchanged else []
+    problems, superseded = _deduplicate(ENTITIES[entity], parquet_parts(out), aside, mapping_of(brand, source, entity, name)[1])
+    _write_problems(out / "rejects" / "part-dedup.parquet", problems)
+    sample = sample or problems[:5]
+    valid, set_aside = count_rows(parquet_parts(out)), count_rows(aside)
+    found = parquet_parts(out / "rejects")
+    problems_frame = pl.scan_parquet(found) if found else None
+    rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0
+    with writing(engine) as conn:
+        conn.execute(rejects.delete().where(rejects.c.brand == brand.brand, rejects.c.source == source, rejects.c.file == name))
+        for part in found:
+            bulk.load(conn, rejects, pl.read_parquet(part).with_columns(
+                pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file")))
+        advance(conn, brand.brand, source, name, was, status="validated", rows_read=read, rejected=rejected_lines,
+             superseded=superseded)
+    return StepResult("validated", rows=valid + set_aside, rejected=rejected_lines, unchanged=set_aside, preview=preview,
+                      rejects=sample)
+
+PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "message": pl.Utf8}
+
+def _write_problems(path: Path, problems: list[RowProblem]) -> None:
+    if problems:
+        pl.DataFrame([p.__dict__ for p in problems], schema=PROBLEM_SCHEMA).write_parquet(path)
+
+@cache
+def rules_fingerprint() -> str:
+    """The code that reads, maps and checks rows, found by its modules wherever they live: digests
+    made under other rules compare with nothing."""
+    code = b"".join(Path(module.__file__).read_bytes()
+                    for module in (entities_code, parse_code, mapping_code, rules_code, precedence_code, unchanged_code,
+                                   sys.modules[__name__]))
+    return hashlib.sha256(code).hexdigest()

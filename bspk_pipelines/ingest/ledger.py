@@ -1,0 +1,142 @@
+"""The ledger: the one owner of the `files` table. A delivery's record, its statuses and every
+transition (claimed by a landing, checked, contributed, applied, failed, duplicate, refused),
+and what a step reports about it.
+
+A landing claims a file with an insert that fails if the file is recorded; each later step moves
+the file on with a compare-and-set on the status the step before left (`advance`), so of two
+writers exactly one moves it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+import sqlalchemy as sa
+
+from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot
+from bspk_pipelines.ingest.parse import RowProblem
+from bspk_pipelines.outbound.events import file_finished
+from bspk_pipelines.warehouse.apply import now
+from bspk_pipelines.warehouse.schema import files, insert_ignoring_conflicts, writing
+
+IN_PROGRESS = ("received", "validated", "mapped")
+
+# A drop folder entry not taken (a link, not a regular file, unreadable): looked at again.
+REFUSED = "refused"
+
+@dataclass
+class StepResult:
+    """What one step did to one file, for the asset's metadata."""
+
+    status: str
+    message: str = ""
+    rows: int = 0
+    rejected: int = 0
+    sha256: str = ""
+    size: int = 0
+    unchanged: int = 0
+    preview: pl.DataFrame | None = None
+    rejects: list[RowProblem] = field(default_factory=list)
+
+def file_row(conn: sa.Connection, brand: str, source: str, name: str):
+    return conn.execute(
+        sa.select(files).where(files.c.brand == brand, files.c.source == source, files.c.name == name)
+    ).mappings().first()
+
+def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> None:
+    conn.execute(files.update().where(files.c.brand == brand, files.c.source == source, files.c.name == name).values(**values))
+
+class ClaimLost(RuntimeError):
+    """Another writer moved the file on while this step worked (its lock was lost): the step's
+    transaction is rolled back, so the file is never applied twice."""
+
+def advance(conn: sa.Connection, brand: str, source: str, name: str, was: tuple[str, ...], **values) -> None:
+    """Move a file on from one of the statuses `was` (a compare-and-set), or ClaimLost."""
+    moved = conn.execute(files.update().where(
+        files.c.brand == brand, files.c.source == source, files.c.name == name, files.c.status.in_(was)).values(**values))
+    if moved.rowcount != 1:
+        now_is = file_row(conn, brand, source, name)
+        raise ClaimLost(f"{name}: another writer moved the file on meanwhile (it is {now_is['status'] if now_is else 'gone'}); "
+                        "this step changed nothing")
+
+def nothing_to_do(step: str, row) -> StepResult:
+    if row is None:
+        return StepResult("missing", f"nothing to {step}: not landed")
+    by = f" (claimed by run {row['run_id'][:8]})" if row["run_id"] else ""
+    return StepResult(row["status"], f"nothing to {step}: the file is {row['status']}{by}")
+
+def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, sha: str, seen: Snapshot,
+                       error: str) -> bool:
+    """Record a file whose name says nothing we can apply; True if it was not recorded before."""
+    with writing(engine) as conn:
+        forget_refusal(conn, brand, source, name)
+        recorded = insert_ignoring_conflicts(conn, files, dict(
+            brand=brand, source=source, name=name, entity=None, sha256=sha, size=seen.size,
+            dropped_mtime_ns=seen.mtime_ns, received_at=now(), sort_key="", status="failed", error=error,
+        ))
+        if recorded:
+            file_finished(conn, brand, source, name, now())
+    return recorded
+
+def record_refused(engine: sa.Engine, brand: str, source: str, name: str, refusal: Refused) -> bool:
+    """Record a drop folder entry the pipeline will not read, with why (never its content); True
+    if that is news (not recorded before, or for another reason). It is looked at again at every
+    look, and taken once it is a regular file that can be read."""
+    error = f"{name}: refused: {refusal}"
+    with writing(engine) as conn:
+        row = file_row(conn, brand, source, name)
+        if row and (row["status"] != REFUSED or row["error"] == error):
+            return False
+        if row:
+            _set(conn, brand, source, name, error=error, received_at=now())
+            return True
+        return insert_ignoring_conflicts(conn, files, dict(
+            brand=brand, source=source, name=name, entity=None, sha256="", size=0, received_at=now(), sort_key="",
+            status=REFUSED, error=error))
+
+def forget_refusal(conn: sa.Connection, brand: str, source: str, name: str) -> None:
+    """An entry refused before is now a file that can be read: its record makes way for the file's."""
+    conn.execute(files.delete().where(files.c.brand == brand, files.c.source == source, files.c.name == name,
+                                      files.c.status == REFUSED))
+
+def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
+    """The name of a file of the brand with these bytes that was not refused, if any."""
+    return conn.execute(
+        sa.select(files.c.name).where(files.c.brand == brand, files.c.sha256 == sha,
+                                      files.c.status.not_in(("failed", REFUSED)))
+    ).scalar()
+
+def record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, seen: Snapshot, twin: str | None,
+                 claim: str = "", run_id: str = "") -> bool:
+    """Record the delivery as the drop folder had it (`seen`), claimed by `claim`; False if it is
+    recorded already (another run's)."""
+    recorded = insert_ignoring_conflicts(conn, files, dict(
+        brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=seen.size,
+        dropped_mtime_ns=seen.mtime_ns,
+        received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
+        duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
+        claim=claim, run_id=run_id,
+    ))
+    if recorded and twin:
+        file_finished(conn, brand, delivery.source, delivery.name, now())
+    return recorded
+
+def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, seen: Snapshot) -> str | None:
+    """Record a delivered file as a duplicate without landing it, if a file with the same bytes
+    was imported before (its landed copy holds them). Returns that file's name, or None (then
+    nothing is recorded and the file goes through the four steps)."""
+    with writing(engine) as conn:
+        twin = twin_of(conn, brand, sha)
+        row = file_row(conn, brand, delivery.source, delivery.name)
+        if twin is None or (row and row["status"] != REFUSED):
+            return None
+        forget_refusal(conn, brand, delivery.source, delivery.name)
+        return twin if record_file(conn, brand, delivery, sha, seen, twin) else None
+
+def last_applied(conn: sa.Connection, brand: str, source: str, entity: str, other_than: str) -> str | None:
+    """The source's file of the entity applied last, other than `other_than`."""
+    return conn.execute(
+        sa.select(files.c.name).where(files.c.brand == brand, files.c.source == source, files.c.entity == entity,
+                                      files.c.status == "applied", files.c.name != other_than)
+        .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
+    ).scalar()
