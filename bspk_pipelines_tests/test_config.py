@@ -68,9 +68,10 @@ def test_sync_intervals_become_cron_schedules(interval, cron):
     assert interval_to_cron(interval) == cron
 
 
-def test_unknown_interval_is_refused():
+@pytest.mark.parametrize("interval", ["every day", "61 * * * *", "* * * *", "0 0 32 * *"])
+def test_unknown_interval_is_refused(interval):
     with pytest.raises(ValueError, match="an interval such as 1m"):
-        interval_to_cron("every day")
+        interval_to_cron(interval)
 
 
 # --- brand files that would exhaust the machine ------------------------------------------------------

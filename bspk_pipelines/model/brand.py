@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
@@ -336,11 +337,9 @@ class Brand(Strict):
 
 def interval_to_cron(interval: str) -> str:
     """`1m`..`1mo` (or a cron string) as a cron string."""
-    from dagster._utils.schedules import is_valid_cron_string
-
     m = INTERVAL.match(interval)
     if not m:
-        if is_valid_cron_string(interval):
+        if croniter.is_valid(interval):
             return interval
         raise ValueError(f"an interval such as 1m, 15m, 1h, 1d, 1w, 1mo or a cron string; found {interval!r}")
     n, unit = int(m.group(1)), m.group(2)
