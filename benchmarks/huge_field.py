@@ -40,7 +40,7 @@ from bspk_pipelines.ingest.parse import FileFailure
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.land import land
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.warehouse.schema import engine_for
+from bspk_pipelines.warehouse.engine import engine_for
 
 root, drop = Path(sys.argv[1]), sys.argv[2]
 brand = Brand.model_validate({"brand": "bench", "company_name": "Bench",

@@ -225,7 +225,7 @@ def _brands(wanted: list[str] | None) -> list[Brand]:
 
 
 def _engine() -> sa.Engine:
-    from bspk_pipelines.warehouse.schema import engine_for, warehouse_url
+    from bspk_pipelines.warehouse.engine import engine_for, warehouse_url
 
     return engine_for(warehouse_url())
 

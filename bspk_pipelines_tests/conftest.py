@@ -24,7 +24,7 @@ from bspk_pipelines.ingest.contribute import map_file
 from bspk_pipelines.ingest.land import land
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.apply import Counts
-from bspk_pipelines.warehouse.schema import engine_for
+from bspk_pipelines.warehouse.engine import engine_for
 
 POSTGRES_URL = os.environ.get("BSPK_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -67,7 +67,7 @@ def warehouse_url(request, tmp_path) -> Iterator[str]:
     try:
         yield f"{url}?options=-csearch_path%3D{schema}"
     finally:
-        from bspk_pipelines.warehouse.schema import engine_for as cached
+        from bspk_pipelines.warehouse.engine import engine_for as cached
 
         cached.cache_clear()
         with admin.begin() as conn:

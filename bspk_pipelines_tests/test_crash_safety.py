@@ -23,7 +23,7 @@ from pathlib import Path
 from bspk_pipelines_tests.conftest import Harness, NATIVE
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.warehouse.schema import engine_for
+from bspk_pipelines.warehouse.engine import engine_for
 h = Harness(Brand.model_validate(NATIVE), Layout(Path(sys.argv[2])), engine_for(sys.argv[1]))
 h.ingest(sys.argv[3])
 """

@@ -16,7 +16,7 @@ from bspk_pipelines.warehouse.locks import brand_lock
 HOLD = """
 import sys, time
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import engine_for
+from bspk_pipelines.warehouse.engine import engine_for
 with brand_lock(engine_for(sys.argv[1]), "acme"):
     print("held", flush=True)
     time.sleep(600)

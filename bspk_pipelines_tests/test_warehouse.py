@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from bspk_pipelines.warehouse.schema import SCHEMA_VERSION, metadata, migrate
+from bspk_pipelines.warehouse.schema import SCHEMA_VERSION, metadata
+from bspk_pipelines.warehouse.engine import migrate
 
 
 def test_migrate_adds_what_a_newer_version_declares_and_keeps_rows(warehouse_url):

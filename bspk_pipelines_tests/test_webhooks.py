@@ -43,7 +43,7 @@ from bspk_pipelines.outbound.webhooks import (
     sync_endpoints,
 )
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints
-from bspk_pipelines.warehouse.schema import engine_for, writing
+from bspk_pipelines.warehouse.engine import engine_for, writing
 
 # ---------------------------------------------------------------------------------------------
 # A scriptable receiver

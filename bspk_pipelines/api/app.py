@@ -231,7 +231,7 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     from bspk_pipelines.api import extraction, imports, platform
     from bspk_pipelines.model.brand import load_brands
     from bspk_pipelines.defs.resources import data_dir as default_data_dir
-    from bspk_pipelines.warehouse.schema import engine_for, warehouse_url
+    from bspk_pipelines.warehouse.engine import engine_for, warehouse_url
 
     service = Service(
         engine=engine if engine is not None else engine_for(warehouse_url()),

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import api_keys
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 PREFIX = "bspk"
 KEY = re.compile(r"^bspk_(?P<key_id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")

@@ -55,12 +55,11 @@ from bspk_pipelines.api.responses import (
 )
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.engagement.clients import ClientError
-from bspk_pipelines.model.entities import SHOPPERS, Kind
+from bspk_pipelines.model.entities import LINE, SHOPPERS, Kind
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.targets import RefusedTarget, TargetPolicy
 from bspk_pipelines.outbound.views import VIEWS
-from bspk_pipelines.ingest.parse import LINE
 from bspk_pipelines.ingest.rules import validate
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import (
@@ -68,7 +67,7 @@ from bspk_pipelines.warehouse.platform import (
     webhook_deliveries,
     webhook_endpoints,
 )
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 PREFIX = "/api/platform/v1"
 EndpointId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the endpoint's id")]

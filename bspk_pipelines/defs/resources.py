@@ -9,7 +9,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.warehouse.schema import default_url, engine_for
+from bspk_pipelines.warehouse.engine import default_url, engine_for
 
 
 class WarehouseResource(dg.ConfigurableResource):

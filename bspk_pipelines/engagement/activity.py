@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from bspk_pipelines.engagement import clients as client_store
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import ACTIVITY_TABLES, associate_profiles, clients
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, writing
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES
+from bspk_pipelines.warehouse.engine import writing
 
 CHANNELS = ("chat", "whatsapp", "wechat", "line", "sms", "imessage")
 IDEABOOK_ACTIONS = ("created", "item_added", "item_removed", "shared")

@@ -21,7 +21,8 @@ from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import files, writing
+from bspk_pipelines.warehouse.schema import files
+from bspk_pipelines.warehouse.engine import writing
 
 @dataclass
 class Applied:

@@ -33,7 +33,8 @@ from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import rejects, writing
+from bspk_pipelines.warehouse.schema import rejects
+from bspk_pipelines.warehouse.engine import writing
 
 # Rows per batch while a file streams through validation and mapping: bounds memory.
 BATCH_ROWS = 250_000

@@ -20,7 +20,7 @@ from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, now, unknown_references
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> StepResult:
     """The source's contribution to the entity: its rows, limited to the attributes it owns.

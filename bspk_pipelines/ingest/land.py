@@ -14,7 +14,7 @@ from bspk_pipelines.ingest.ledger import (
 )
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, expected_sha: str | None = None,
          run_id: str = "") -> StepResult:

@@ -17,7 +17,8 @@ from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot
 from bspk_pipelines.ingest.parse import RowProblem
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import now
-from bspk_pipelines.warehouse.schema import files, insert_ignoring_conflicts, writing
+from bspk_pipelines.warehouse.schema import files
+from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
 
 IN_PROGRESS = ("received", "validated", "mapped")
 

@@ -21,7 +21,8 @@ from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference, now, resolves, stage_rows, upsert
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema, writing
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema
+from bspk_pipelines.warehouse.engine import writing
 
 ORDER = "_order"
 DEADLOCK = "40P01"

@@ -18,8 +18,8 @@ from typing import TextIO
 import polars as pl
 
 from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.model.entities import LINE
 
-LINE = "_line"
 # Given the header and a batch's rows, the rows to read on (see `read_batches`).
 SetAside = Callable[[list[str], pl.DataFrame], pl.DataFrame]
 # The most a row may hold, in bytes as the file has them: its line, or the lines a quoted field

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+# The column that carries each row's line in its file, from reading to rejects, held rows and the
+# month store: every layer names a row's origin by it.
+LINE = "_line"
+
 
 class Kind(str, Enum):
     """How a column's text is checked and stored."""

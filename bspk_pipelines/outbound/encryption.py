@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bspk_pipelines.warehouse.platform import webhook_endpoints
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 CLEAR_PREFIX = "whsec_"
 

@@ -54,7 +54,7 @@ from bspk_pipelines.model.brand import Brand, duration
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import extract_seen, extract_state
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl"}
 

@@ -78,7 +78,7 @@ from bspk_pipelines.outbound.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, We
 from bspk_pipelines.outbound.targets import RefusedTarget, guarded_session
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints, webhook_events
-from bspk_pipelines.warehouse.schema import writing
+from bspk_pipelines.warehouse.engine import writing
 
 PENDING, DELIVERED, REJECTED, DEAD = "pending", "delivered", "rejected", "dead"
 DEAD_LETTER_STATUSES = (DEAD, REJECTED)

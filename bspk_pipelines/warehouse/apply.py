@@ -15,8 +15,7 @@ from datetime import datetime, timezone
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
-from bspk_pipelines.ingest.parse import LINE
+from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, dependents
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, files, held, polars_schema
 

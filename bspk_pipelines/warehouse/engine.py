@@ -1,0 +1,107 @@
+"""The warehouse's engine: one per URL per process, SQLite or PostgreSQL set up for the way the
+pipeline writes (a writer takes SQLite's lock up front; PostgreSQL plans by index), write
+transactions, and the migration that brings a warehouse's schema up to this version's tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
+from bspk_pipelines.warehouse.schema import SCHEMA_VERSION, metadata, schema_version
+
+
+def default_url() -> str:
+    data = Path(os.environ.get("BSPK_DATA_DIR", "data")).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data / 'warehouse.sqlite'}"
+
+
+def warehouse_url() -> str:
+    return os.environ.get("BSPK_WAREHOUSE_URL") or default_url()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # pysqlite's own transaction handling defers BEGIN past DDL; we issue BEGIN ourselves.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _postgres_settings(dbapi_conn, _record) -> None:
+    # Plans for a file's few thousand changed rows look them up by index rather than scan a
+    # table of millions: a random read costs about what a sequential one does on the SSDs (or
+    # in the cache) a warehouse lives on, not PostgreSQL's default four times as much.
+    cur = dbapi_conn.cursor()
+    cur.execute("SET random_page_cost = 1.1")
+    cur.close()
+    dbapi_conn.commit()
+
+
+def _sqlite_begin(conn) -> None:
+    # A writer takes the write lock up front (IMMEDIATE): two writers wait in turn instead of
+    # failing on a lock upgrade. Readers begin DEFERRED and never wait for a writer (WAL).
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("bspk_write") else "BEGIN")
+
+
+@contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction: committed at the end of the block, rolled back on an error."""
+    with engine.connect() as conn:
+        conn.execution_options(bspk_write=True)
+        with conn.begin():
+            yield conn
+
+
+def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, values: dict) -> bool:
+    """Insert a row unless one with its primary key exists (a compare-and-set: of two writers,
+    exactly one inserts); True if this one did."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing()).rowcount == 1
+
+
+@cache
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL per process, with the schema migrated to this version of the code."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    # TCP keepalives: a connection idle while it holds a brand's lock (`locks`) is not dropped
+    # by a firewall's idle timeout unnoticed, and a dead peer is found within a minute or two.
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=keepalives if url.startswith("postgresql") else {})
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    else:
+        sa.event.listen(engine, "connect", _postgres_settings)
+    migrate(engine)
+    return engine
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create missing tables and add missing columns (additive migrations), then record the version."""
+    with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # One migrator at a time when several runs start together.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
+        metadata.create_all(conn)
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            existing = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in existing:
+                    ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+        if current is None or current < SCHEMA_VERSION:
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
