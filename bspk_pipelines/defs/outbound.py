@@ -112,7 +112,7 @@ def build_outbound(brand: Brand) -> dg.Definitions:
     deliveries, check, sensor = build_webhooks(brand)
     job = dg.define_asset_job(
         names.extract_job(b), selection=[names.extract_key(b, e) for e in brand.extracts.entities],
-        tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        tags={names.BRAND_TAG: b},
         description=f"Writes {b}'s incremental extracts of engagement data to its outbox.",
     )
     return dg.Definitions(

@@ -1,4 +1,4 @@
-"""Every brand's definitions (ingest and outbound) merged with the project-wide resources."""
+"""Every brand's definitions (ingest and outbound) merged with the project-wide resources and executor."""
 
 from __future__ import annotations
 
@@ -15,5 +15,8 @@ def build_definitions(brands: list[Brand], resources: dict | None = None) -> dg.
     return dg.Definitions.merge(
         *[build_ingest(b) for b in brands],
         *[build_outbound(b) for b in brands],
-        dg.Definitions(resources=resources or default_resources()),
+        # Every run in one process, the UI's materialisations too: a run's steps follow each other
+        # (land, validate, map, apply) and take the brand's writer lock, so a process per step
+        # would add its start-up time and run nothing side by side.
+        dg.Definitions(resources=resources or default_resources(), executor=dg.in_process_executor),
     )

@@ -28,17 +28,15 @@ def build_ingest(brand: Brand) -> dg.Definitions:
                 selection=[names.raw_key(b, source, entity), names.validated_key(b, source, entity),
                            names.mapped_key(b, source, entity), *table_keys],
                 tags={names.BRAND_TAG: b},
-                executor_def=dg.in_process_executor,
                 description=f"Lands, validates, maps and applies one {entity} file from {b}'s {source}.",
             ))
     for entity in by_month:
         jobs.append(dg.define_asset_job(
             names.months_job(b, entity), selection=[names.bspk_key(b, entity)], tags={names.BRAND_TAG: b},
-            executor_def=dg.in_process_executor,
             description=f"Rebuilds months of {b}'s {entity} from everything landed for them.",
         ))
     apply = dg.define_asset_job(
-        names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b},
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
     )
     return dg.Definitions(
