@@ -44,7 +44,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     )
 
     @dg.asset(
-        key=raw, partitions_def=partitions, group_name=b, kinds={"csv"}, tags=tags,
+        key=raw, partitions_def=partitions, group_name=names.group(b, names.RAW), kinds={"csv"}, tags=tags,
         description=f"{entity} files from {b}'s {source}, copied unchanged into the landing zone "
         "with their size and sha256. A file name is imported once; the same bytes under another "
         "name are recorded as a duplicate and not applied.",
@@ -66,7 +66,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         })
 
     @dg.asset(
-        key=validated, deps=[raw], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        key=validated, deps=[raw], partitions_def=partitions, group_name=names.group(b, names.VALIDATED), kinds={"polars"}, tags=tags,
         check_specs=[dg.AssetCheckSpec("reject_rate", asset=validated,
                                        description=f"share of rows rejected stays at or below {brand.reject_rate_threshold:.0%}")],
         description=f"{b}'s {source} {entity} rows parsed with the source's CSV dialect, mapped to the "
@@ -96,7 +96,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         )
 
     @dg.asset(
-        key=mapped, deps=[validated], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        key=mapped, deps=[validated], partitions_def=partitions, group_name=names.group(b, names.MAPPED), kinds={"polars"}, tags=tags,
         description=f"{source}'s contribution to {b}'s {entity}: its valid rows limited to the attributes "
         "the brand's precedence lets it set, ready to merge.",
     )
@@ -157,7 +157,7 @@ def build_platform_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     entity = ENTITIES[entity_name]
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        key=key, deps=_upstream(brand, entity_name), group_name=names.group(b, names.BSPK), kinds={"sql"}, tags={"brand": b, "entity": entity_name},
         check_specs=_checks(key),
         description=f"{b}'s {entity_name} table in the warehouse ({entity.file_type} records). Applies every "
         "mapped file first in, first out, writing only rows whose content changed, one transaction per file; "
@@ -202,7 +202,7 @@ def _history_asset(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
     key = names.bspk_key(b, entity_name)
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        key=key, deps=_upstream(brand, entity_name), group_name=names.group(b, names.BSPK), kinds={"sql"}, tags={"brand": b, "entity": entity_name},
         partitions_def=month_partitions(brand), backfill_policy=dg.BackfillPolicy.multi_run(brand.months_per_run),
         check_specs=_checks(key),
         description=f"{b}'s {entity_name} in the warehouse, by month from {brand.history_start}. Materialising a "
