@@ -85,7 +85,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
-                "rows_read": read, "rows_valid": result.rows, "rows_unchanged": result.unchanged, "rejected": result.rejected,
+                "rows_read": read, "dagster/partition_row_count": result.rows, "rows_unchanged": result.unchanged,
+                "rejected": result.rejected,
                 "reject_rate": rate, "preview": _md(result.preview), "rejects_preview": _md(rejects),
             },
             check_results=[dg.AssetCheckResult(
@@ -105,7 +106,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         result = map_file(warehouse.engine, folders.layout, brand, source, entity, name)
         return dg.MaterializeResult(metadata={
             "file": name, "status": result.status, "message": result.message,
-            "rows": result.rows, "preview": _md(result.preview),
+            "dagster/partition_row_count": result.rows, "preview": _md(result.preview),
         })
 
     return [raw_file, validated_rows, mapped_rows]
@@ -123,7 +124,8 @@ def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts
     """The metadata and check results a platform table reports after a write, over the rows
     `scope` selects (a run's months) or the brand's whole table."""
     table = ENTITY_TABLES[entity_name]
-    scope = table.c.brand == brand if scope is None else scope
+    whole = scope is None
+    scope = table.c.brand == brand if whole else scope
     with engine.connect() as conn:
         held_now = held_count(conn, brand, entity_name)
         rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(scope)).scalar_one()
@@ -132,7 +134,9 @@ def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts
     return dg.MaterializeResult(
         metadata={
             **extra, "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
-            "deleted": total.deleted, "released": total.released, "held": held_now, "row_count": rows,
+            "deleted": total.deleted, "released": total.released, "held": held_now,
+            # A scope is a run's months: their rows count the partitions, not the table.
+            "dagster/row_count" if whole else "dagster/partition_row_count": rows,
             "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
         },
         check_results=[
