@@ -14,7 +14,7 @@ export MAISON_WEBHOOK_SECRET ?= whsec_c2FtcGxlLW1haXNvbi1zZWNyZXQtMjAyNg==
 export BSPK_WEBHOOK_ENCRYPTION_KEYS ?= _UAZoFt6ZBNtxgniYiEYG4j8QTEj-9G4qkjtubierVQ=
 export BSPK_WEBHOOK_ALLOW_NETWORKS ?= 127.0.0.0/8
 
-.PHONY: demo test dev check-config clean
+.PHONY: demo test check-defs dev check-config clean
 
 $(BIN)/bspk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(BIN)/bspk  ## generate the sample brands' files, ingest them through Dag
 
 test: $(BIN)/bspk  ## the whole test suite (SQLite and the local PostgreSQL)
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# On a throwaway instance of the project's config: the check needs one, and must not touch the demo's runs.
+check-defs: $(BIN)/bspk  ## every brand's definitions load as a code server would load them (dg check defs)
+	home=$$(mktemp -d) && cp dagster.yaml "$$home" && DAGSTER_HOME=$$home $(BIN)/dg check defs; status=$$?; rm -rf "$$home"; exit $$status
 
 # `bspk dev` runs dagster dev and `bspk serve` (http://127.0.0.1:8000) each in a session of its own and
 # stops both, with every process they started, on SIGTERM or Ctrl-C. exec: make's child is the launcher

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import dagster as dg
 
+# The layers a brand's data passes through: the second part of its asset keys, the end of its groups.
+RAW, VALIDATED, MAPPED, BSPK, OUTBOUND = "raw", "validated", "mapped", "bspk", "outbound"
+
 
 def raw_key(brand: str, source: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey([brand, "raw", source, entity])
+    return dg.AssetKey([brand, RAW, source, entity])
 
 
 def validated_key(brand: str, source: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey([brand, "validated", source, entity])
+    return dg.AssetKey([brand, VALIDATED, source, entity])
 
 
 def mapped_key(brand: str, source: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey([brand, "mapped", source, entity])
+    return dg.AssetKey([brand, MAPPED, source, entity])
 
 
 def bspk_key(brand: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey([brand, "bspk", entity])
+    return dg.AssetKey([brand, BSPK, entity])
+
+
+def group(brand: str, layer: str) -> str:
+    """A brand's assets of one layer (`acme_raw`): the UI labels a node by its key's last part
+    (the entity), so the group is what tells a raw file from its validated and mapped rows."""
+    return f"{brand}_{layer}"
 
 
 def file_partitions(brand: str, source: str, entity: str) -> str:

@@ -30,7 +30,7 @@ def build_extract_asset(brand: Brand, entity: str) -> dg.AssetsDefinition:
     deps = [names.bspk_key(b, e) for e in EXTRACT_UPSTREAM.get(entity, ()) if e in brand.entities]
 
     @dg.asset(
-        key=names.extract_key(b, entity), deps=deps, group_name=f"{b}_outbound", kinds={fmt},
+        key=names.extract_key(b, entity), deps=deps, group_name=names.group(b, names.OUTBOUND), kinds={fmt},
         tags={"brand": b, "entity": entity},
         description=f"{b}'s {entity} changed since the last extract, as a {fmt} file with a manifest in its outbox "
                     f"(look-back {brand.extracts.lookback}, rows seen again skipped).",
@@ -70,7 +70,7 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     key = names.webhooks_key(b)
 
     @dg.asset(
-        key=key, group_name=f"{b}_outbound", kinds={"webhook"}, tags={"brand": b},
+        key=key, group_name=names.group(b, names.OUTBOUND), kinds={"webhook"}, tags={"brand": b},
         description=f"{b}'s webhook deliveries. The {names.webhook_sensor(b)} sensor delivers every "
                     f"{SENSOR_INTERVAL_SECONDS} s; materialising delivers what is due now and reports the counts.",
     )
@@ -112,7 +112,7 @@ def build_outbound(brand: Brand) -> dg.Definitions:
     deliveries, check, sensor = build_webhooks(brand)
     job = dg.define_asset_job(
         names.extract_job(b), selection=[names.extract_key(b, e) for e in brand.extracts.entities],
-        tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        tags={names.BRAND_TAG: b},
         description=f"Writes {b}'s incremental extracts of engagement data to its outbox.",
     )
     return dg.Definitions(

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.ingest.drop import Changed, Refused, classify
 from bspk_pipelines.ingest.parse import LINE, FileFailure
@@ -16,6 +17,7 @@ from bspk_pipelines.ingest.months import rebuild_months
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.precedence import owned_columns, provided_columns
 from bspk_pipelines.ingest.land import land
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
@@ -42,9 +44,12 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     raw, validated, mapped = (
         names.raw_key(b, source, entity), names.validated_key(b, source, entity), names.mapped_key(b, source, entity)
     )
+    provided = provided_columns(brand, entity)[source]
+    # Every key column is kept: one the source does not send takes its blank or default value.
+    contributed = [c for c in owned_columns(brand, source, entity) if c in provided or c in ENTITIES[entity].key]
 
     @dg.asset(
-        key=raw, partitions_def=partitions, group_name=b, kinds={"csv"}, tags=tags,
+        key=raw, partitions_def=partitions, group_name=names.group(b, names.RAW), kinds={"csv"}, tags=tags,
         description=f"{entity} files from {b}'s {source}, copied unchanged into the landing zone "
         "with their size and sha256. A file name is imported once; the same bytes under another "
         "name are recorded as a duplicate and not applied.",
@@ -66,7 +71,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         })
 
     @dg.asset(
-        key=validated, deps=[raw], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        key=validated, deps=[raw], partitions_def=partitions, group_name=names.group(b, names.VALIDATED), kinds={"parquet"},
+        tags=tags, metadata={"dagster/column_schema": file_schema(entity, provided)},
         check_specs=[dg.AssetCheckSpec("reject_rate", asset=validated,
                                        description=f"share of rows rejected stays at or below {brand.reject_rate_threshold:.0%}")],
         description=f"{b}'s {source} {entity} rows parsed with the source's CSV dialect, mapped to the "
@@ -85,7 +91,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
-                "rows_read": read, "rows_valid": result.rows, "rows_unchanged": result.unchanged, "rejected": result.rejected,
+                "rows_read": read, "dagster/partition_row_count": result.rows, "rows_unchanged": result.unchanged,
+                "rejected": result.rejected,
                 "reject_rate": rate, "preview": _md(result.preview), "rejects_preview": _md(rejects),
             },
             check_results=[dg.AssetCheckResult(
@@ -96,7 +103,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         )
 
     @dg.asset(
-        key=mapped, deps=[validated], partitions_def=partitions, group_name=b, kinds={"polars"}, tags=tags,
+        key=mapped, deps=[validated], partitions_def=partitions, group_name=names.group(b, names.MAPPED), kinds={"parquet"},
+        tags=tags, metadata={"dagster/column_schema": file_schema(entity, contributed)},
         description=f"{source}'s contribution to {b}'s {entity}: its valid rows limited to the attributes "
         "the brand's precedence lets it set, ready to merge.",
     )
@@ -105,7 +113,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         result = map_file(warehouse.engine, folders.layout, brand, source, entity, name)
         return dg.MaterializeResult(metadata={
             "file": name, "status": result.status, "message": result.message,
-            "rows": result.rows, "preview": _md(result.preview),
+            "dagster/partition_row_count": result.rows, "preview": _md(result.preview),
         })
 
     return [raw_file, validated_rows, mapped_rows]
@@ -123,7 +131,8 @@ def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts
     """The metadata and check results a platform table reports after a write, over the rows
     `scope` selects (a run's months) or the brand's whole table."""
     table = ENTITY_TABLES[entity_name]
-    scope = table.c.brand == brand if scope is None else scope
+    whole = scope is None
+    scope = table.c.brand == brand if whole else scope
     with engine.connect() as conn:
         held_now = held_count(conn, brand, entity_name)
         rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(scope)).scalar_one()
@@ -132,7 +141,9 @@ def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts
     return dg.MaterializeResult(
         metadata={
             **extra, "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
-            "deleted": total.deleted, "released": total.released, "held": held_now, "row_count": rows,
+            "deleted": total.deleted, "released": total.released, "held": held_now,
+            # A scope is a run's months: their rows count the partitions, not the table.
+            "dagster/row_count" if whole else "dagster/partition_row_count": rows,
             "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
         },
         check_results=[
@@ -150,14 +161,21 @@ def _upstream(brand: Brand, entity_name: str) -> list[dg.AssetDep]:
     return deps + [dg.AssetDep(names.bspk_key(b, e)) for e in referenced(entity_name) if e in brand.entities]
 
 
-def build_platform_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
+def _table_spec(brand: str, entity_name: str, dialect: sa.Dialect) -> dict:
+    """What a platform table's asset says of itself: group, storage kind, tags and columns."""
+    return {"group_name": names.group(brand, names.BSPK), "kinds": table_kinds(dialect),
+            "tags": {"brand": brand, "entity": entity_name},
+            "metadata": {"dagster/column_schema": table_schema(entity_name, dialect)}}
+
+
+def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
     """The platform table of one entity: every source's mapped files merged and applied in order."""
     b = brand.brand
     key = names.bspk_key(b, entity_name)
     entity = ENTITIES[entity_name]
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        key=key, deps=_upstream(brand, entity_name), **_table_spec(b, entity_name, dialect),
         check_specs=_checks(key),
         description=f"{b}'s {entity_name} table in the warehouse ({entity.file_type} records). Applies every "
         "mapped file first in, first out, writing only rows whose content changed, one transaction per file; "
@@ -189,20 +207,20 @@ def month_partitions(brand: Brand) -> dg.MonthlyPartitionsDefinition:
     return dg.MonthlyPartitionsDefinition(start_date=f"{brand.history_start}-01", end_offset=1)
 
 
-def build_history_table(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
+def build_history_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
     """A month-partitioned platform table (sales): each month rebuilt from everything landed for it."""
     # backfill_policy is marked beta in Dagster 1.13; its warning would print on every load.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return _history_asset(brand, entity_name)
+        return _history_asset(brand, entity_name, dialect)
 
 
-def _history_asset(brand: Brand, entity_name: str) -> dg.AssetsDefinition:
+def _history_asset(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
     b = brand.brand
     key = names.bspk_key(b, entity_name)
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), group_name=b, kinds={"sql"}, tags={"brand": b, "entity": entity_name},
+        key=key, deps=_upstream(brand, entity_name), **_table_spec(b, entity_name, dialect),
         partitions_def=month_partitions(brand), backfill_policy=dg.BackfillPolicy.multi_run(brand.months_per_run),
         check_specs=_checks(key),
         description=f"{b}'s {entity_name} in the warehouse, by month from {brand.history_start}. Materialising a "

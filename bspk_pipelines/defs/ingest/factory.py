@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
@@ -12,11 +13,12 @@ from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.model.entities import ENTITIES
 
 
-def build_ingest(brand: Brand) -> dg.Definitions:
+def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
+    """`dialect`: the warehouse's, which the platform tables' kinds and column types name."""
     b = brand.brand
     by_month = [e for e in brand.entities if ENTITIES[e].month_column]
     whole = [e for e in brand.entities if e not in by_month]
-    tables = [build_platform_table(brand, e) for e in whole] + [build_history_table(brand, e) for e in by_month]
+    tables = [build_platform_table(brand, e, dialect) for e in whole] + [build_history_table(brand, e, dialect) for e in by_month]
     table_keys = [names.bspk_key(b, e) for e in whole]
     file_assets, jobs = [], []
     for entity in brand.entities:
@@ -28,17 +30,15 @@ def build_ingest(brand: Brand) -> dg.Definitions:
                 selection=[names.raw_key(b, source, entity), names.validated_key(b, source, entity),
                            names.mapped_key(b, source, entity), *table_keys],
                 tags={names.BRAND_TAG: b},
-                executor_def=dg.in_process_executor,
                 description=f"Lands, validates, maps and applies one {entity} file from {b}'s {source}.",
             ))
     for entity in by_month:
         jobs.append(dg.define_asset_job(
             names.months_job(b, entity), selection=[names.bspk_key(b, entity)], tags={names.BRAND_TAG: b},
-            executor_def=dg.in_process_executor,
             description=f"Rebuilds months of {b}'s {entity} from everything landed for them.",
         ))
     apply = dg.define_asset_job(
-        names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b}, executor_def=dg.in_process_executor,
+        names.apply_job(b), selection=table_keys, tags={names.BRAND_TAG: b},
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
     )
     return dg.Definitions(

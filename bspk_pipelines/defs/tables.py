@@ -1,0 +1,92 @@
+"""What the UI shows of the shape of a brand's data: the columns of its tables and files, and
+the kind of storage that holds its platform tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, polars_schema
+
+# What a value of each kind must be, as a column's description says it.
+RULES = {
+    Kind.TEXT: "text",
+    Kind.EMAIL: "an email address",
+    Kind.URL: "a URL",
+    Kind.PHONE: "a phone number in E.164 form",
+    Kind.COUNTRY: "an ISO 3166-1 alpha-2 country code",
+    Kind.CURRENCY: "an ISO 4217 currency code",
+    Kind.LANGUAGE: "an ISO 639-1 language code",
+    Kind.LANGUAGES: "ISO 639-1 language codes separated by `;`",
+    Kind.BOOL: "TRUE or FALSE",
+    Kind.INT: "a whole number",
+    Kind.DECIMAL: "a decimal number",
+    Kind.DATE: "a date, YYYY-MM-DD",
+    Kind.DATETIME: "an ISO 8601 date-time, stored in UTC",
+    Kind.ENUM: "one of",
+    Kind.LIST: "values separated by `;`",
+    Kind.CATEGORIES: "category paths (`>>` between levels) separated by `;`",
+}
+# Kinds whose values are stored as what they mean (a number, a date), not as text of some length.
+UNSIZED = {Kind.BOOL, Kind.INT, Kind.DECIMAL, Kind.DATE, Kind.DATETIME}
+# The warehouse's own columns beside the entity's: description, and whether they are keys.
+BOOKKEEPING = {
+    "brand": ("the brand the row belongs to", True),
+    "_file": ("the file that last changed the row", False),
+    "_updated_at": ("when the row last changed (UTC)", False),
+}
+# Dagster's kind (the icon in the UI) of the databases a warehouse URL may name.
+KIND_OF_DIALECT = {"postgresql": "postgres", "sqlite": "sqlite"}
+
+
+def column_schema(entity_name: str, types: dict[str, str]) -> dg.TableSchema:
+    """The columns `types` names, in its order with the type their store gives them, described by
+    the entity's spec: what a value must be, whether it is part of the key or required."""
+    return dg.TableSchema(columns=[_column(ENTITIES[entity_name], name, type_) for name, type_ in types.items()])
+
+
+def _column(entity: Entity, name: str, type_: str) -> dg.TableColumn:
+    if name in BOOKKEEPING:
+        description, key = BOOKKEEPING[name]
+        return dg.TableColumn(name, type=type_, description=description, constraints=dg.TableColumnConstraints(
+            nullable=False, other=["key"] if key else []))
+    spec = entity.column(name)
+    key = name in entity.key
+    other = ["key"] if key else ["required"] if spec.required else []
+    if name in entity.optional_key:
+        other.append("blank when unknown, never null")
+    if spec.max_len and spec.kind not in UNSIZED:
+        other.append(f"at most {spec.max_len} characters")
+    if spec.minimum is not None:
+        other.append(f"at least {spec.minimum:g}")
+    return dg.TableColumn(
+        name, type=type_, description=RULES[spec.kind] + (f" {', '.join(spec.choices)}" if spec.choices else ""),
+        # A key of several columns is unique only as a whole; `other` says which columns are part of it.
+        constraints=dg.TableColumnConstraints(nullable=not (key or spec.required), unique=entity.key == (name,) or spec.unique,
+                                              other=other),
+    )
+
+
+def table_schema(entity_name: str, dialect: sa.Dialect) -> dg.TableSchema:
+    """The columns of an entity's platform table, with the types the warehouse stores."""
+    return column_schema(entity_name, {c.name: c.type.compile(dialect=dialect) for c in ENTITY_TABLES[entity_name].columns})
+
+
+def file_schema(entity_name: str, columns: Iterable[str]) -> dg.TableSchema:
+    """The columns of validated or mapped rows (parquet), in the entity's order, as polars types them."""
+    wanted = set(columns)
+    return column_schema(entity_name, {n: str(t) for n, t in polars_schema(ENTITIES[entity_name]).items() if n in wanted})
+
+
+def warehouse_dialect(url: str) -> sa.Dialect:
+    """The SQL dialect of a warehouse URL, without connecting or loading its driver."""
+    return sa.engine.make_url(url).get_dialect()()
+
+
+def table_kinds(dialect: sa.Dialect) -> set[str]:
+    """`postgres` or `sqlite`; another database's tables are `sql` and its dialect's name."""
+    kind = KIND_OF_DIALECT.get(dialect.name)
+    return {kind} if kind else {"sql", dialect.name}
