@@ -1,125 +1,47 @@
 """The REST API: every endpoint and parameter rule of the Extraction API, the Platform API and the
 import upload, through FastAPI's test client, on SQLite and PostgreSQL; one test on a real
 uvicorn server. The brand isolation matrix is in test_api_isolation.py, the schema fuzzing in
-test_api_fuzz.py; both build their world with `make_world` from here."""
+test_api_fuzz.py; all build their world with `make_world` (builders.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from bspk_pipelines.api.app import ApiSettings, create_app
 from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.ratelimit import RateLimiter
-from bspk_pipelines.model.brand import Brand, load_brand
+from bspk_pipelines.model.brand import load_brand
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.mapping import source_columns
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.outbound.webhooks import fan_out, parse_secrets
-from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.apply import now
-from bspk_pipelines_tests.conftest import SHOPPER, STORE, Harness, header
+from bspk_pipelines_tests.builders import (
+    BASE,
+    SHOPPER,
+    World,
+    make_world,
+    seed,
+    serving,
+    shopper_row,
+    url,
+    view_records,
+)
 
-ASSOCIATE = header("sales_associates")
 PROJECT = Path(__file__).resolve().parent.parent
-BASE = datetime(2025, 3, 1, 9, 0)
 LISTS = [name for name, view in VIEWS.items() if view.paginated]
-
-
-def shopper_row(ref: str, first: str = "Marie", email: str = "a@example.com") -> str:
-    return f"{ref},{first},Curie,,,F,{email},,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n"
-
-
-def brand_config(brand: str, company: str) -> dict:
-    return {"brand": brand, "company_name": company, "sources": {"main": {"format": "bspk", "drop": f"drop/{brand}"}}}
-
-
-@dataclass
-class World:
-    """Two brands (acme, bravo) in one warehouse and data folder, each with a key, and the app."""
-
-    engine: sa.Engine
-    layout: Layout
-    harness: dict[str, Harness]
-    app: object
-    client: TestClient
-    keys: dict[str, str] = field(default_factory=dict)
-    key_ids: dict[str, str] = field(default_factory=dict)
-
-    def auth(self, brand: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[brand]}"}
-
-    def get(self, brand: str, path: str, **kwargs) -> httpx.Response:
-        return self.client.get(path, headers={**self.auth(brand), **kwargs.pop("headers", {})}, **kwargs)
-
-    def post(self, brand: str, path: str, **kwargs) -> httpx.Response:
-        return self.client.post(path, headers={**self.auth(brand), **kwargs.pop("headers", {})}, **kwargs)
-
-    def request(self, brand: str, method: str, path: str, **kwargs) -> httpx.Response:
-        return self.client.request(method, path, headers={**self.auth(brand), **kwargs.pop("headers", {})}, **kwargs)
-
-    def platform(self, brand: str, start: datetime = BASE) -> Platform:
-        clock = iter(start + timedelta(minutes=i) for i in range(10_000))
-        return Platform(self.engine, brand, clock=lambda: next(clock))
-
-
-def make_world(engine: sa.Engine, tmp_path: Path, settings: ApiSettings | None = None, extra: list[Brand] = ()) -> World:
-    layout = Layout(tmp_path / "data")
-    harness = {b: Harness(Brand.model_validate(brand_config(b, c)), layout, engine)
-               for b, c in (("acme", "Acme"), ("bravo", "Bravo"))}
-    app = create_app(engine, [h.brand for h in harness.values()] + list(extra), layout.data_dir,
-                     settings or ApiSettings(rate_limit=100_000))
-    world = World(engine, layout, harness, app, TestClient(app, raise_server_exceptions=False))
-    for brand in (*harness, *(b.brand for b in extra)):
-        world.key_ids[brand], world.keys[brand] = create_key(engine, brand, f"{brand} tests")
-    return world
-
-
-def seed(world: World, brand: str, clients: tuple[str, ...], start: datetime = BASE,
-         associates: tuple[str, str] = ("Jeanne,Lanvin", "Coco,Chanel")) -> Platform:
-    """A store, two associates (SA1, SA2), the clients from a SHOPPER file, and one record of every activity."""
-    h = world.harness[brand]
-    company = h.brand.company_name
-    for name, body in ((f"STORE_V2_{company}_202401010000.csv", STORE + "ST1,Saint Honore,,Paris,,,FR,EUR,,,,,TRUE\n"),
-                       (f"SALES-ASSOCIATE_V2_{company}_202401010000.csv",
-                        ASSOCIATE + f"SA1,{associates[0]},,,ST1,TRUE\nSA2,{associates[1]},,,ST1,TRUE\n"),
-                       (f"SHOPPER_V3_{company}_202401010000.csv", SHOPPER + "".join(shopper_row(c) for c in clients))):
-        h.drop(name, body)
-        assert h.ingest(name)["status"] == "applied"
-    platform = world.platform(brand, start)
-    first, second = clients[0], clients[1]
-    platform.log_call("SA1", first, to="+33612345678")
-    platform.send_message("SA2", second, "Bonjour", "whatsapp", media=[{"url": "https://x/y.jpg"}])
-    platform.send_email("SA1", first, template_id="T1", template_name="New season")
-    platform.write_note("SA2", first, "Prefers silk")
-    platform.book_appointment("SA1", second, "Fitting", BASE + timedelta(days=5))
-    platform.set_reminder("SA2", first, "Call back", BASE + timedelta(days=6))
-    platform.create_slice("SA1", "Winter picks", ["P1", "P2"])
-    platform.ideabook_action("SA2", first, "IB1", "item_added", "P1")
-    platform.set_associate_profile("SA1", username="jlanvin", job_title="Manager")
-    return platform
-
-
-@pytest.fixture
-def bare(engine, tmp_path) -> World:
-    """Both brands and their keys, no records: for the rules that need none."""
-    return make_world(engine, tmp_path)
 
 
 @pytest.fixture
@@ -129,14 +51,6 @@ def world(engine, tmp_path) -> World:
     seed(w, "bravo", ("B1", "B2"), associates=("Karl,Lagerfeld", "Yves,Saint Laurent"))
     return w
 
-
-def view_records(world: World, name: str, brand: str = "acme", **filters) -> list[dict]:
-    with world.engine.connect() as conn:
-        return json.loads(json.dumps([r for _, _, r in VIEWS[name].rows(conn, brand, **filters)]))
-
-
-def url(name: str) -> str:
-    return f"/api/extraction/v1/{name}"
 
 
 # --- authentication, keys and rate limits -----------------------------------------------------
@@ -688,32 +602,6 @@ def test_every_declared_operation_has_models_and_errors():
 
 
 # --- a real server -----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """`app` on a real uvicorn server on 127.0.0.1, in a thread, until the block ends; its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
 
 @pytest.fixture
 def server(world) -> Iterator[str]:

@@ -12,14 +12,9 @@ from fastapi.testclient import TestClient
 
 from bspk_pipelines.api import auth, keys
 from bspk_pipelines.api.ratelimit import RateLimiter
-from bspk_pipelines_tests.test_api import World, make_world, serving, url
+from bspk_pipelines_tests.builders import World, serving, url
 
 CALLS = url("calls")
-
-
-@pytest.fixture
-def bare(engine, tmp_path) -> World:
-    return make_world(engine, tmp_path)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bspk_pipelines_tests.test_api import make_world, seed
+from bspk_pipelines_tests.builders import make_world, seed
 
 EXAMPLES = 40  # per operation and mode: about 1,500 cases, under half a minute per backend
 

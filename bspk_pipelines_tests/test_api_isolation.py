@@ -11,15 +11,7 @@ import pytest
 
 from bspk_pipelines.api.imports import import_id
 from bspk_pipelines.outbound.views import VIEWS
-from bspk_pipelines_tests.conftest import SHOPPER
-from bspk_pipelines_tests.test_api import (
-    World,
-    make_world,
-    seed,
-    shopper_row,
-    url,
-    view_records,
-)
+from bspk_pipelines_tests.builders import SHOPPER, World, make_world, seed, shopper_row, url, view_records
 
 WEBHOOKS = "/api/platform/v1/webhook_endpoints"
 IMPORTS = "/api/platform/v1/imports"

@@ -23,7 +23,7 @@ from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.ingest.drop import FileNameError, Snapshot, classify, look, safe_name
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.schema import metadata
-from bspk_pipelines_tests.conftest import (
+from bspk_pipelines_tests.builders import (
     INVENTORY, NATIVE, PRICES, PRODUCT, SALE, SHOPPER, STORE, Harness, brand_harness, header,
 )
 

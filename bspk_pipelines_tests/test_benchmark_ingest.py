@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines_tests.conftest import postgres_or_skip
+from bspk_pipelines_tests.builders import postgres_or_skip
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ingest.py"
 TINY = ["--shoppers", "200", "--sales", "2000", "--products", "20", "--years", "2"]

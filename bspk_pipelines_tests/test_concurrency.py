@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.demo.samples import generate_samples
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
-from bspk_pipelines_tests.conftest import postgres_or_skip
+from bspk_pipelines_tests.builders import postgres_or_skip
 
 PROJECT = Path(__file__).resolve().parent.parent
 WRITERS = 4

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bspk_pipelines_tests.conftest import NATIVE, brand_harness
-from bspk_pipelines_tests.test_rules import SHOPPER
+from bspk_pipelines_tests.builders import NATIVE, SHOPPER, brand_harness, loaded
 
 ROWS = 200_000
 NAME = "SHOPPER_V3_Acme_202401010000.csv"
@@ -20,7 +19,7 @@ NAME = "SHOPPER_V3_Acme_202401010000.csv"
 APPLY = """
 import sys
 from pathlib import Path
-from bspk_pipelines_tests.conftest import Harness, NATIVE
+from bspk_pipelines_tests.builders import Harness, NATIVE
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.engine import engine_for
@@ -90,7 +89,6 @@ def test_a_file_checked_before_an_upgrade_to_claims_is_applied_after_it(engine, 
     from bspk_pipelines.ingest.check import validate_file
     from bspk_pipelines.ingest.contribute import map_file
     from bspk_pipelines.ingest.land import land
-    from bspk_pipelines_tests.test_history import loaded
 
     h = loaded(engine, tmp_path)
     name = "SALE_V2_Acme_202406010000.csv"

@@ -4,58 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.cli import sync_brand
-from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines_tests.conftest import NATIVE, tick
+from bspk_pipelines_tests.builders import DROP_SENSOR, ONE_PRODUCT, TWO_SHOPPERS, tick
 
-SHOPPERS = (
-    "shopper_ref,first_name,last_name,alternate_first_name,alternate_last_name,gender,email,title,mobile_phone,"
-    "other_phone,address,address_2,address_3,address_4,city,state,zip_code,country_code,preferences,"
-    "preferred_contact_channel,nationality,languages,email_contact,phone_call_contact\n"
-    "S1,Marie,Curie,,,F,marie@example.com,,+33612345678,,,,,,Paris,,,FR,,email,FR,fr,TRUE,FALSE\n"
-    "S2,Pierre,Curie,,,M,pierre@example.com,,+33612345679,,,,,,Paris,,,XX,,,,,TRUE,FALSE\n"
-)
 SALES = (
     "sale_ref,product_ref,quantity,price,currency_code,created_at,sku,shopper_ref,store_ref,sales_associate_ref\n"
     "T1,P1,1,120.00,EUR,2024-03-01T10:00:00,,S1,,\n"
 )
-PRODUCTS = "product_ref,name,description,categories,language_code,brand,published\nP1,Jacket,,Coats,en,Acme,TRUE\n"
-
-
-@pytest.fixture
-def defs_and_folder(tmp_path, warehouse_url):
-    brand = Brand.model_validate(NATIVE)
-    data = tmp_path / "data"
-    defs = build_definitions(
-        [brand], {"warehouse": WarehouseResource(url=warehouse_url), "folders": BrandFoldersResource(data_dir=str(data))}
-    )
-    drop = data / "drop" / "acme"
-    drop.mkdir(parents=True)
-    return defs, brand, drop
-
-
-@pytest.fixture
-def dagster_home(tmp_path, monkeypatch) -> str:
-    """A temporary DAGSTER_HOME holding the project's own embedded dagster.yaml."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(Path(__file__).parent.parent / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return str(home)
-
-
-DROP_SENSOR = names.drop_sensor("acme")
 
 
 def test_definitions_load_with_names_from_one_helper(defs_and_folder):
@@ -72,11 +34,11 @@ def test_definitions_load_with_names_from_one_helper(defs_and_folder):
 def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
     defs, _, drop = defs_and_folder
     path = drop / "SHOPPER_V3_Acme_202401010000.csv"
-    path.write_text(SHOPPERS[:80])
+    path.write_text(TWO_SHOPPERS[:80])
     first = tick(defs, DROP_SENSOR, None)
     assert first.run_requests == []  # seen once: it may still be growing
     with path.open("a") as f:
-        f.write(SHOPPERS[80:])
+        f.write(TWO_SHOPPERS[80:])
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     second = tick(defs, DROP_SENSOR, first.cursor)
     assert second.run_requests == []  # it grew since the last look
@@ -93,13 +55,13 @@ def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
 def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_folder):
     defs, _, drop = defs_and_folder
     (drop / "SALE_V2_Acme_202401010900.csv").write_text(SALES)
-    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
-    (drop / "PRODUCT_V2_Acme_202401010800.csv").write_text(PRODUCTS)
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(TWO_SHOPPERS)
+    (drop / "PRODUCT_V2_Acme_202401010800.csv").write_text(ONE_PRODUCT)
     for name in ("SALE_V2_Acme_202401010900.csv", "SHOPPER_V3_Acme_202401010900.csv", "PRODUCT_V2_Acme_202401010800.csv"):
         (drop / f"{name}.done").touch()
-    (drop / "SHOPPER_V3_Acme_202401011000.csv.part").write_text(SHOPPERS)
-    (drop / "SHOPPER_V3_Acme_202401011000.tmp").write_text(SHOPPERS)
-    (drop / ".hidden.csv").write_text(SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401011000.csv.part").write_text(TWO_SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401011000.tmp").write_text(TWO_SHOPPERS)
+    (drop / ".hidden.csv").write_text(TWO_SHOPPERS)
     result = tick(defs, DROP_SENSOR, None)
     assert [r.partition_key for r in result.run_requests] == [
         "PRODUCT_V2_Acme_202401010800.csv",  # earliest timestamp first
@@ -116,7 +78,7 @@ def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_fol
 
 def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
     defs, _, drop = defs_and_folder
-    (drop / "clients export.csv").write_text(SHOPPERS)
+    (drop / "clients export.csv").write_text(TWO_SHOPPERS)
     (drop / "clients export.csv.done").touch()
     result = tick(defs, DROP_SENSOR, None)
     assert result.run_requests == []
@@ -125,14 +87,14 @@ def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
         row = conn.execute(sa.text("select status, error from files where name='clients export.csv'")).one()
     assert row.status == "failed" and "expected <TYPE>_<VERSION>_Acme_<YYYYMMDDHHMM>.csv" in row.error
     cursor = json.loads(result.cursor)
-    assert cursor["requested"]["main"]["clients export.csv"][1:] == [len(SHOPPERS), (drop / "clients export.csv").stat().st_mtime_ns]
+    assert cursor["requested"]["main"]["clients export.csv"][1:] == [len(TWO_SHOPPERS), (drop / "clients export.csv").stat().st_mtime_ns]
     assert tick(defs, DROP_SENSOR, result.cursor).run_requests == []
 
 
 def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
     """Runs recorded in a temporary DAGSTER_HOME; a held sale is applied when its product arrives."""
     defs, brand, drop = defs_and_folder
-    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(TWO_SHOPPERS)
     (drop / "SALE_V2_Acme_202401010901.csv").write_text(SALES)
     with dg.DagsterInstance.get() as instance:
         lines = []
@@ -145,7 +107,7 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
         assert meta["held"].value == 1 and meta["inserted"].value == 0
         validated = instance.get_latest_materialization_event(dg.AssetKey(["acme", "validated", "main", "shoppers"]))
         assert validated.asset_materialization.metadata["rejected"].value == 1  # country XX
-        (drop / "PRODUCT_V2_Acme_202401011000.csv").write_text(PRODUCTS)
+        (drop / "PRODUCT_V2_Acme_202401011000.csv").write_text(ONE_PRODUCT)
         results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
         assert [r.success for r in results] == [True, True]  # the product file, then the month it released
         sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
@@ -164,10 +126,10 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
 def test_unique_check_fails_when_two_files_give_two_shoppers_one_mobile_phone(defs_and_folder, dagster_home):
     """A file is checked for shared unique values within itself; across files the table's check says it."""
     defs, brand, drop = defs_and_folder
-    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(TWO_SHOPPERS)
     # S3 takes S1's mobile phone in a later file: each file is clean on its own.
     (drop / "SHOPPER_V3_Acme_202401011000.csv").write_text(
-        SHOPPERS.splitlines(keepends=True)[0] + "S3,Irene,Curie,,,F,,,+33612345678,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
+        TWO_SHOPPERS.splitlines(keepends=True)[0] + "S3,Irene,Curie,,,F,,,+33612345678,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
     with dg.DagsterInstance.get() as instance:
         results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
         assert [r.success for r in results] == [True, True]
@@ -181,10 +143,10 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
     """The same bytes under a new name: the sensor records the duplicate and reports the raw
     partition's materialisation itself; no run starts, nothing is landed twice."""
     defs, brand, drop = defs_and_folder
-    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(SHOPPERS)
+    (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text(TWO_SHOPPERS)
     with dg.DagsterInstance.get() as instance:
         assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
-        (drop / "SHOPPER_V3_Acme_202401020900.csv").write_text(SHOPPERS)
+        (drop / "SHOPPER_V3_Acme_202401020900.csv").write_text(TWO_SHOPPERS)
         (drop / "SHOPPER_V3_Acme_202401020900.csv.done").write_text("")
         result = tick(defs, DROP_SENSOR, None, instance)
         assert not result.run_requests
@@ -193,7 +155,7 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
         assert event.metadata["duplicate_of"].value == "SHOPPER_V3_Acme_202401010900.csv"
         lines = []
         assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []  # recorded already
-        (drop / "SHOPPER_V3_Acme_202401030900.csv").write_text(SHOPPERS)
+        (drop / "SHOPPER_V3_Acme_202401030900.csv").write_text(TWO_SHOPPERS)
         assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []
         assert lines == ["  SHOPPER_V3_Acme_202401030900.csv: same bytes as SHOPPER_V3_Acme_202401010900.csv: "
                          "recorded as a duplicate, not applied (no run needed)"]
@@ -211,7 +173,7 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
 def test_failed_file_fails_its_run_and_others_go_on(defs_and_folder, dagster_home):
     defs, brand, drop = defs_and_folder
     (drop / "SHOPPER_V3_Acme_202401010900.csv").write_text("shopper_ref;first_name\nS1;Marie\n")
-    (drop / "PRODUCT_V2_Acme_202401010901.csv").write_text(PRODUCTS)
+    (drop / "PRODUCT_V2_Acme_202401010901.csv").write_text(ONE_PRODUCT)
     with dg.DagsterInstance.get() as instance:
         results = sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
         assert [r.success for r in results] == [False, True]

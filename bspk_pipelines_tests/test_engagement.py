@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from bspk_pipelines.engagement.activity import ActivityError, Platform
 from bspk_pipelines.engagement.clients import ClientError
 from bspk_pipelines.outbound.views import VIEWS
-from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, brand_harness, header
+from bspk_pipelines_tests.builders import NATIVE, SHOPPER, STORE, brand_harness, header
 
 ASSOCIATE = header("sales_associates")
 

@@ -19,7 +19,7 @@ from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.extracts import ExtractError, outbox_folder, run_extract, run_extracts
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import ACTIVITY_TABLES, clients, extract_seen, extract_state
-from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, header
+from bspk_pipelines_tests.builders import NATIVE, SHOPPER, STORE, header
 
 ASSOCIATE = header("sales_associates")
 

@@ -11,30 +11,16 @@ from bspk_pipelines.ingest.months import pending, rebuild_month
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
 from bspk_pipelines.ingest.land import land
-from bspk_pipelines_tests.conftest import NATIVE, brand_harness, header
-
-SHOPPERS = header("shoppers") + "".join(f"S{i},F{i},L{i},,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n" for i in range(1, 4))
-PRODUCTS = header("products") + "P1,Bag,,,en,,TRUE\nP2,Belt,,,en,,TRUE\n"
-HISTORY = [  # (sale_ref, product, created_at, shopper)
-    ("T1", "P1", "2024-01-05T10:00:00", "S1"), ("T2", "P2", "2024-01-20T10:00:00", "S2"),
-    ("T3", "P1", "2024-02-03T10:00:00", "S1"), ("T4", "P1", "2024-03-09T10:00:00", "S3"),
-    ("T5", "P2", "2024-03-30T23:59:59", "S2"), ("T6", "P1", "2024-05-01T00:00:00", "S3"),
-]
-CONFIG = {**NATIVE, "history_start": "2023-11"}
-
-
-def sales(rows, price="10.00") -> str:
-    return header("sales") + "".join(f"{s},{p},1,{price},EUR,{at},,{who},,\n" for s, p, at, who in rows)
-
-
-def loaded(engine, tmp_path, name="acme", history=HISTORY):
-    h = brand_harness({**CONFIG, "brand": name}, engine, tmp_path / name)
-    h.drop("SHOPPER_V3_Acme_202401010000.csv", SHOPPERS)
-    h.drop("PRODUCT_V2_Acme_202401010000.csv", PRODUCTS)
-    h.ingest("SHOPPER_V3_Acme_202401010000.csv")
-    h.ingest("PRODUCT_V2_Acme_202401010000.csv")
-    h.drop("SALE_V2_Acme_202406010000.csv", sales(history))
-    return h
+from bspk_pipelines_tests.builders import (
+    HISTORY,
+    HISTORY_CONFIG,
+    THREE_SHOPPERS,
+    TWO_PRODUCTS,
+    brand_harness,
+    header,
+    loaded,
+    sales_file,
+)
 
 
 def land_only(h, name: str) -> list[str]:
@@ -87,7 +73,7 @@ def test_a_late_file_for_an_old_month_changes_that_month_only(engine, tmp_path):
     h = loaded(engine, tmp_path)
     h.ingest("SALE_V2_Acme_202406010000.csv")
     stamps = {r["sale_ref"]: r["_updated_at"] for r in h.rows("sales")}
-    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T3", "P1", "2024-02-03T10:00:00", "S1"), ("T7", "P2", "2024-02-14T12:00:00", "S2")], price="12.50"))
+    h.drop("SALE_V2_Acme_202406020000.csv", sales_file([("T3", "P1", "2024-02-03T10:00:00", "S1"), ("T7", "P2", "2024-02-14T12:00:00", "S2")], price="12.50"))
     assert land_only(h, "SALE_V2_Acme_202406020000.csv") == ["2024-02"]
     counts = rebuild_month(engine, h.layout.data_dir, "acme", "sales", "2024-02")
     assert (counts.inserted, counts.updated, counts.deleted) == (1, 1, 0)
@@ -99,7 +85,7 @@ def test_a_late_file_for_an_old_month_changes_that_month_only(engine, tmp_path):
 def test_a_line_moved_to_another_month_leaves_its_old_month(engine, tmp_path):
     h = loaded(engine, tmp_path)
     h.ingest("SALE_V2_Acme_202406010000.csv")
-    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T1", "P1", "2024-02-10T10:00:00", "S1")]))
+    h.drop("SALE_V2_Acme_202406020000.csv", sales_file([("T1", "P1", "2024-02-10T10:00:00", "S1")]))
     h.ingest("SALE_V2_Acme_202406020000.csv")
     # Rebuilding January again (a backfill) must not bring the older version back.
     rebuild_month(engine, h.layout.data_dir, "acme", "sales", "2024-01")
@@ -154,7 +140,7 @@ def test_a_file_streams_through_tiny_batches_with_the_same_outcome(engine, tmp_p
 
 
 def test_shoppers_stream_through_tiny_batches_catching_a_shared_mobile_phone(engine, tmp_path):
-    h = brand_harness(CONFIG, engine, tmp_path)
+    h = brand_harness(HISTORY_CONFIG, engine, tmp_path)
     body = "".join(f"S{i},F,L,,,F,,,+3361234567{i % 3},,,,,,,,,FR,,,,,TRUE,FALSE\n" for i in range(5))
     h.drop("SHOPPER_V3_Acme_202401010000.csv", header("shoppers") + body)
     d = classify(h.brand, "main", d_name := "SHOPPER_V3_Acme_202401010000.csv")
@@ -180,8 +166,8 @@ def test_backfill_cli_rebuilds_a_range_in_runs_of_months_per_run(monkeypatch, tm
     monkeypatch.delenv("BSPK_WAREHOUSE_URL", raising=False)
     drop = data / "drop" / "acme"
     drop.mkdir(parents=True)
-    for name, content in (("SHOPPER_V3_Acme_202401010000.csv", SHOPPERS), ("PRODUCT_V2_Acme_202401010000.csv", PRODUCTS),
-                          ("SALE_V2_Acme_202406010000.csv", sales(HISTORY))):
+    for name, content in (("SHOPPER_V3_Acme_202401010000.csv", THREE_SHOPPERS), ("PRODUCT_V2_Acme_202401010000.csv", TWO_PRODUCTS),
+                          ("SALE_V2_Acme_202406010000.csv", sales_file(HISTORY))):
         (drop / name).write_text(content)
     assert main(["sync", "--brand", "acme", "--settle", "0.05"]) == 0
     warehouse = sa.create_engine(f"sqlite:///{data / 'warehouse.sqlite'}")
@@ -211,7 +197,7 @@ def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(eng
     assert pending(engine, "acme", "sales") == [] and len(table(h)) == 6
     # T1 moves from January to empty April, beside a new line in empty December: the bulk insert
     # meets T1's January row, so each month rebuilds alone, and the newer file's T1 wins.
-    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T1", "P1", "2024-04-02T10:00:00", "S1"), ("T8", "P2", "2023-12-24T18:00:00", "S2")]))
+    h.drop("SALE_V2_Acme_202406020000.csv", sales_file([("T1", "P1", "2024-04-02T10:00:00", "S1"), ("T8", "P2", "2023-12-24T18:00:00", "S2")]))
     assert land_only(h, "SALE_V2_Acme_202406020000.csv") == ["2023-12", "2024-04"]
     done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", ["2023-12", "2024-04"])
     assert (done["2023-12"].inserted, done["2024-04"].inserted) == (1, 1)
@@ -238,8 +224,8 @@ def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_m
 
     h = loaded(engine, tmp_path, history=[("T1", "P1", "2024-01-05T10:00:00", "S1")])
     land_only(h, "SALE_V2_Acme_202406010000.csv")
-    h.drop("SALE_V2_Acme_202406020000.csv", sales([("T9", "P1", "2024-07-02T10:00:00", "S1")]))
-    h.drop("SALE_V2_Acme_202406030000.csv", sales([("T9", "P1", "2024-08-02T10:00:00", "S2")]))
+    h.drop("SALE_V2_Acme_202406020000.csv", sales_file([("T9", "P1", "2024-07-02T10:00:00", "S1")]))
+    h.drop("SALE_V2_Acme_202406030000.csv", sales_file([("T9", "P1", "2024-08-02T10:00:00", "S2")]))
     land_only(h, "SALE_V2_Acme_202406020000.csv")
     assert land_only(h, "SALE_V2_Acme_202406030000.csv") == ["2024-01", "2024-07", "2024-08"]
     done = rebuild_months(engine, h.layout.data_dir, "acme", "sales", ["2024-01", "2024-07", "2024-08"])
@@ -250,12 +236,12 @@ def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_m
 def test_a_sales_source_that_does_not_own_shopper_ref_lands_its_lines(engine, tmp_path):
     """The map step asks which references are unknown over the validated rows, before they are
     limited to what the source owns: a column it does not own is not looked for."""
-    h = brand_harness({**CONFIG, "sources": {"main": {"format": "bspk", "drop": "drop/acme"},
+    h = brand_harness({**HISTORY_CONFIG, "sources": {"main": {"format": "bspk", "drop": "drop/acme"},
                                              "pos": {"format": "bspk", "drop": "drop/pos"}},
                        "precedence": {"sales": {"shopper_ref": ["pos"]}}}, engine, tmp_path)
-    h.drop("PRODUCT_V2_Acme_202401010000.csv", PRODUCTS)
+    h.drop("PRODUCT_V2_Acme_202401010000.csv", TWO_PRODUCTS)
     h.ingest("PRODUCT_V2_Acme_202401010000.csv")
-    h.drop("SALE_V2_Acme_202406010000.csv", sales([("T1", "P1", "2024-01-05T10:00:00", "S9")]))  # S9: unknown
+    h.drop("SALE_V2_Acme_202406010000.csv", sales_file([("T1", "P1", "2024-01-05T10:00:00", "S9")]))  # S9: unknown
     f = h.ingest("SALE_V2_Acme_202406010000.csv")
     assert (f["status"], f["inserted"], f["held"]) == ("applied", 1, 0)
     assert [(r[0], r[4]) for r in table(h)] == [("T1", None)]

@@ -20,8 +20,7 @@ import sqlalchemy as sa
 from bspk_pipelines.cli import QUIET, sync_brand
 from bspk_pipelines.ingest.drop import Refused, classify
 from bspk_pipelines.ingest.land import land
-from bspk_pipelines_tests.conftest import NATIVE, SHOPPER, STORE, tick
-from bspk_pipelines_tests.test_dagster import DROP_SENSOR, PRODUCTS, SHOPPERS, dagster_home, defs_and_folder  # noqa: F401
+from bspk_pipelines_tests.builders import DROP_SENSOR, NATIVE, ONE_PRODUCT, SHOPPER, STORE, TWO_SHOPPERS, tick
 
 SHOPPER_FILE = "SHOPPER_V3_Acme_202401010900.csv"
 PRODUCT_FILE = "PRODUCT_V2_Acme_202401010901.csv"
@@ -53,7 +52,7 @@ def test_a_link_in_the_drop_folder_is_refused_never_followed(defs_and_folder, tm
         secret.write_text(SHOPPER + "X1,Secret,Person,,,F,secret@example.com,,,,,,,,Oslo,,,NO,,,,,TRUE,FALSE\n")
         target = str(secret)
     (drop / SHOPPER_FILE).symlink_to(target)
-    (drop / PRODUCT_FILE).write_text(PRODUCTS)
+    (drop / PRODUCT_FILE).write_text(ONE_PRODUCT)
     result = _settled_tick(defs)
     assert [r.partition_key for r in result.run_requests if r.partition_key] == [PRODUCT_FILE]  # the others go on
     status, error = _files(defs)[SHOPPER_FILE]
@@ -82,7 +81,7 @@ def test_a_link_swapped_in_after_the_look_is_refused_at_landing(harness, tmp_pat
 def test_a_named_pipe_is_refused_without_blocking_the_look(defs_and_folder):
     defs, _, drop = defs_and_folder
     os.mkfifo(drop / SHOPPER_FILE)  # opening it for reading would wait for a writer forever
-    (drop / PRODUCT_FILE).write_text(PRODUCTS)
+    (drop / PRODUCT_FILE).write_text(ONE_PRODUCT)
     result = _settled_tick(defs)
     assert [r.partition_key for r in result.run_requests if r.partition_key] == [PRODUCT_FILE]
     status, error = _files(defs)[SHOPPER_FILE]
@@ -100,9 +99,9 @@ def test_an_unreadable_file_is_refused_the_others_go_on_and_it_is_taken_once_rea
     (mappings / "acme.yaml").write_text(json.dumps(NATIVE))  # YAML is a superset of JSON
     drop = data / "drop" / "acme"
     drop.mkdir(parents=True)
-    (drop / SHOPPER_FILE).write_text(SHOPPERS)
+    (drop / SHOPPER_FILE).write_text(TWO_SHOPPERS)
     (drop / SHOPPER_FILE).chmod(0)
-    (drop / PRODUCT_FILE).write_text(PRODUCTS)
+    (drop / PRODUCT_FILE).write_text(ONE_PRODUCT)
     env = os.environ | {"DAGSTER_HOME": str(home), "BSPK_DATA_DIR": str(data), "BSPK_MAPPINGS_DIR": str(mappings),
                         "BSPK_WAREHOUSE_URL": warehouse_url, "PYTHONPATH": str(PROJECT)}
     sync = [sys.executable, "-m", "bspk_pipelines.cli", "sync", "--brand", "acme", "--settle", "0.05"]
@@ -160,10 +159,10 @@ def test_a_file_completed_after_the_ready_check_lands_whole_never_half(defs_and_
 
 def test_a_file_rewritten_after_its_import_is_reported_not_ignored(defs_and_folder, dagster_home):
     defs, brand, drop = defs_and_folder
-    (drop / SHOPPER_FILE).write_text(SHOPPERS)
+    (drop / SHOPPER_FILE).write_text(TWO_SHOPPERS)
     with dg.DagsterInstance.get() as instance:
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        (drop / SHOPPER_FILE).write_text(SHOPPERS + "S3,Irene,Curie,,,F,irene@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
+        (drop / SHOPPER_FILE).write_text(TWO_SHOPPERS + "S3,Irene,Curie,,,F,irene@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
         lines = []
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
     assert any(line.startswith(f"  not taken: {SHOPPER_FILE}: changed after it was imported") and "new name" in line
@@ -175,18 +174,18 @@ def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_fol
     was (same size and time): it is requested again, not left refused for good."""
     defs, _, drop = defs_and_folder
     path = drop / SHOPPER_FILE
-    path.write_text(SHOPPERS)
+    path.write_text(TWO_SHOPPERS)
     as_dropped = path.stat().st_mtime_ns
     looked = _settled_tick(defs)
     [request] = looked.run_requests
-    (drop / "elsewhere.csv.part").write_text(SHOPPERS)  # a .part name: never a delivery itself
+    (drop / "elsewhere.csv.part").write_text(TWO_SHOPPERS)  # a .part name: never a delivery itself
     path.unlink()
     path.symlink_to(drop / "elsewhere.csv.part")
     with dg.DagsterInstance.get() as instance:
         result = _run(defs, instance, request)
         assert not result.success and _files(defs)[SHOPPER_FILE][0] == "refused"
         path.unlink()
-        path.write_text(SHOPPERS)
+        path.write_text(TWO_SHOPPERS)
         os.utime(path, ns=(as_dropped, as_dropped))
         [again] = _settled_tick(defs, looked.cursor).run_requests
         assert _run(defs, instance, again).success
@@ -203,10 +202,10 @@ def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
 def test_a_file_rewritten_after_its_import_with_the_same_size_is_reported(defs_and_folder, dagster_home):
     defs, brand, drop = defs_and_folder
     path = drop / SHOPPER_FILE
-    path.write_text(SHOPPERS)
+    path.write_text(TWO_SHOPPERS)
     with dg.DagsterInstance.get() as instance:
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        path.write_text(SHOPPERS.replace("Marie", "Maria"))
+        path.write_text(TWO_SHOPPERS.replace("Marie", "Maria"))
         lines = []
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
         quiet = []
@@ -220,7 +219,7 @@ def test_a_drop_folder_replaced_by_a_link_is_refused_whole(defs_and_folder, tmp_
     defs, brand, drop = defs_and_folder
     other = tmp_path / "other-brand-drop"
     other.mkdir()
-    (other / PRODUCT_FILE).write_text(PRODUCTS)
+    (other / PRODUCT_FILE).write_text(ONE_PRODUCT)
     drop.rmdir()
     drop.symlink_to(other)
     first = tick(defs, DROP_SENSOR, None)

@@ -15,8 +15,7 @@ from bspk_pipelines.cli import sync_brand
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines_tests.conftest import NATIVE, postgres_or_skip
-from bspk_pipelines_tests.test_dagster import PRODUCTS
+from bspk_pipelines_tests.builders import NATIVE, ONE_PRODUCT, postgres_or_skip
 
 ROOT = Path(__file__).parent.parent
 
@@ -59,7 +58,7 @@ def test_postgres_instance_records_a_brand_run(postgres_database, tmp_path, monk
     monkeypatch.setenv("DAGSTER_PG_URL", postgres_database)
     data = tmp_path / "data"
     (data / "drop" / "acme").mkdir(parents=True)
-    (data / "drop" / "acme" / "PRODUCT_V2_Acme_202401010000.csv").write_text(PRODUCTS)
+    (data / "drop" / "acme" / "PRODUCT_V2_Acme_202401010000.csv").write_text(ONE_PRODUCT)
     brand = Brand.model_validate(NATIVE)
     defs = build_definitions([brand], {
         "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path / 'warehouse.sqlite'}"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bspk_pipelines_tests.conftest import (
+from bspk_pipelines_tests.builders import (
     ADDRESS, IMAGES, INVENTORY, PRICES, PRODUCT, SHOPPER, STORE, VARIANTS, brand_harness,
 )
 

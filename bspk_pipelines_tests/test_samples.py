@@ -15,7 +15,7 @@ from bspk_pipelines.model.brand import load_brand
 from bspk_pipelines.ingest.drop import Delivery, classify
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.demo.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples
-from bspk_pipelines_tests.conftest import Harness
+from bspk_pipelines_tests.builders import Harness
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 

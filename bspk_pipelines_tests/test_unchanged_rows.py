@@ -15,7 +15,7 @@ from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
 from bspk_pipelines.ingest.land import land
-from bspk_pipelines_tests.conftest import SHOPPER
+from bspk_pipelines_tests.builders import SHOPPER
 
 
 def shopper(ref: str, city: str = "Paris", email: str = "a@example.com", phone: str = "") -> str:

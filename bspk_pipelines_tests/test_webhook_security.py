@@ -39,9 +39,7 @@ from bspk_pipelines.outbound.webhooks import dead_letters, deliver
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_endpoints
 from bspk_pipelines.warehouse.engine import engine_for, writing
-from bspk_pipelines_tests.conftest import tick
-from bspk_pipelines_tests.test_api import make_world
-from bspk_pipelines_tests.test_webhooks import FakeClock, Receiver, deliveries, emit, new_brand, new_secret
+from bspk_pipelines_tests.builders import FakeClock, Receiver, deliveries, emit, make_world, new_brand, new_secret, tick
 
 KEYS = "BSPK_WEBHOOK_ENCRYPTION_KEYS"
 ALLOW = "BSPK_WEBHOOK_ALLOW_NETWORKS"

@@ -7,26 +7,22 @@ clock, so the 96-hour retry window runs in seconds; only the 5-second timeout te
 
 from __future__ import annotations
 
-import base64
 import json
 import random
-import secrets as secrets_module
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.outbound.events import client_key, enqueue
+from bspk_pipelines.outbound.events import enqueue
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.webhooks import (
     LEASE,
@@ -44,129 +40,10 @@ from bspk_pipelines.outbound.webhooks import (
 )
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints
 from bspk_pipelines.warehouse.engine import engine_for, writing
+from bspk_pipelines_tests.builders import Act, Arrival, FakeClock, Receiver, deliveries, emit, new_brand, new_secret
 
 # ---------------------------------------------------------------------------------------------
 # A scriptable receiver
-
-
-@dataclass
-class Act:
-    """What the receiver does with one request."""
-
-    status: int = 200
-    retry_after: str | None = None
-    hang: float = 0.0  # seconds to sit on the request (after processing it) before answering
-
-
-@dataclass
-class Arrival:
-    webhook_id: str
-    event_name: str | None
-    ref: str | None
-    seq: int | None
-    verified: bool
-    status: int
-    processed: bool  # the receiver acted on it (a 2xx, or a hang after processing)
-    hung: bool
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """An HTTP server whose answers are scripted: `script` (consumed first), then `default`."""
-
-    secrets: list[str]
-    port: int = 0
-    script: deque = field(default_factory=deque)
-    default: Callable[[Arrival], Act] = lambda _arrival: Act()
-    arrivals: list[Arrival] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    release: threading.Event = field(default_factory=threading.Event)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.handle(self, body)
-
-        self.release.clear()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Down: the port is closed, connections are refused."""
-        if self.server:
-            self.release.set()
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def verify(self, body: bytes, headers: dict[str, str], secret: str) -> bool:
-        try:
-            Webhook(secret).verify(body, headers)
-            return True
-        except WebhookVerificationError:
-            return False
-
-    def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
-        headers = dict(handler.headers.items())
-        verified = any(self.verify(body, headers, s) for s in self.secrets)
-        try:
-            envelope = json.loads(body)
-            obj = envelope.get("object") or {}
-            event_name, ref, seq = envelope.get("event_name"), obj.get("ref"), obj.get("seq")
-        except ValueError:
-            event_name = ref = seq = None
-        probe = Arrival(headers.get("webhook-id", ""), event_name, ref, seq, verified, 0, False, False, headers, body)
-        with self.lock:
-            act = self.script.popleft() if self.script else self.default(probe)
-            probe.status = act.status
-            probe.processed = verified and (200 <= act.status < 300 or act.hang > 0)
-            probe.hung = act.hang > 0
-            self.arrivals.append(probe)
-        if act.hang:
-            self.release.wait(act.hang)
-        try:
-            handler.send_response(act.status)
-            if act.retry_after:
-                handler.send_header("Retry-After", act.retry_after)
-            handler.send_header("Content-Length", "2")
-            handler.end_headers()
-            handler.wfile.write(b"ok")
-        except OSError:
-            pass  # the sender gave up waiting
-
-    # What arrived, as the tests look at it.
-    def processed(self) -> list[Arrival]:
-        with self.lock:
-            return [a for a in self.arrivals if a.processed]
-
-    def unique(self) -> list[Arrival]:
-        """Processed arrivals de-duplicated by webhook-id, first arrival kept."""
-        seen, out = set(), []
-        for a in self.processed():
-            if a.webhook_id not in seen:
-                seen.add(a.webhook_id)
-                out.append(a)
-        return out
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets_module.token_bytes(24)).decode()
 
 
 @pytest.fixture
@@ -176,28 +53,8 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-class FakeClock:
-    def __init__(self, start: datetime = datetime(2025, 3, 1, 9, 0)):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw) -> None:
-        self.now += timedelta(**kw)
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def new_brand(endpoints: list[dict], echo_imports: bool = False, bid: str | None = None) -> Brand:
-    """A brand of its own for each test (fresh id), with these webhook endpoints."""
-    bid = bid or "wh" + uuid.uuid4().hex[:10]
-    return Brand.model_validate({
-        "brand": bid, "company_name": "Acme", "sources": {"main": {"format": "bspk", "drop": f"drop/{bid}"}},
-        "webhooks": {"endpoints": endpoints, "echo_imports": echo_imports},
-    })
 
 
 def brand_for(receiver: Receiver, monkeypatch, events: tuple[str, ...] = ("client.updated",), env_value: str | None = None) -> Brand:
@@ -205,17 +62,6 @@ def brand_for(receiver: Receiver, monkeypatch, events: tuple[str, ...] = ("clien
     env = "WH_SECRET_" + uuid.uuid4().hex[:8].upper()
     monkeypatch.setenv(env, env_value or " ".join(receiver.secrets))
     return new_brand([{"url": receiver.url, "events": list(events), "secret_env": env}])
-
-
-def emit(engine: sa.Engine, brand: Brand, ref: str, seq: int, at: datetime, name: str = "client.updated", **extra) -> str:
-    with writing(engine) as conn:
-        return enqueue(conn, brand.brand, name, client_key(ref), {"ref": ref, "external_id": ref, "seq": seq, **extra}, at)
-
-
-def deliveries(engine: sa.Engine, brand: Brand) -> list[dict]:
-    d = webhook_deliveries
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.select(d).where(d.c.brand == brand.brand).order_by(d.c.event_id, d.c.endpoint_id)).mappings()]
 
 
 def endpoint(engine: sa.Engine, brand: Brand, url: str) -> dict:
