@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs import names
