@@ -30,7 +30,7 @@ SYNC = ["-m", "bspk_pipelines.cli", "sync", "--brand", "acme", "--settle", "0.2"
 # The daemon's part: one sensor tick, its runs executed as the run launcher would start them.
 SENSOR_TICK = """
 import dagster as dg
-from bspk_pipelines.cli import QUIET, open_instance
+from bspk_pipelines.cli.instance import QUIET, open_instance
 from bspk_pipelines.model.brand import load_brands
 from bspk_pipelines.defs.project import build_definitions
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.defs import names
 from bspk_pipelines_tests.builders import DROP_SENSOR, ONE_PRODUCT, TWO_SHOPPERS, tick
 

@@ -17,7 +17,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.cli import QUIET, sync_brand
+from bspk_pipelines.cli.instance import QUIET
+from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.ingest.drop import Refused, classify
 from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.builders import DROP_SENSOR, NATIVE, ONE_PRODUCT, SHOPPER, STORE, TWO_SHOPPERS, tick

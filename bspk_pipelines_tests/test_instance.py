@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.instance.config import dagster_instance_config
 
-from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource

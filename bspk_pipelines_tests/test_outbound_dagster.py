@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bspk_pipelines.cli import sync_brand
+from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.outbound import NO_DEAD_LETTERS

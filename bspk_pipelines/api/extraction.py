@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
-from bspk_pipelines.api.app import Key, service_of
+from bspk_pipelines.api.deps import Key, service_of
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.responses import (
     ERRORS,

@@ -47,7 +47,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from bspk_pipelines.api.app import Key, Service, service_of
+from bspk_pipelines.api.deps import Key, Service, service_of
 from bspk_pipelines.api.keys import ApiKey
 from bspk_pipelines.api.models import ImportStatus, Reject
 from bspk_pipelines.api.responses import (

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from bspk_pipelines.api.app import Key, service_of
+from bspk_pipelines.api.deps import Key, service_of
 from bspk_pipelines.api.keys import ApiKey
 from bspk_pipelines.api.models import (
     Client,

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.ingest.layout import Layout, data_dir
 from bspk_pipelines.warehouse.engine import default_url, engine_for
 
 
@@ -33,10 +33,6 @@ class BrandFoldersResource(dg.ConfigurableResource):
     @property
     def layout(self) -> Layout:
         return Layout(Path(self.data_dir).resolve())
-
-
-def data_dir() -> str:
-    return os.environ.get("BSPK_DATA_DIR", "data")
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

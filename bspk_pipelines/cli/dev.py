@@ -9,6 +9,7 @@ the other is stopped the same way.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import signal
@@ -17,11 +18,20 @@ import sys
 import time
 from pathlib import Path
 
+from bspk_pipelines.cli.environment import PROJECT_ROOT, ensure_dagster_home
+
 GRACE_SECONDS = 20.0
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
-def run(workspace: Path, host: str, port: int, api_port: int) -> int:
+def run(args: argparse.Namespace) -> int:
+    """The Dagster UI, daemon and sensors (`dagster dev`) and the REST API, until SIGTERM or Ctrl-C
+    stops them all."""
+    ensure_dagster_home()
+    return launch(PROJECT_ROOT / "workspace.yaml", args.host, args.port, args.api_port)
+
+
+def launch(workspace: Path, host: str, port: int, api_port: int) -> int:
     """Run the Dagster UI on `port` and the REST API on `api_port` until a signal or either ends;
     0 after a requested stop, else the exit code of the one that ended first."""
     received: list[int] = []

@@ -1,0 +1,73 @@
+"""`bspk`: check brand configs, sync drop folders once, backfill months, write extracts, manage webhooks, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+# The module of each command, imported only when the command runs: `bspk --help` and `bspk
+# check-config` never pay for Dagster, and `bspk serve` (the API's process) never loads it.
+COMMANDS = {
+    "check-config": "bspk_pipelines.cli.check_config",
+    "sync": "bspk_pipelines.cli.sync",
+    "backfill": "bspk_pipelines.cli.backfill",
+    "extract": "bspk_pipelines.cli.extract",
+    "webhooks": "bspk_pipelines.cli.webhooks",
+    "demo": "bspk_pipelines.cli.demo",
+    "serve": "bspk_pipelines.cli.serve",
+    "dev": "bspk_pipelines.cli.dev",
+    "api-keys": "bspk_pipelines.cli.api_keys",
+}
+
+
+def _month(text: str) -> str:
+    try:
+        return time.strftime("%Y-%m", time.strptime(text, "%Y-%m"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a month YYYY-MM; found {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `bspk` entry point: the arguments parsed, then the command's module run with them."""
+    parser = argparse.ArgumentParser(prog="bspk", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check-config", help="validate every brand file in the mappings folder")
+    p.add_argument("--mappings", help="folder of brand YAML files (default: $BSPK_MAPPINGS_DIR or mappings/)")
+    p = sub.add_parser("sync", help="process everything pending in brands' drop folders once")
+    p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing (default 1)")
+    p.add_argument("--allow-failed", action="store_true", help="exit 0 even if a file failed")
+    p = sub.add_parser("backfill", help="rebuild a range of months of a brand's sales history")
+    p.add_argument("--brand", required=True)
+    p.add_argument("--from", dest="start", required=True, type=_month, help="first month, YYYY-MM")
+    p.add_argument("--to", dest="end", required=True, type=_month, help="last month, YYYY-MM")
+    p.add_argument("--entity", default="sales", help=argparse.SUPPRESS)
+    p = sub.add_parser("extract", help="write brands' incremental extracts to their outboxes now")
+    p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
+    p = sub.add_parser("webhooks", help="deliver, list, replay or re-enable webhooks; re-encrypt their stored "
+                                        "secrets (rotate-key); or receive them locally")
+    p.add_argument("action", choices=["deliver", "list", "replay", "enable", "rotate-key", "receive"])
+    p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
+    p.add_argument("--endpoint", type=int, help="endpoint id (replay: only its deliveries; enable: required)")
+    p.add_argument("--event", help="replay: only this webhook-id (msg_...)")
+    p.add_argument("--budget", type=float, default=40, help="deliver: seconds to keep delivering (default 40)")
+    p.add_argument("--port", type=int, default=8765, help="receive: port on 127.0.0.1 (default 8765)")
+    p.add_argument("--path", default="/webhooks", help="receive: URL path (default /webhooks)")
+    p.add_argument("--secret-env", default="BSPK_WEBHOOK_SECRET", help="receive: variable holding the whsec_ secret")
+    p = sub.add_parser("demo", help="generate the sample brands' files, ingest them, and show webhooks and extracts")
+    p.add_argument("--settle", type=float, default=1.0)
+    p = sub.add_parser("serve", help="serve the REST API (Extraction, Platform, import upload)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p = sub.add_parser("dev", help="dagster dev and the REST API together, stopped together (SIGTERM, Ctrl-C)")
+    p.add_argument("--host", default="127.0.0.1", help="address both listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    p.add_argument("--api-port", type=int, default=8000, help="the REST API's port (default 8000)")
+    p = sub.add_parser("api-keys", help="create, list or revoke a brand's API keys")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("--brand", required=True, help="brand id")
+    p.add_argument("--name", help="create: what the key is for")
+    p.add_argument("--key-id", help="revoke: the key's id (see list)")
+    args = parser.parse_args(argv)
+    return importlib.import_module(COMMANDS[args.command]).run(args)

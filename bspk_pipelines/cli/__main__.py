@@ -1,0 +1,7 @@
+"""`python -m bspk_pipelines.cli`, as `bspk`: how the project's own processes start a command."""
+
+import sys
+
+from bspk_pipelines.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""`bspk backfill`: a range of months of a brand's sales rebuilt, recorded in the Dagster instance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bspk_pipelines.cli.environment import chosen_brands, ensure_dagster_home
+from bspk_pipelines.cli.instance import QUIET, failure, open_instance
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.ingest.assets import month_partitions
+from bspk_pipelines.defs.project import build_definitions
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rebuild a range of months of a brand's sales, months_per_run months per run."""
+    ensure_dagster_home()
+    [brand] = chosen_brands([args.brand])
+    keys = month_partitions(brand).get_partition_keys()
+    first, last = f"{args.start}-01", f"{args.end}-01"
+    wanted = [k for k in keys if first <= k <= last]
+    if not wanted:
+        print(f"no month of {brand.brand}'s history ({keys[0][:7]} to {keys[-1][:7]}) is in {args.start}..{args.end}", file=sys.stderr)
+        return 2
+    defs = build_definitions([brand])
+    job = defs.resolve_job_def(names.months_job(brand.brand, args.entity))
+    ok = True
+    with open_instance() as instance:
+        for i in range(0, len(wanted), brand.months_per_run):
+            chunk = wanted[i:i + brand.months_per_run]
+            tags = {names.BRAND_TAG: brand.brand, "entity": args.entity,
+                    names.RANGE_START_TAG: chunk[0], names.RANGE_END_TAG: chunk[-1]}
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
+            ok &= result.success
+            print(f"  {args.entity} months {chunk[0][:7]} to {chunk[-1][:7]}: run {result.run_id[:8]} "
+                  + ("ok" if result.success else "FAILED: " + failure(result)))
+    return 0 if ok else 1

@@ -1,0 +1,56 @@
+"""The Dagster side of the commands that run jobs: the instance at DAGSTER_HOME, the brands'
+definitions, resources as a run sees them and a run's outcome in one line."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from bspk_pipelines.cli.environment import chosen_brands, ensure_dagster_home
+from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.model.brand import Brand
+
+# The console shows one line per run (a failure's is its message, never a stack trace); every
+# event, stack traces included, is still stored in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@contextmanager
+def open_instance() -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance at DAGSTER_HOME. Processes that start together on a new DAGSTER_HOME
+    create its storage one at a time: Dagster's SQLite storage would record its schema twice."""
+    home = ensure_dagster_home()
+    with (home / ".bspk-instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+    with instance:
+        yield instance
+
+
+def resource(defs: dg.Definitions, key: str):
+    """A resource as a run sees it: EnvVar settings (the warehouse URL) resolved."""
+    return defs.resources[key].process_config_and_initialize()
+
+
+def failure(result: dg.ExecuteInProcessResult) -> str:
+    """Why a run failed, in one line: the failed step's message, never its stack trace."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.user_failure_data:
+            return event.step_failure_data.user_failure_data.description or "step failed"
+        if event.is_step_failure:
+            return event.step_failure_data.error.message.strip().splitlines()[-1]
+    return "run failed"
+
+
+def each_brand(wanted: list[str] | None, step: Callable[[dg.Definitions, Brand, dg.DagsterInstance], bool]
+               ) -> tuple[dg.Definitions, list[Brand], bool]:
+    """`step(defs, brand, instance) -> ok` for each wanted brand (default: all) on the instance."""
+    ensure_dagster_home()
+    brands = chosen_brands(wanted)
+    defs = build_definitions(brands)
+    with open_instance() as instance:
+        ok = all([step(defs, brand, instance) for brand in brands])
+    return defs, brands, ok

@@ -1,0 +1,115 @@
+"""`bspk sync`: what is pending in brands' drop folders processed once, through the jobs the
+sensor launches, and a summary of what the warehouse holds from it."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bspk_pipelines.cli.instance import QUIET, each_brand, failure, resource
+from bspk_pipelines.defs import names
+from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.entities import DEPENDENCY_ORDER
+from bspk_pipelines.warehouse.schema import files, held, months
+
+
+def run(args: argparse.Namespace) -> int:
+    """Sync the wanted brands (default: all), then print the summary; non-zero if a file failed,
+    unless `allow_failed`."""
+    def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
+        print(f"{brand.brand}:")
+        return all(r.success for r in sync_brand(defs, brand, instance, args.settle))
+
+    defs, brands, ok = each_brand(args.brand, step)
+    print()
+    print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
+    return 0 if ok or args.allow_failed else 1
+
+
+def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, settle_seconds: float = 1.0, out=print) -> list[dg.ExecuteInProcessResult]:
+    """Process everything pending in the brand's drop folders through the same jobs the sensor
+    launches, recording each run in the Dagster instance. Waits `settle_seconds` between looks
+    so a file still being written is left for later."""
+    warehouse, folders = resource(defs, "warehouse"), resource(defs, "folders")
+    layout = folders.layout
+    cursor = load_cursor(None)
+    results = []
+    done: set[str] = set()
+    for _ in range(100):
+        plan = plan_runs(brand, layout, warehouse.engine, cursor)
+        for problem in plan.failed:
+            out(f"  not taken: {problem}")
+        for partitions, keys in plan.partitions.items():
+            instance.add_dynamic_partitions(partitions, keys)
+        for event in plan.duplicates:
+            instance.report_runless_asset_event(event)
+            out(f"  {event.partition}: {event.description} (no run needed)")
+        ran = False
+        for request in plan.runs:
+            if request.run_key in done:
+                continue  # as a sensor would: one run per run key (a failed one waits for a fix)
+            done.add(request.run_key)
+            ran = True
+            job = defs.resolve_job_def(request.job_name)
+            result = job.execute_in_process(
+                instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+                tags=request.tags, raise_on_error=False, run_config=QUIET,
+            )
+            results.append(result)
+            outcome = "ok" if result.success else "FAILED: " + failure(result)
+            out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
+        cursor = plan.cursor
+        unsettled = any(
+            name not in cursor["requested"].get(source, {}) for source, seen in cursor["seen"].items() for name in seen
+        )
+        if not ran and not unsettled:
+            break
+        time.sleep(settle_seconds)
+    return results
+
+
+def _what(request: dg.RunRequest) -> str:
+    if request.partition_key:
+        return request.partition_key
+    start, end = request.tags[names.RANGE_START_TAG][:7], request.tags[names.RANGE_END_TAG][:7]
+    return f"{request.tags.get('entity', '')} months {start}" + ("" if start == end else f" to {end}")
+
+
+def summary(engine: sa.Engine, brands: list[str]) -> str:
+    """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, held, and
+    files failed, duplicate or refused (a refused entry feeds no entity: it counts as `(unknown)`)."""
+    f = files.c
+    query = (
+        sa.select(
+            f.brand, f.entity, sa.func.count().label("files"),
+            *[sa.func.coalesce(sa.func.sum(c), 0).label(c.name) for c in (f.rows_read, f.inserted, f.updated, f.unchanged, f.rejected)],
+            sa.func.sum(sa.case((f.status == "failed", 1), else_=0)).label("failed"),
+            sa.func.sum(sa.case((f.status == "duplicate", 1), else_=0)).label("duplicate"),
+            sa.func.sum(sa.case((f.status == "refused", 1), else_=0)).label("refused"),
+        )
+        .where(f.brand.in_(brands))
+        .group_by(f.brand, f.entity)
+    )
+    m = months.c
+    by_month = sa.select(m.brand, m.entity, sa.func.sum(m.inserted).label("inserted"), sa.func.sum(m.updated).label("updated")
+                         ).where(m.brand.in_(brands)).group_by(m.brand, m.entity)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+        # Month-partitioned tables count their writes per month rebuild; unchanged is what is left.
+        rebuilt = {(r.brand, r.entity): r for r in conn.execute(by_month)}
+        holds = dict(((r.brand, r.entity), r.n) for r in conn.execute(
+            sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
+    cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate", "refused"]
+    lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
+    for r in sorted(rows, key=lambda r: (r["brand"], DEPENDENCY_ORDER.get(r["entity"], 99))):
+        values = r | {"held": holds.get((r["brand"], r["entity"]), 0)}
+        if (r["brand"], r["entity"]) in rebuilt:
+            month = rebuilt[(r["brand"], r["entity"])]
+            values |= {"inserted": month.inserted, "updated": month.updated}
+            values["unchanged"] = max(0, r["rows_read"] - r["rejected"] - month.inserted - month.updated - values["held"])
+        lines.append(f"{r['brand']:<8} {r['entity'] or '(unknown)':<18} " + " ".join(f"{int(values[c]):>9,}" for c in cols))
+    return "\n".join(lines)
