@@ -247,8 +247,11 @@ def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tu
     """Rules that look at more than one column of a row."""
     broken: list[tuple[pl.Expr, str, str, str]] = []
     cols = set(frame.columns)
-    if {"ending_on", "discounted"} <= cols:
-        broken.append((pl.col("ending_on").is_not_null() & (pl.col("discounted").fill_null("FALSE") != "TRUE"),
+    if "ending_on" in cols and "discounted" in entity.column_names:
+        # A source may leave the `discounted` key out: its prices are then standard ones (the
+        # key's default), which an ending_on does not fit either.
+        discounted = pl.col("discounted") if "discounted" in cols else pl.lit(entity.column("discounted").default)
+        broken.append((pl.col("ending_on").is_not_null() & (discounted.fill_null("FALSE") != "TRUE"),
                        "ending_on", "ending_on_needs_discount", "ending_on is only valid on a discounted price"))
     options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in cols]
     if options and "language_code" in cols:
