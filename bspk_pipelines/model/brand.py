@@ -311,6 +311,25 @@ class Brand(Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _options_have_a_language(self) -> Brand:
+        """The platform requires a variant's language_code beside its options: some source must
+        send it, or every variant with an option would be refused row by row."""
+        sends = lambda sid, column: self.sources[sid].format == "bspk" or any(  # noqa: E731
+            f.entity == "product_variants" and column in f.columns for f in self.sources[sid].files)
+        feeding = self.sources_of("product_variants")
+        if any(sends(s, "language_code") for s in feeding):
+            return self
+        for sid in feeding:
+            for i, f in enumerate(self.sources[sid].files):
+                options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in f.columns]
+                if f.entity == "product_variants" and options:
+                    raise ValueError(
+                        f"sources.{sid}.files[{i}]: maps {options[0]} of product_variants, but no source sends "
+                        "language_code, which the platform requires with options: map the file's language "
+                        "column, or a constant (language_code: {constant: fr})")
+        return self
+
     def sources_of(self, entity: str) -> list[str]:
         """Source ids that send files for `entity`."""
         return [
