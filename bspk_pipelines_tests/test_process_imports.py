@@ -5,6 +5,7 @@ checked in a fresh interpreter, where no other test has imported anything yet.""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,16 @@ def test_process_does_not_import_dagster(tmp_path, code):
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_loading_the_definitions_creates_nothing_on_disk(tmp_path):
+    """A code server loading the definitions reads its settings and writes nothing: the data
+    folder (and its SQLite warehouse) is made by the first run that writes, not at load."""
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BSPK_DATA_DIR": str(tmp_path / "data"),
+           "BSPK_MAPPINGS_DIR": str(tmp_path / "mappings")}
+    env.pop("BSPK_WAREHOUSE_URL", None)
+    done = subprocess.run([sys.executable, "-c", "import bspk_pipelines.definitions as d; print(len(d.defs.assets))"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0 and not (tmp_path / "data").exists()

@@ -24,9 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bspk_pipelines.api import extraction, imports, platform
 from bspk_pipelines.api.auth import Refusal
 from bspk_pipelines.api.deps import ApiSettings, Service
-from bspk_pipelines.ingest.layout import Layout, data_dir as default_data_dir
+from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand, load_brands
-from bspk_pipelines.warehouse.engine import engine_for, warehouse_url
+from bspk_pipelines.settings import Settings
+from bspk_pipelines.warehouse.engine import engine_for
 
 log = logging.getLogger("bspk.api")
 
@@ -157,10 +158,11 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     """The service over `engine` and the brands' drop folders under `data_dir`; each argument left
     out comes from the environment, as the pipelines read it (BSPK_WAREHOUSE_URL, BSPK_DATA_DIR,
     BSPK_MAPPINGS_DIR, BSPK_API_*)."""
+    deployment = Settings.from_env()
     service = Service(
-        engine=engine if engine is not None else engine_for(warehouse_url()),
+        engine=engine if engine is not None else engine_for(deployment.warehouse),
         brands={b.brand: b for b in (brands if brands is not None else load_brands())},
-        layout=Layout(Path(data_dir if data_dir is not None else default_data_dir()).resolve()),
+        layout=Layout(Path(data_dir).resolve() if data_dir is not None else deployment.data_dir),
         settings=settings or ApiSettings.from_env(),
     )
     app = FastAPI(

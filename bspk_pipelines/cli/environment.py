@@ -11,9 +11,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bspk_pipelines.model.brand import Brand, load_brands, mappings_dir
+from bspk_pipelines.model.brand import Brand, load_brands
+from bspk_pipelines.settings import Settings
 from bspk_pipelines.outbound.settings import SettingError, WebhookSettings
-from bspk_pipelines.warehouse.engine import engine_for, warehouse_url
+from bspk_pipelines.warehouse.engine import engine_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -33,14 +34,14 @@ def chosen_brands(wanted: list[str] | None) -> list[Brand]:
     brands = load_brands()
     missing = set(wanted or []) - {b.brand for b in brands}
     if missing:
-        print(f"no brand file for {', '.join(sorted(missing))} in {mappings_dir()}", file=sys.stderr)
+        print(f"no brand file for {', '.join(sorted(missing))} in {Settings.from_env().mappings_dir}", file=sys.stderr)
         raise SystemExit(2)
     return [b for b in brands if not wanted or b.brand in wanted]
 
 
 def warehouse_engine() -> sa.Engine:
     """The environment's warehouse (BSPK_WAREHOUSE_URL, else the SQLite file under BSPK_DATA_DIR)."""
-    return engine_for(warehouse_url())
+    return engine_for(Settings.from_env().warehouse)
 
 
 def webhook_settings() -> WebhookSettings:

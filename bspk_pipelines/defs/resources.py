@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.layout import Layout, data_dir
-from bspk_pipelines.warehouse.engine import default_url, engine_for
+from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.settings import WAREHOUSE_URL, Settings
+from bspk_pipelines.warehouse.engine import engine_for
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -37,8 +37,9 @@ class BrandFoldersResource(dg.ConfigurableResource):
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources from the environment: BSPK_WAREHOUSE_URL (kept out of the UI) or a SQLite file."""
-    url = dg.EnvVar("BSPK_WAREHOUSE_URL") if os.environ.get("BSPK_WAREHOUSE_URL") else default_url()
+    settings = Settings.from_env()
+    url = dg.EnvVar(WAREHOUSE_URL) if settings.warehouse_url else settings.warehouse
     return {
         "warehouse": WarehouseResource(url=url),
-        "folders": BrandFoldersResource(data_dir=data_dir()),
+        "folders": BrandFoldersResource(data_dir=str(settings.data_dir)),
     }

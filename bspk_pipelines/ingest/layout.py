@@ -3,7 +3,6 @@ work folders of each landing's claim, and the parquet parts a step leaves there.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +13,6 @@ from bspk_pipelines.model.brand import Brand
 
 # Under a source's entity work folder, the folders of the claims (the others are digests').
 CLAIMS = "claims"
-
-
-def data_dir() -> str:
-    """The data folder: BSPK_DATA_DIR, else `data` in the working directory."""
-    return os.environ.get("BSPK_DATA_DIR", "data")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ was found, before any asset runs (`bspk check-config`).
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
+from bspk_pipelines.settings import Settings
 
 # A brand file is a few kilobytes of settings: past this it is not one, and is not read.
 MAX_BRAND_FILE_BYTES = 1 << 20
@@ -484,13 +484,9 @@ def load_brand(path: Path) -> Brand:
     return brand
 
 
-def mappings_dir() -> Path:
-    return Path(os.environ.get("BSPK_MAPPINGS_DIR", "mappings"))
-
-
 def load_brands(directory: Path | None = None) -> list[Brand]:
     """Every `*.yaml` brand file in the mappings folder; all their mistakes at once."""
-    directory = directory or mappings_dir()
+    directory = directory or Settings.from_env().mappings_dir
     if not directory.is_dir():
         raise ConfigError([f"{directory}: the mappings folder does not exist (BSPK_MAPPINGS_DIR)"])
     brands, problems = [], []

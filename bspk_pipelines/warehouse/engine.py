@@ -5,7 +5,6 @@ transactions, and the migration that brings a warehouse's schema up to this vers
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -16,16 +15,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
 from bspk_pipelines.warehouse.schema import SCHEMA_VERSION, metadata, schema_version
-
-
-def default_url() -> str:
-    data = Path(os.environ.get("BSPK_DATA_DIR", "data")).resolve()
-    data.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data / 'warehouse.sqlite'}"
-
-
-def warehouse_url() -> str:
-    return os.environ.get("BSPK_WAREHOUSE_URL") or default_url()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -80,6 +69,8 @@ def engine_for(url: str) -> sa.Engine:
     keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 6}
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args=keepalives if url.startswith("postgresql") else {})
     if engine.dialect.name == "sqlite":
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a new data folder
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
     else:
