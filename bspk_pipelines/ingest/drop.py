@@ -100,15 +100,7 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
     raise FileNameError(f"{name}: matches none of source {source_id}'s file patterns ({patterns})")
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file the pipeline wrote itself (a landed copy)."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
+# Bytes read at a time from a dropped file: memory stays flat whatever its size.
 CHUNK = 1 << 20
 
 
