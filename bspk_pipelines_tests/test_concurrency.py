@@ -118,13 +118,15 @@ def test_four_syncs_and_a_sensor_at_once_end_as_one_serial_sync(two_warehouses, 
     env = _brand_folder(tmp_path / "together") | {"BSPK_WAREHOUSE_URL": together_url}
     logs = tmp_path / "logs"
     logs.mkdir()
-    writers = [_start(SYNC, env, logs / f"sync-{i}.log") for i in range(WRITERS)]
-    writers.append(_start(["-c", SENSOR_TICK], env, logs / "sensor.log"))
-    for proc in writers:
+    commands = {f"sync-{i}.log": SYNC for i in range(WRITERS)} | {"sensor.log": ["-c", SENSOR_TICK]}
+    writers = {name: _start(args, env, logs / name) for name, args in commands.items()}
+    for proc in writers.values():
         proc.wait(timeout=600)
     outputs = {p.name: p.read_text() for p in logs.iterdir()}
-    assert [p.returncode for p in writers] == [0] * len(writers), outputs
-    assert not any("Traceback" in text for text in outputs.values()), outputs
+    failed = [name for name, proc in writers.items() if proc.returncode]
+    assert not failed, "\n".join(f"--- {name} exited {writers[name].returncode}:\n{outputs[name]}" for name in failed)
+    traced = [name for name, text in outputs.items() if "Traceback" in text]
+    assert not traced, "\n".join(f"--- {name}:\n{outputs[name]}" for name in traced)
 
     alone = _brand_folder(tmp_path / "alone") | {"BSPK_WAREHOUSE_URL": alone_url}
     serial = subprocess.run([sys.executable, *SYNC], env=os.environ | alone, cwd=PROJECT, capture_output=True,
