@@ -12,7 +12,16 @@ import sqlalchemy as sa
 
 from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.defs import names
-from bspk_pipelines_tests.builders import DROP_SENSOR, ONE_PRODUCT, TWO_SHOPPERS, tick
+from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.ingest.apply import apply_pending
+from bspk_pipelines.ingest.check import validate_file
+from bspk_pipelines.ingest.contribute import map_file
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.land import land
+from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines_tests.builders import DROP_SENSOR, NATIVE, ONE_PRODUCT, TWO_SHOPPERS, VARIANTS, Harness, tick
 
 SALES = (
     "sale_ref,product_ref,quantity,price,currency_code,created_at,sku,shopper_ref,store_ref,sales_associate_ref\n"
@@ -52,6 +61,23 @@ def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
     assert tick(defs, DROP_SENSOR, third.cursor).run_requests == []
 
 
+def test_the_sensor_cursor_holds_only_files_on_their_way_in(defs_and_folder, dagster_home):
+    """Files the ledger holds leave the cursor: after a dozen imports it names none of them, and a
+    sensor restarted without a cursor requests none again."""
+    defs, brand, drop = defs_and_folder
+    for minute in range(12):
+        (drop / f"SHOPPER_V3_Acme_2024010100{minute:02d}.csv").write_text(TWO_SHOPPERS)
+    with dg.DagsterInstance.get() as instance:
+        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda _: None)
+    idle = tick(defs, DROP_SENSOR, tick(defs, DROP_SENSOR, None).cursor)
+    assert idle.run_requests == [] and "SHOPPER" not in idle.cursor and len(idle.cursor) < 100
+    (drop / "SHOPPER_V3_Acme_202401020000.csv").write_text(TWO_SHOPPERS.replace("S1", "S9"))
+    taken = tick(defs, DROP_SENSOR, tick(defs, DROP_SENSOR, idle.cursor).cursor)
+    assert [r.partition_key for r in taken.run_requests] == ["SHOPPER_V3_Acme_202401020000.csv"]
+    assert json.loads(taken.cursor)["requested"]["main"].keys() == {"SHOPPER_V3_Acme_202401020000.csv"}
+    assert tick(defs, DROP_SENSOR, taken.cursor).run_requests == []  # queued, not requested twice
+
+
 def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_folder):
     defs, _, drop = defs_and_folder
     (drop / "SALE_V2_Acme_202401010900.csv").write_text(SALES)
@@ -86,9 +112,10 @@ def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
     with engine.connect() as conn:
         row = conn.execute(sa.text("select status, error from files where name='clients export.csv'")).one()
     assert row.status == "failed" and "expected <TYPE>_<VERSION>_Acme_<YYYYMMDDHHMM>.csv" in row.error
-    cursor = json.loads(result.cursor)
-    assert cursor["requested"]["main"]["clients export.csv"][1:] == [len(TWO_SHOPPERS), (drop / "clients export.csv").stat().st_mtime_ns]
-    assert tick(defs, DROP_SENSOR, result.cursor).run_requests == []
+    again = tick(defs, DROP_SENSOR, result.cursor)
+    assert again.run_requests == []
+    # The ledger remembers the failed file: the cursor no longer names it.
+    assert "clients export.csv" not in again.cursor
 
 
 def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
@@ -102,7 +129,7 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
         assert [r.success for r in results] == [True, True, True]
         assert lines[-1].startswith("  sales months 2024-03: run ")
         sales = instance.get_latest_materialization_event(dg.AssetKey(["acme", "bspk", "sales"]))
-        assert sales.asset_materialization.partition == "2024-03-01"
+        assert sales.asset_materialization.partition == "2024-03"
         meta = sales.asset_materialization.metadata
         assert meta["held"].value == 1 and meta["inserted"].value == 0
         validated = instance.get_latest_materialization_event(dg.AssetKey(["acme", "validated", "main", "shoppers"]))
@@ -119,6 +146,11 @@ def test_brand_end_to_end_through_dagster(defs_and_folder, dagster_home):
             [dg.AssetCheckKey(dg.AssetKey(["acme", "bspk", "sales"]), "references")]
         )
         assert checks
+        # Applying with nothing pending writes no materialisation: a table's history is its writes.
+        shoppers = dg.AssetKey(["acme", "bspk", "shoppers"])
+        before = instance.fetch_materializations(shoppers, limit=100).records
+        assert defs.resolve_job_def(names.apply_job("acme")).execute_in_process(instance=instance).success
+        assert instance.fetch_materializations(shoppers, limit=100).records == before
     with defs.resources["warehouse"].engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from sales")).scalar() == 1
 
@@ -242,3 +274,38 @@ def test_sample_brand_synced_by_the_cli_into_a_temporary_dagster_home(monkeypatc
     assert main(["sync", "--brand", "acme", "--settle", "0.05"]) == 0
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == len(file_runs) + len(month_runs)
+
+
+def test_a_sync_tick_runs_only_the_tables_with_work_and_none_when_nothing_is_pending(engine, warehouse_url, tmp_path):
+    """The sync schedule applies files whose run stopped short and releases held rows whose
+    reference arrived since; a tick with nothing of the kind starts no run."""
+    brand = Brand.model_validate(NATIVE | {"sync": {"interval": "15m"}})
+    h = Harness(brand, Layout(tmp_path / "data"), engine)
+    defs = build_definitions([brand], {"warehouse": WarehouseResource(url=warehouse_url),
+                                       "folders": BrandFoldersResource(data_dir=str(tmp_path / "data"))})
+    schedule = defs.resolve_schedule_def(names.sync_schedule("acme"))
+
+    def tables_run() -> list[str] | None:
+        with dg.build_schedule_context(resources=defs.resources) as context:
+            data = schedule.evaluate_tick(context)
+        if not data.run_requests:
+            assert "nothing pending" in data.skip_message
+            return None
+        [request] = data.run_requests
+        return sorted(k.path[-1] for k in request.asset_selection)
+
+    assert tables_run() is None
+    # A variant waits for its product; the product's file is mapped, but its run stopped before the apply.
+    h.drop("PRODUCT-VARIANTS_V2_Acme_202401010000.csv", VARIANTS + "P1,SKU-1,,,,,,,,en,,TRUE\n")
+    assert h.ingest("PRODUCT-VARIANTS_V2_Acme_202401010000.csv")["held"] == 1
+    assert tables_run() is None  # held, but nothing it waits for has arrived
+    h.drop("PRODUCT_V2_Acme_202401010100.csv", ONE_PRODUCT)
+    delivery = classify(brand, "main", "PRODUCT_V2_Acme_202401010100.csv")
+    land(engine, h.layout, brand, delivery)
+    validate_file(engine, h.layout, brand, "main", "products", delivery.name)
+    map_file(engine, h.layout, brand, "main", "products", delivery.name)
+    assert tables_run() == ["products"]
+    apply_pending(engine, h.layout, brand, "products")  # applied, as a run of the products table alone would
+    assert tables_run() == ["product_variants"]  # its held variant can be released now
+    apply_pending(engine, h.layout, brand, "product_variants")
+    assert tables_run() is None and len(h.rows("product_variants")) == 1

@@ -39,6 +39,10 @@ def repository(defs: dg.Definitions) -> dg.RepositoryDefinition:
         return defs.get_repository_def()
 
 
+def _windows(policy) -> str:
+    return f"warn after {policy.warn_window.to_timedelta()}, fail after {policy.fail_window.to_timedelta()}"
+
+
 def describe(repo: dg.RepositoryDefinition) -> dict:
     """What the snapshot records of the definitions, in a stable order."""
     graph = repo.asset_graph
@@ -52,6 +56,8 @@ def describe(repo: dg.RepositoryDefinition) -> dict:
             "kinds": ", ".join(sorted(node.kinds)),
             "checks": ", ".join(sorted(c.name for c in node.check_keys)),
             **({"columns": ", ".join(c.name for c in schema.columns)} if schema else {}),
+            **({"freshness": _windows(node.freshness_policy)} if node.freshness_policy else {}),
+            **({"owners": ", ".join(node.owners)} if node.owners else {}),
         }
     return {
         "assets": assets,

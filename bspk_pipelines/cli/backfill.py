@@ -17,10 +17,9 @@ def run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     [brand] = chosen_brands([args.brand])
     keys = month_partitions(brand).get_partition_keys()
-    first, last = f"{args.start}-01", f"{args.end}-01"
-    wanted = [k for k in keys if first <= k <= last]
+    wanted = [k for k in keys if args.start <= k <= args.end]
     if not wanted:
-        print(f"no month of {brand.brand}'s history ({keys[0][:7]} to {keys[-1][:7]}) is in {args.start}..{args.end}", file=sys.stderr)
+        print(f"no month of {brand.brand}'s history ({keys[0]} to {keys[-1]}) is in {args.start}..{args.end}", file=sys.stderr)
         return 2
     defs = build_definitions([brand])
     job = defs.resolve_job_def(names.months_job(brand.brand, args.entity))
@@ -32,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
                     names.RANGE_START_TAG: chunk[0], names.RANGE_END_TAG: chunk[-1]}
             result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
             ok &= result.success
-            print(f"  {args.entity} months {chunk[0][:7]} to {chunk[-1][:7]}: run {result.run_id[:8]} "
+            print(f"  {args.entity} months {chunk[0]} to {chunk[-1]}: run {result.run_id[:8]} "
                   + ("ok" if result.success else "FAILED: " + failure(result)))
     return 0 if ok else 1

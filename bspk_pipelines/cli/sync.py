@@ -63,10 +63,7 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             outcome = "ok" if result.success else "FAILED: " + failure(result)
             out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
         cursor = plan.cursor
-        unsettled = any(
-            name not in cursor["requested"].get(source, {}) for source, seen in cursor["seen"].items() for name in seen
-        )
-        if not ran and not unsettled:
+        if not ran and not plan.settling:
             break
         time.sleep(settle_seconds)
     return results
@@ -75,7 +72,7 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
 def _what(request: dg.RunRequest) -> str:
     if request.partition_key:
         return request.partition_key
-    start, end = request.tags[names.RANGE_START_TAG][:7], request.tags[names.RANGE_END_TAG][:7]
+    start, end = request.tags[names.RANGE_START_TAG], request.tags[names.RANGE_END_TAG]
     return f"{request.tags.get('entity', '')} months {start}" + ("" if start == end else f" to {end}")
 
 

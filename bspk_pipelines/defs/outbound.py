@@ -2,7 +2,7 @@
 
 Webhooks go out from a sensor every few seconds (no run per delivery: a run each time would bury
 the brand's ingest runs). What the sensor does shows on the `[brand, "webhooks", "deliveries"]`
-asset: an observation when counts change, and its `no_dead_letters` check, which fails while
+asset: a materialisation when its counts change, and its `no_dead_letters` check, which fails while
 events wait for `bspk webhooks replay`. Materialising that asset delivers what is due at once.
 """
 
@@ -97,8 +97,9 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
         if json.dumps(counts, sort_keys=True) != (context.cursor or ""):
             with warehouse.engine.connect() as conn:
                 passed, dead_metadata = _dead_letter_check(conn, b, counts)
+            # The deliveries changed: a materialisation, so the asset reads when they last did.
             events = [
-                dg.AssetObservation(asset_key=key, metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}),
+                dg.AssetMaterialization(asset_key=key, metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}),
                 dg.AssetCheckEvaluation(asset_key=key, check_name=NO_DEAD_LETTERS, passed=passed, metadata=dead_metadata),
             ]
         return dg.SensorResult(skip_reason=report.summary(), cursor=json.dumps(counts, sort_keys=True), asset_events=events)

@@ -17,11 +17,11 @@ from bspk_pipelines.ingest.months import release_months
 from bspk_pipelines.ingest.precedence import provided_columns
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import files
+from bspk_pipelines.warehouse.schema import files, held
 from bspk_pipelines.warehouse.engine import writing
 
 @dataclass
@@ -83,3 +83,20 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)
     return applied, released
+
+
+def entities_waiting(conn: sa.Connection, brand: Brand) -> list[str]:
+    """The brand's tables (not those by month) that `apply_pending` has work for: a file checked
+    or contributed but not applied (its run stopped short), or rows held for a shopper or product
+    since before a file of what they wait for was applied."""
+    f, h = files.c, held.c
+    waiting = set(conn.execute(sa.select(f.entity).distinct().where(
+        f.brand == brand.brand, f.status.in_(("validated", "mapped")))).scalars())
+    held_since = dict(conn.execute(sa.select(h.entity, sa.func.min(h.held_at)).where(
+        h.brand == brand.brand, h.cause == "reference").group_by(h.entity)).all())
+    last_applied = dict(conn.execute(sa.select(f.entity, sa.func.max(f.applied_at)).where(
+        f.brand == brand.brand, f.status == "applied").group_by(f.entity)).all())
+    for entity, since in held_since.items():
+        if any(last_applied.get(r) and last_applied[r] > since for r in referenced(entity)):
+            waiting.add(entity)
+    return [e for e in brand.entities if e in waiting and not ENTITIES[e].month_column]

@@ -141,3 +141,18 @@ def last_applied(conn: sa.Connection, brand: str, source: str, entity: str, othe
                                       files.c.status == "applied", files.c.name != other_than)
         .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
     ).scalar()
+
+def recorded(conn: sa.Connection, brand: str, source: str) -> dict[str, sa.Row]:
+    """Every delivery of a source the ledger holds, by name: its status, sha256, size and the
+    drop file's modification time when it was taken."""
+    return {r.name: r for r in conn.execute(
+        sa.select(files.c.name, files.c.status, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
+        .where(files.c.brand == brand, files.c.source == source))}
+
+def rejected_rows(conn: sa.Connection, brand: str, deliveries: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Rows rejected from each delivery, by (source, name): a name alone may come from two sources."""
+    if not deliveries:
+        return {}
+    wanted = sa.tuple_(files.c.source, files.c.name).in_(deliveries)
+    return {(r.source, r.name): r.rejected or 0 for r in conn.execute(
+        sa.select(files.c.source, files.c.name, files.c.rejected).where(files.c.brand == brand, wanted))}

@@ -7,7 +7,7 @@ was found, before any asset runs (`bspk check-config`).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -352,6 +352,15 @@ class Brand(Strict):
     @property
     def schedule_cron(self) -> str | None:
         return interval_to_cron(self.sync.interval) if self.sync.interval else None
+
+    @property
+    def sync_period(self) -> timedelta | None:
+        """The longest gap between two ticks of the sync interval (a cron string's may vary)."""
+        if not self.schedule_cron:
+            return None
+        ticks = croniter(self.schedule_cron, datetime(2001, 1, 1))
+        times = [ticks.get_next(datetime) for _ in range(64)]
+        return max(b - a for a, b in zip(times, times[1:]))
 
 
 def interval_to_cron(interval: str) -> str:

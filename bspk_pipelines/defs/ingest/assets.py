@@ -13,14 +13,15 @@ from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.ingest.drop import Changed, Refused, classify
 from bspk_pipelines.ingest.parse import LINE, FileFailure
-from bspk_pipelines.ingest.months import rebuild_months
+from bspk_pipelines.ingest.months import MONTH, in_month, rebuild_months
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
 from bspk_pipelines.ingest.precedence import owned_columns, provided_columns
 from bspk_pipelines.ingest.land import land
+from bspk_pipelines.ingest.ledger import rejected_rows
 from bspk_pipelines.warehouse.apply import Counts, held_count
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES
 
 PREVIEW_ROWS = 5
 
@@ -87,18 +88,21 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
             raise dg.Failure(description=str(e), metadata={"file": name, "status": "failed"}) from None
         read = result.rows + result.rejected
         rate = result.rejected / read if read else 0.0
+        # Shares are shown as percentages, as a data engineer reads them (4.2, not 0.042).
+        percent = round(100 * rate, 2)
         rejects = pl.DataFrame([r.__dict__ for r in result.rejects[:PREVIEW_ROWS]]) if result.rejects else None
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
                 "rows_read": read, "dagster/partition_row_count": result.rows, "rows_unchanged": result.unchanged,
                 "rejected": result.rejected,
-                "reject_rate": rate, "preview": _md(result.preview), "rejects_preview": _md(rejects),
+                "rejected_percent": percent, "preview": _md(result.preview), "rejects_preview": _md(rejects),
             },
             check_results=[dg.AssetCheckResult(
                 check_name="reject_rate", passed=rate <= brand.reject_rate_threshold,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"reject_rate": rate, "threshold": brand.reject_rate_threshold, "rejected": result.rejected},
+                metadata={"rejected_percent": percent, "threshold_percent": round(100 * brand.reject_rate_threshold, 2),
+                          "rejected": result.rejected},
             )],
         )
 
@@ -126,32 +130,19 @@ def _checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _table_result(engine: sa.Engine, brand: str, entity_name: str, total: Counts, extra: dict,
-                  scope: sa.ColumnElement[bool] | None = None) -> dg.MaterializeResult:
-    """The metadata and check results a platform table reports after a write, over the rows
-    `scope` selects (a run's months) or the brand's whole table."""
-    table = ENTITY_TABLES[entity_name]
-    whole = scope is None
-    scope = table.c.brand == brand if whole else scope
-    with engine.connect() as conn:
-        held_now = held_count(conn, brand, entity_name)
-        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(scope)).scalar_one()
-        duplicates = _uniqueness_violations(conn, entity_name, scope)
-        preview = conn.execute(sa.select(table).where(scope).limit(PREVIEW_ROWS)).mappings().all()
-    return dg.MaterializeResult(
-        metadata={
-            **extra, "inserted": total.inserted, "updated": total.updated, "unchanged": total.unchanged,
-            "deleted": total.deleted, "released": total.released, "held": held_now,
-            # A scope is a run's months: their rows count the partitions, not the table.
-            "dagster/row_count" if whole else "dagster/partition_row_count": rows,
-            "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
-        },
-        check_results=[
-            dg.AssetCheckResult(check_name="unique", passed=not duplicates, metadata={"violations": dg.MetadataValue.json(duplicates)}),
-            dg.AssetCheckResult(check_name="references", passed=held_now == 0, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"held": held_now}),
-        ],
-    )
+def _check_results(conn: sa.Connection, entity_name: str, scope: sa.ColumnElement[bool], held_now: int) -> list[dg.AssetCheckResult]:
+    """The table's checks over the rows `scope` selects (a run's months, or the brand's table),
+    with the brand's rows of the entity held now."""
+    duplicates = _uniqueness_violations(conn, entity_name, scope)
+    return [
+        dg.AssetCheckResult(check_name="unique", passed=not duplicates, metadata={"violations": dg.MetadataValue.json(duplicates)}),
+        dg.AssetCheckResult(check_name="references", passed=held_now == 0, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"held": held_now}),
+    ]
+
+
+def _counts(counts: Counts) -> dict[str, int]:
+    return {k: counts.as_dict()[k] for k in ("inserted", "updated", "unchanged", "deleted", "released")}
 
 
 def _upstream(brand: Brand, entity_name: str) -> list[dg.AssetDep]:
@@ -161,11 +152,24 @@ def _upstream(brand: Brand, entity_name: str) -> list[dg.AssetDep]:
     return deps + [dg.AssetDep(names.bspk_key(b, e)) for e in referenced(entity_name) if e in brand.entities]
 
 
-def _table_spec(brand: str, entity_name: str, dialect: sa.Dialect) -> dict:
-    """What a platform table's asset says of itself: group, storage kind, tags and columns."""
-    return {"group_name": names.group(brand, names.BSPK), "kinds": table_kinds(dialect),
-            "tags": {"brand": brand, "entity": entity_name},
-            "metadata": {"dagster/column_schema": table_schema(entity_name, dialect)}}
+def _table_spec(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dict:
+    """What a platform table's asset says of itself: group, storage kind, tags, columns, and how
+    fresh it should be."""
+    return {"group_name": names.group(brand.brand, names.BSPK), "kinds": table_kinds(dialect),
+            "tags": {"brand": brand.brand, "entity": entity_name},
+            "metadata": {"dagster/column_schema": table_schema(entity_name, dialect)},
+            "freshness_policy": freshness(brand)}
+
+
+def freshness(brand: Brand) -> dg.FreshnessPolicy | None:
+    """A table no delivery reached for two of the brand's sync intervals warns, for three fails
+    (none without an interval). A table is materialised only when a file is applied to it or held
+    rows are released, so that state says the brand's exports stopped arriving, not that a
+    schedule ticked."""
+    period = brand.sync_period
+    if period is None:
+        return None
+    return dg.FreshnessPolicy.time_window(warn_window=2 * period, fail_window=3 * period)
 
 
 def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
@@ -175,8 +179,8 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
     entity = ENTITIES[entity_name]
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), **_table_spec(b, entity_name, dialect),
-        check_specs=_checks(key),
+        key=key, deps=_upstream(brand, entity_name), **_table_spec(brand, entity_name, dialect),
+        check_specs=_checks(key), output_required=False,
         description=f"{b}'s {entity_name} table in the warehouse ({entity.file_type} records). Applies every "
         "mapped file first in, first out, writing only rows whose content changed, one transaction per file; "
         "rows whose shopper or product is unknown are held and applied when it arrives.",
@@ -184,27 +188,41 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
     def platform_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
         engine = warehouse.engine
         applied, released = apply_pending(engine, folders.layout, brand, entity_name)
+        table = ENTITY_TABLES[entity_name]
+        whole = table.c.brand == b
+        with engine.connect() as conn:
+            held_now = held_count(conn, b, entity_name)
+            checks = _check_results(conn, entity_name, whole, held_now)
+            if not applied and not released.released:
+                # Nothing changed: the checks, but no materialisation, so the table's history
+                # (and its plots) show only real writes.
+                context.log.info(f"{b}'s {entity_name}: no file pending and no held row released")
+                yield from checks
+                return
+            rejected = sum(rejected_rows(conn, b, [(a.source, a.file) for a in applied]).values())
+            rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(whole)).scalar_one()
+            preview = conn.execute(sa.select(table).where(whole).limit(PREVIEW_ROWS)).mappings().all()
         total = Counts()
         for a in applied:
             total += a.counts
             context.log.info(f"{a.file}: {a.counts.as_dict()}")
         total += released
-        with engine.connect() as conn:
-            rejected = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(files.c.rejected), 0)).where(
-                    files.c.brand == b, files.c.entity == entity_name, files.c.name.in_([a.file for a in applied]))
-            ).scalar_one() if applied else 0
-        yield _table_result(engine, b, entity_name, total, {
-            "files_applied": len(applied), "rejected": int(rejected),
-            "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied) or "_none pending_"),
-        })
+        yield dg.MaterializeResult(
+            metadata={
+                "files_applied": len(applied), "rejected": rejected, **_counts(total), "held": held_now,
+                "dagster/row_count": rows, "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
+                "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied)
+                                             or "_held rows released_"),
+            },
+            check_results=checks,
+        )
 
     return platform_table
 
 
 def month_partitions(brand: Brand) -> dg.MonthlyPartitionsDefinition:
-    """Months from the brand's history_start to the current month."""
-    return dg.MonthlyPartitionsDefinition(start_date=f"{brand.history_start}-01", end_offset=1)
+    """Months from the brand's history_start to the current month, keyed YYYY-MM as the CLI spells them."""
+    return dg.MonthlyPartitionsDefinition(start_date=brand.history_start, fmt=MONTH, end_offset=1)
 
 
 def build_history_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
@@ -220,9 +238,9 @@ def _history_asset(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.As
     key = names.bspk_key(b, entity_name)
 
     @dg.asset(
-        key=key, deps=_upstream(brand, entity_name), **_table_spec(b, entity_name, dialect),
+        key=key, deps=_upstream(brand, entity_name), **_table_spec(brand, entity_name, dialect),
         partitions_def=month_partitions(brand), backfill_policy=dg.BackfillPolicy.multi_run(brand.months_per_run),
-        check_specs=_checks(key),
+        check_specs=_checks(key), output_required=False,
         description=f"{b}'s {entity_name} in the warehouse, by month from {brand.history_start}. Materialising a "
         "month rebuilds it from every file landed for it (the latest version of each line wins), writing only "
         "the difference, in one transaction; a backfill over every month equals one big load. Lines whose "
@@ -230,21 +248,22 @@ def _history_asset(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.As
     )
     def history_table(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
         engine = warehouse.engine
-        total, per_month = Counts(), {}
-        rebuilt = rebuild_months(engine, folders.layout.data_dir, b, entity_name, [k[:7] for k in context.partition_keys])
-        for month, counts in rebuilt.items():
-            total += counts
-            if counts.inserted or counts.updated or counts.deleted or counts.held:
-                per_month[month] = counts.as_dict()
-        context.log.info(f"rebuilt {len(context.partition_keys)} month(s); changed: {per_month or 'none'}")
-        # Checks and row counts cover the run's months: the whole history is not re-read per run.
-        table, column = ENTITY_TABLES[entity_name], ENTITY_TABLES[entity_name].c[ENTITIES[entity_name].month_column]
-        window = context.partition_time_window
-        scope = sa.and_(table.c.brand == b, column >= window.start.replace(tzinfo=None), column < window.end.replace(tzinfo=None))
-        yield _table_result(engine, b, entity_name, total, {
-            "months": len(context.partition_keys),
-            "months_changed": dg.MetadataValue.json(per_month),
-        }, scope)
+        rebuilt = rebuild_months(engine, folders.layout.data_dir, b, entity_name, context.partition_keys)
+        changed = {m: c.as_dict() for m, c in rebuilt.items() if c.inserted or c.updated or c.deleted or c.held}
+        context.log.info(f"rebuilt {len(rebuilt)} month(s); changed: {changed or 'none'}")
+        entity, table = ENTITIES[entity_name], ENTITY_TABLES[entity_name]
+        with engine.connect() as conn:
+            # Each month reports its own counts, however many months the run rebuilt.
+            for month, counts in rebuilt.items():
+                rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(in_month(entity, b, month))).scalar_one()
+                yield dg.AssetMaterialization(asset_key=key, partition=month, metadata={
+                    **_counts(counts), "held": counts.held, "dagster/partition_row_count": rows})
+            # Checks cover the run's months: the whole history is not re-read per run.
+            window = context.partition_time_window
+            column = table.c[entity.month_column]
+            scope = sa.and_(table.c.brand == b, column >= window.start.replace(tzinfo=None),
+                            column < window.end.replace(tzinfo=None))
+            yield from _check_results(conn, entity_name, scope, held_count(conn, b, entity_name))
 
     return history_table
 

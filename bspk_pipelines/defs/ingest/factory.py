@@ -10,6 +10,7 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.scheduling import on_sync_interval
+from bspk_pipelines.ingest.apply import entities_waiting
 from bspk_pipelines.model.entities import ENTITIES
 
 
@@ -43,5 +44,11 @@ def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[*file_assets, *tables], jobs=[*jobs, apply], sensors=[build_drop_sensor(brand, jobs)],
-        schedules=on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows"),
+        schedules=on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows",
+                                   waiting=lambda engine: _tables_waiting(brand, engine)),
     )
+
+
+def _tables_waiting(brand: Brand, engine: sa.Engine) -> list[dg.AssetKey]:
+    with engine.connect() as conn:
+        return [names.bspk_key(brand.brand, e) for e in entities_waiting(conn, brand)]

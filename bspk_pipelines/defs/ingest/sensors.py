@@ -15,8 +15,7 @@ from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending
 from bspk_pipelines.ingest.drop import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.ingest.ledger import IN_PROGRESS, REFUSED, record_duplicate, record_failed_name, record_refused
-from bspk_pipelines.warehouse.schema import files
+from bspk_pipelines.ingest.ledger import REFUSED, record_duplicate, record_failed_name, record_refused, recorded
 from bspk_pipelines.warehouse.apply import entities_with_held
 
 _hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256")
@@ -32,6 +31,8 @@ class Plan:
     # Re-deliveries recorded without a run: their raw partitions' materialisations, reported as is.
     duplicates: list[dg.AssetMaterialization] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
+    # Files seen that have not stopped growing yet: another look will take them.
+    settling: int = 0
 
 
 def load_cursor(text: str | None) -> dict:
@@ -78,30 +79,28 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
         except Refused as e:
             report(f"{folder}: refused: {e}")
             continue
-        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in seen.seen.items()}
         for name, refusal in seen.refused.items():
             if record_refused(engine, brand.brand, source, name, refusal):
                 report(f"{name}: refused: {refusal}")
-        # What was requested of each file: [sha256, size, mtime_ns]. Files that left the folder are
-        # forgotten, so the cursor stays as small as the folder.
-        # A file refused (here or when its run landed it) is looked at again, whatever the cursor says.
         with engine.connect() as conn:
-            refused = set(conn.execute(sa.select(files.c.name).where(
-                files.c.brand == brand.brand, files.c.source == source, files.c.status == REFUSED)).scalars())
-        kept = {n: v for n, v in cursor["requested"].get(source, {}).items() if n in seen.seen and n not in refused}
-        fresh = [(n, s) for n, s in seen.ready if _requested_as(kept.get(n)) != s]
-        # Files imported before (by `bspk sync`, or before the cursor was lost) are not run again.
-        with engine.connect() as conn:
-            done = {r.name: r for r in conn.execute(sa.select(files.c.name, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
-                    .where(files.c.brand == brand.brand, files.c.source == source,
-                           files.c.status.not_in((*IN_PROGRESS, REFUSED)), files.c.name.in_([n for n, _ in fresh])))} if fresh else {}
-        # A new file is hashed (is it a re-delivery?), and so is an imported one whose size or time
-        # moved: side by side, as hashlib lets go of the GIL.
-        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, snap in fresh
-                  if name not in done or not _as_recorded(done[name], snap)}
+            ledger = recorded(conn, brand.brand, source)
+        # The cursor holds only files on their way in: one the ledger holds as it is in the folder
+        # is remembered there (a refused one is looked at again, whatever the cursor says).
+        arriving = {n: s for n, s in seen.seen.items()
+                    if n not in ledger or ledger[n].status == REFUSED or not _as_recorded(ledger[n], s)}
+        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in arriving.items()}
+        # What was requested of each file not recorded yet (its run is queued): [sha256, size, mtime_ns].
+        kept = {n: v for n, v in cursor["requested"].get(source, {}).items()
+                if n in arriving and (n not in ledger or ledger[n].status != REFUSED)}
+        ready = {n: s for n, s in seen.ready if n in arriving}
+        plan.settling += sum(1 for n in arriving if n not in ready and n not in kept)
+        fresh = [(n, s) for n, s in ready.items() if _requested_as(kept.get(n)) != s]
+        # Each is hashed (a re-delivery? changed since it was imported?) side by side, as hashlib
+        # lets go of the GIL.
+        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, _ in fresh}
         for name, snap in fresh:
             try:
-                sha = hashes[name].result() if name in hashes else done[name].sha256
+                sha = hashes[name].result()
             except FileNotFoundError:
                 continue  # gone since the look
             except Refused as e:
@@ -109,9 +108,10 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                     report(f"{name}: refused: {e}")
                 continue
             kept[name] = [sha, snap.size, snap.mtime_ns]
-            if name in done:
-                if sha != done[name].sha256:
-                    report(f"{name}: changed after it was imported ({done[name].size:,} bytes then, {snap.size:,} now); "
+            before = ledger.get(name)
+            if before is not None and before.status != REFUSED:
+                if sha != before.sha256:
+                    report(f"{name}: changed after it was imported ({before.size:,} bytes then, {snap.size:,} now); "
                            "a file name is imported once: send the new version under a new name")
                 continue
             try:
@@ -175,7 +175,7 @@ def month_requests(brand: Brand, engine: sa.Engine) -> list[dg.RunRequest]:
                 run_key=f"months/{entity}/{first}..{last}/{stamp}",
                 job_name=names.months_job(brand.brand, entity),
                 tags={names.BRAND_TAG: brand.brand, "entity": entity,
-                      names.RANGE_START_TAG: f"{first}-01", names.RANGE_END_TAG: f"{last}-01"},
+                      names.RANGE_START_TAG: first, names.RANGE_END_TAG: last},
             ))
     return requests
 
