@@ -1,8 +1,8 @@
 """Sales history by month: every landed row is kept in a month store; a month is rebuilt whole.
 
 A sales file of any span lands once: its mapped rows, marked with their delivery (source and
-file), are split by month into `<data>/<brand>/work/months/<entity>/<YYYY-MM>/`, and each month
-it touches is marked pending.
+file), are split by month into `<data>/<brand>/work/months/<entity>/<YYYY-MM>/`, one part per
+file and source (two sources may send one name), and each month it touches is marked pending.
 Rebuilding a month reads everything landed for it, keeps each key's latest version (first in,
 first out by file), and writes the difference to the warehouse in one transaction. So a
 rebuild is idempotent, a backfill equals one big load, and a late file touches only its months.
@@ -65,7 +65,7 @@ def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entit
                 source: str, file: str, order: str) -> list[str]:
     """Write a file's rows into the month store and mark the months they touch as pending."""
     by_month, _ = split_by_month(brand, entity, rows, entity.month_column)
-    part_name = order.replace("/", "__") + ".parquet"
+    part_name = f"{order.replace('/', '__')}__{source}.parquet"
     for month, part in by_month.items():
         folder = month_dir(data_dir, brand.brand, entity.name, month)
         folder.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFr
     rows = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
     if SOURCE not in rows.columns:  # landed before the store recorded sources: held rows name none
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(SOURCE))
-    return rows.sort(ORDER, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
+    return rows.sort(ORDER, SOURCE, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
 
 
 def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
@@ -240,11 +240,14 @@ def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.Dat
     counts = Counts()
     keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
     same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
-    # Keys of this month stored under another month: the newer file's version stays.
+    # Keys of this month stored under another month: the newer file's version stays. A table row
+    # names its file only: of two sources' deliveries of that name, the later one's position counts.
+    stored = [table.c[k] for k in key]
     moved = conn.execute(
-        sa.select(*[table.c[k] for k in key], files.c.sort_key).select_from(table)
-        .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.name == table.c[FILE]))
-        .where(table.c.brand == brand, ~in_month)
+        sa.select(*stored, sa.func.max(files.c.sort_key)).select_from(table)
+        .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.entity == entity.name,
+                                                       files.c.name == table.c[FILE]))
+        .where(table.c.brand == brand, ~in_month).group_by(*stored)
     ).all()
     if moved:
         elsewhere = pl.DataFrame([tuple(r) for r in moved], schema=[*key, "_elsewhere"], orient="row")
