@@ -192,7 +192,7 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
         with engine.connect() as conn:
             rejected = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(files.c.rejected), 0)).where(
-                    files.c.brand == b, files.c.entity == entity_name, files.c.name.in_([a.file for a in applied]))
+                    files.c.brand == b, sa.tuple_(files.c.source, files.c.name).in_([(a.source, a.file) for a in applied]))
             ).scalar_one() if applied else 0
         yield _table_result(engine, b, entity_name, total, {
             "files_applied": len(applied), "rejected": int(rejected),
