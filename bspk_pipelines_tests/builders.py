@@ -97,17 +97,23 @@ class Harness:
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         return path
 
-    def ingest(self, name: str, source: str = "main") -> dict:
-        """Land, validate, map and apply one dropped file; returns what the `files` table says."""
+    def contribute(self, name: str, source: str = "main") -> str:
+        """Land, validate and map one dropped file, as its run does (FileFailure if it cannot be
+        read); returns its entity. Sales go on into the month store."""
         delivery = classify(self.brand, source, name)
         land(self.engine, self.layout, self.brand, delivery)
+        validate_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
+        map_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
+        return delivery.entity
+
+    def ingest(self, name: str, source: str = "main") -> dict:
+        """Land, validate, map and apply one dropped file; returns what the `files` table says."""
         try:
-            validate_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
+            entity = self.contribute(name, source)
         except FileFailure:
             return self.file(name, source)
-        map_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
-        if not ENTITIES[delivery.entity].month_column:
-            apply_pending(self.engine, self.layout, self.brand, delivery.entity)
+        if not ENTITIES[entity].month_column:
+            apply_pending(self.engine, self.layout, self.brand, entity)
         self.rebuild_pending_months()
         return self.file(name, source)
 

@@ -1,5 +1,6 @@
 """Apply: every contributed file of an entity merged by precedence into its platform table, first
-in first out, one transaction per file; then held rows whose shopper or product arrived."""
+in first out, one transaction per file; then held rows whose shopper or product arrived, each
+credited to the delivery that sent it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bspk_pipelines.engagement.clients import ImportSync
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import forget_work, map_file
 from bspk_pipelines.ingest.layout import Layout, parquet_parts
-from bspk_pipelines.ingest.ledger import advance
+from bspk_pipelines.ingest.ledger import advance, credit_released
 from bspk_pipelines.ingest.months import release_months
 from bspk_pipelines.ingest.precedence import provided_columns
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
@@ -32,7 +33,8 @@ class Applied:
 
 def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
     """Apply every mapped file of the entity, first in first out, each in one transaction;
-    then release held rows whose shopper or product has arrived."""
+    then release held rows whose shopper or product has arrived, credited in the ledger to the
+    delivery (source and file) that sent them."""
     with brand_lock(engine, brand.brand):
         return _apply_pending(engine, layout, brand, entity_name)
 
@@ -78,8 +80,11 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
             unchanged.forget_all_but_this()
         applied.append(Applied(name, source, counts))
         forget_work(layout, brand.brand, source, entity_name, name, claim)
+    released = Counts()
     with writing(engine) as conn:
-        released = release_held(conn, brand.brand, entity_name)
+        for (source, name), counts in release_held(conn, brand.brand, entity_name).items():
+            credit_released(conn, brand.brand, source, name, counts)
+            released += counts
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)
     return applied, released

@@ -52,7 +52,8 @@ def _map(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_na
             if entity.month_column:
                 # Counted against the table as it stands when the file lands, then landed by month.
                 counts += landing_counts(conn, brand.brand, entity, rows, unknown)
-                touched |= set(land_months(conn, layout.data_dir, brand, entity, rows, name, f"{row['sort_key']}/{i:05d}"))
+                touched |= set(land_months(conn, layout.data_dir, brand, entity, rows, source, name,
+                                           f"{row['sort_key']}/{i:05d}"))
             else:
                 rows.write_parquet(out / f"part-{i:05d}.parquet")
         if entity.month_column:

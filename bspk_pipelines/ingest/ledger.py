@@ -1,6 +1,6 @@
 """The ledger: the one owner of the `files` table. A delivery's record, its statuses and every
 transition (claimed by a landing, checked, contributed, applied, failed, duplicate, refused),
-and what a step reports about it.
+what a step reports about it, and the held rows of an applied delivery released later.
 
 A landing claims a file with an insert that fails if the file is recorded; each later step moves
 the file on with a compare-and-set on the status the step before left (`advance`), so of two
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot
 from bspk_pipelines.ingest.parse import RowProblem
 from bspk_pipelines.outbound.events import file_finished
-from bspk_pipelines.warehouse.apply import now
+from bspk_pipelines.warehouse.apply import Counts, now
 from bspk_pipelines.warehouse.schema import files
 from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
 
@@ -59,6 +59,13 @@ def advance(conn: sa.Connection, brand: str, source: str, name: str, was: tuple[
         now_is = file_row(conn, brand, source, name)
         raise ClaimLost(f"{name}: another writer moved the file on meanwhile (it is {now_is['status'] if now_is else 'gone'}); "
                         "this step changed nothing")
+
+def credit_released(conn: sa.Connection, brand: str, source: str, name: str, released: Counts) -> None:
+    """An applied delivery's held rows applied since (`release_held`): what applying them did is
+    added to its counts and they leave its held rows, so its record tells the whole story."""
+    f = files.c
+    _set(conn, brand, source, name, inserted=f.inserted + released.inserted, updated=f.updated + released.updated,
+         unchanged=f.unchanged + released.unchanged, held=f.held - released.released)
 
 def nothing_to_do(step: str, row) -> StepResult:
     if row is None:

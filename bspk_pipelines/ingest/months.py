@@ -1,7 +1,8 @@
 """Sales history by month: every landed row is kept in a month store; a month is rebuilt whole.
 
-A sales file of any span lands once: its mapped rows are split by month into
-`<data>/<brand>/work/months/<entity>/<YYYY-MM>/`, and each month it touches is marked pending.
+A sales file of any span lands once: its mapped rows, marked with their delivery (source and
+file), are split by month into `<data>/<brand>/work/months/<entity>/<YYYY-MM>/`, one part per
+file and source (two sources may send one name), and each month it touches is marked pending.
 Rebuilding a month reads everything landed for it, keeps each key's latest version (first in,
 first out by file), and writes the difference to the warehouse in one transaction. So a
 rebuild is idempotent, a backfill equals one big load, and a late file touches only its months.
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.ingest.parse import LINE, RowProblem
-from bspk_pipelines.warehouse.apply import FILE, KEY, Counts, held_by_reference, now, resolves, stage_rows, upsert
+from bspk_pipelines.warehouse.apply import FILE, KEY, SOURCE, Counts, held_by_reference, now, resolves, stage_rows, upsert
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema
 from bspk_pipelines.warehouse.engine import writing
@@ -61,14 +62,15 @@ def split_by_month(
 
 
 def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entity, rows: pl.DataFrame,
-                file: str, order: str) -> list[str]:
+                source: str, file: str, order: str) -> list[str]:
     """Write a file's rows into the month store and mark the months they touch as pending."""
     by_month, _ = split_by_month(brand, entity, rows, entity.month_column)
-    part_name = order.replace("/", "__") + ".parquet"
+    part_name = f"{order.replace('/', '__')}__{source}.parquet"
     for month, part in by_month.items():
         folder = month_dir(data_dir, brand.brand, entity.name, month)
         folder.mkdir(parents=True, exist_ok=True)
-        part.with_columns(pl.lit(file).alias(FILE), pl.lit(order).alias(ORDER)).write_parquet(folder / part_name)
+        part.with_columns(pl.lit(source).alias(SOURCE), pl.lit(file).alias(FILE), pl.lit(order).alias(ORDER)).write_parquet(
+            folder / part_name)
     mark_pending(conn, brand.brand, entity.name, sorted(by_month))
     return sorted(by_month)
 
@@ -113,11 +115,13 @@ def pending(engine: sa.Engine, brand: str, entity: str) -> list[tuple[str, datet
 def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFrame:
     """Each key's latest landed version in the month: the last file in queue order wins."""
     paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
-    schema = polars_schema(entity) | {LINE: pl.Int64, FILE: pl.Utf8, ORDER: pl.Utf8}
+    schema = polars_schema(entity) | {LINE: pl.Int64, SOURCE: pl.Utf8, FILE: pl.Utf8, ORDER: pl.Utf8}
     if not paths:
         return pl.DataFrame(schema=schema)
     rows = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
-    return rows.sort(ORDER, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
+    if SOURCE not in rows.columns:  # landed before the store recorded sources: held rows name none
+        rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(SOURCE))
+    return rows.sort(ORDER, SOURCE, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
 
 
 def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
@@ -236,11 +240,14 @@ def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.Dat
     counts = Counts()
     keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
     same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
-    # Keys of this month stored under another month: the newer file's version stays.
+    # Keys of this month stored under another month: the newer file's version stays. A table row
+    # names its file only: of two sources' deliveries of that name, the later one's position counts.
+    stored = [table.c[k] for k in key]
     moved = conn.execute(
-        sa.select(*[table.c[k] for k in key], files.c.sort_key).select_from(table)
-        .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.name == table.c[FILE]))
-        .where(table.c.brand == brand, ~this_month)
+        sa.select(*stored, sa.func.max(files.c.sort_key)).select_from(table)
+        .join(keys, same_key).outerjoin(files, sa.and_(files.c.brand == brand, files.c.entity == entity.name,
+                                                       files.c.name == table.c[FILE]))
+        .where(table.c.brand == brand, ~this_month).group_by(*stored)
     ).all()
     if moved:
         elsewhere = pl.DataFrame([tuple(r) for r in moved], schema=[*key, "_elsewhere"], orient="row")

@@ -2,7 +2,8 @@
 
 Rows are staged in a temporary table, then compared with the stored rows in SQL (IS DISTINCT
 FROM, column by column), so nothing is read back into Python row by row. Rows that reference
-a shopper or product not known yet are held, and released when it arrives.
+a shopper or product not known yet are held with the delivery (source and file) that sent them,
+and released when it arrives; the ledger credits the release to that delivery.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, dependents
 from bspk_pipelines.warehouse import bulk
-from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, files, held, polars_schema
+from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held, polars_schema
 
 KEY = "_key"
 # Values bound in one IN (...): well under SQLite's limit of 32,766 variables per statement.
 KEYS_PER_STATEMENT = 5000
 FILE = "_file"
+# The source of a row's delivery, in frames whose rows come from several (the month store).
+SOURCE = "_source"
 # Sees a write before it happens: (connection, stage table of the rows about to be written).
 Observer = Callable[[sa.Connection, sa.Table], None]
 
@@ -93,11 +96,13 @@ def upsert(
     dry_run: bool = False,
     all_new: bool = False,
     observe: Observer | None = None,
+    source: str | None = None,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
     `frame` holds only the columns this write owns; other columns of existing rows are kept.
-    Rows are stamped with `file`, or, when it is None, with the frame's own `_file` column.
+    Rows are stamped with `file`, or, when it is None, with the frame's own `_file` column; rows
+    held are recorded as sent by `source`'s `file`, or by the frame's `_source` and `_file`.
     A dry run counts what would happen and writes nothing. With `all_new` the caller knows no
     key exists yet (an empty month): rows are inserted without comparing, and a key that does
     exist fails the insert (IntegrityError) rather than being compared. `observe` is called with
@@ -111,10 +116,11 @@ def upsert(
         known = resolves(conn, entity, brand, frame, unknown)
         waiting, frame = frame.filter(~known), frame.filter(known)
         counts.held = waiting.height
+    frame = frame.drop(SOURCE, strict=False)  # it names the delivery, not a column of the table
     extra_key = tuple(k for k in key if k not in entity.column_names)
     stage = stage_rows(conn, entity, frame, extra_key)
     if hold_unresolved and not dry_run:
-        _hold_unresolved(conn, entity, brand, stage, waiting, unknown, file)
+        _hold_unresolved(conn, entity, brand, stage, waiting, unknown, source, file)
     values = [c.name for c in stage.columns if c.name not in (LINE, KEY, FILE, *key)]
     match = _match(target, stage, brand, key)
     differs = sa.or_(*[target.c[c].is_distinct_from(stage.c[c]) for c in values]) if values else sa.false()
@@ -178,7 +184,7 @@ def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: 
 
 
 def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.Table, rows: pl.DataFrame,
-                     unknown: dict[str, pl.Series], file: str | None) -> None:
+                     unknown: dict[str, pl.Series], source: str | None, file: str | None) -> None:
     """Record `rows`, whose shopper or product (among `unknown`) is not known yet, in `held`. A
     newer row for a key supersedes whatever was held for it: held or staged now, its old held row goes."""
     where = sa.and_(held.c.brand == brand, held.c.entity == entity.name)
@@ -193,18 +199,21 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.
     missing = {column: set(values.to_list()) for column, values in unknown.items()}
     stamp = now()
     conn.execute(held.insert(), [
-        _held(brand, entity, r, file or r[FILE], "reference", "; ".join(
+        _held(brand, entity, r, (source, file) if file is not None else (r[SOURCE], r[FILE]), "reference", "; ".join(
             f"{c} {r[c]!r} is not a known {entity_of[c]} record yet" for c in missing if r[c] in missing[c]), stamp)
         for r in rows.iter_rows(named=True)
     ])
 
 
-def _held(brand: str, entity: Entity, row: dict, file: str, cause: str, reason: str, stamp: datetime) -> dict:
-    """A `held` record: the row as JSON, to be applied when what it waits for arrives."""
+def _held(brand: str, entity: Entity, row: dict, delivery: tuple[str | None, str], cause: str, reason: str,
+          stamp: datetime) -> dict:
+    """A `held` record: the row as JSON, to be applied when what it waits for arrives, and the
+    delivery (source, file) that sent it."""
+    source, file = delivery
     return {
-        "brand": brand, "entity": entity.name, "key": row[KEY], "file": file, "line": row[LINE], "cause": cause,
-        "reason": reason, "held_at": stamp,
-        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE)}, default=str),
+        "brand": brand, "entity": entity.name, "key": row[KEY], "source": source, "file": file, "line": row[LINE],
+        "cause": cause, "reason": reason, "held_at": stamp,
+        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE)}, default=str),
     }
 
 
@@ -250,7 +259,7 @@ def apply_rows(
     entity = ENTITIES[entity_name]
     target = ENTITY_TABLES[entity_name]
     if not owners:
-        return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe)
+        return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe, source=source)
     by_source = BY_SOURCE_TABLES[entity_name]
     key = list(entity.key)
     upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
@@ -269,12 +278,14 @@ def apply_rows(
     complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {})
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
-    counts = upsert(conn, entity, target, brand, complete, file, key, observe=observe)
-    counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True), file, owners)
+    counts = upsert(conn, entity, target, brand, complete, file, key, observe=observe, source=source)
+    counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True),
+                                    (source, file), owners)
     return counts
 
 
-def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame, file: str, owners: dict[str, list[str]]) -> int:
+def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame, delivery: tuple[str, str],
+                     owners: dict[str, list[str]]) -> int:
     """Record merged rows still missing a required attribute: they wait for the source that owns it."""
     if rows.is_empty():
         return 0
@@ -282,7 +293,7 @@ def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.D
     required = [c.name for c in entity.columns if c.required and c.name in rows.columns]
     stamp = now()
     records = [
-        _held(brand, entity, r, file, "owner",
+        _held(brand, entity, r, delivery, "owner",
               "waiting for " + ", ".join(f"{a} (from {' or '.join(owners[a])})" for a in required if r[a] is None), stamp)
         for r in rows.iter_rows(named=True)
     ]
@@ -291,49 +302,46 @@ def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.D
     return len(records)
 
 
-def release_held(conn: sa.Connection, brand: str, entity_name: str) -> Counts:
+def release_held(conn: sa.Connection, brand: str, entity_name: str) -> dict[tuple[str | None, str], Counts]:
     """Apply held rows of `entity_name` whose references now resolve; the rest stay held.
 
-    What is released is credited to the file that sent it, so its counts tell the whole story.
-    Rows waiting for an attribute's owner are not released here: the owner's file merges them.
+    Returns what was released by the delivery (source, file) that sent it, for the ledger to credit,
+    so each file's counts tell the whole story. Rows waiting for an attribute's owner are not
+    released here: the owner's file merges them.
     """
     entity = ENTITIES[entity_name]
-    total = Counts()
-    for file, frame in held_by_reference(conn, brand, entity_name).items():
+    released = {}
+    for (source, file), frame in held_by_reference(conn, brand, entity_name).items():
         # Rows still waiting are left exactly as they are held.
         frame = frame.filter(resolves(conn, entity, brand, frame))
         if frame.is_empty():
             continue
-        counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key))
+        counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key), source=source)
         counts.released = frame.height - counts.held
-        f = files.c
-        conn.execute(files.update().where(f.brand == brand, f.entity == entity_name, f.name == file).values(
-            inserted=f.inserted + counts.inserted, updated=f.updated + counts.updated,
-            unchanged=f.unchanged + counts.unchanged, held=f.held - counts.released,
-        ))
-        total += counts
-    return total
+        released[source, file] = counts
+    return released
 
 
-def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict[str, pl.DataFrame]:
-    """Rows of `entity_name` held for a shopper or product, typed again, by the file that sent them."""
+def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict[tuple[str | None, str], pl.DataFrame]:
+    """Rows of `entity_name` held for a shopper or product, typed again, by the delivery (source,
+    file) that sent them."""
     entity = ENTITIES[entity_name]
     rows = conn.execute(
-        sa.select(held.c.file, held.c.payload)
+        sa.select(held.c.source, held.c.file, held.c.payload)
         .where(held.c.brand == brand, held.c.entity == entity_name, held.c.cause == "reference")
         .order_by(held.c.held_at, held.c.line)
     ).all()
-    by_file: dict[str, list[dict]] = {}
-    for file, payload in rows:
-        by_file.setdefault(file, []).append(json.loads(payload))
+    by_delivery: dict[tuple[str | None, str], list[dict]] = {}
+    for source, file, payload in rows:
+        by_delivery.setdefault((source, file), []).append(json.loads(payload))
     schema = polars_schema(entity) | {LINE: pl.Int64}
     return {
-        file: pl.DataFrame(records, infer_schema_length=None).with_columns([
+        delivery: pl.DataFrame(records, infer_schema_length=None).with_columns([
             (pl.col(c).cast(pl.Utf8).str.to_datetime(strict=False) if t == pl.Datetime("us") else
              pl.col(c).cast(pl.Utf8).str.to_date(strict=False) if t == pl.Date else pl.col(c).cast(t))
             for c, t in schema.items() if c in records[0]
         ])
-        for file, records in by_file.items()
+        for delivery, records in by_delivery.items()
     }
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
-from bspk_pipelines.warehouse.schema import SCHEMA_VERSION, metadata, schema_version
+from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, metadata, schema_version
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -80,19 +80,25 @@ def engine_for(url: str) -> sa.Engine:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Create missing tables and add missing columns (additive migrations), then record the version."""
+    """Create missing tables and add missing columns (additive migrations), filling an added column
+    for existing rows where the schema says how, then record the version."""
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":
             # One migrator at a time when several runs start together.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
         metadata.create_all(conn)
         inspector = sa.inspect(conn)
+        added = []
         for table in metadata.sorted_tables:
             existing = {c["name"] for c in inspector.get_columns(table.name)}
             for column in table.columns:
                 if column.name not in existing:
                     ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
                     conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+                    added.append((table.name, column.name))
+        # Once every column is there: a fill may read another table's new columns.
+        for fill in [FILLED_WHEN_ADDED[a] for a in added if a in FILLED_WHEN_ADDED]:
+            conn.execute(fill)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))

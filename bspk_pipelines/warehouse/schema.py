@@ -1,7 +1,8 @@
 """The warehouse's tables: one per entity, named after it, plus the bookkeeping tables.
 
 Every table has `brand` first in its primary key. `engine.migrate` creates what is missing and
-adds columns a newer version of the project declares, so a warehouse follows the code forward.
+adds columns a newer version of the project declares (filling them for existing rows where
+`FILLED_WHEN_ADDED` says how), so a warehouse follows the code forward.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ held = sa.Table(
     sa.Column("brand", sa.Text, primary_key=True),
     sa.Column("entity", sa.Text, primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, comment="with `file`, the delivery that sent the row (null: landed in the month store "
+                                         "before it recorded sources)"),
     sa.Column("file", sa.Text, nullable=False),
     sa.Column("line", sa.BigInteger, nullable=False),
     sa.Column("cause", sa.Text, nullable=False, server_default="reference",
@@ -141,6 +144,21 @@ held = sa.Table(
     sa.Column("payload", sa.Text, nullable=False, comment="the row as JSON, applied when its reference arrives"),
     sa.Column("held_at", sa.DateTime, nullable=False),
 )
+
+
+def _sources_of_held() -> sa.Update:
+    """Rows held before `held` had a source: each gets the source of the delivery of its name (of
+    the brand's entity) applied first after the row was held (an apply stamps the rows it holds,
+    then the file); a row a month rebuild held, after every landing, gets the one applied last."""
+    same_name = sa.and_(files.c.brand == held.c.brand, files.c.entity == held.c.entity, files.c.name == held.c.file,
+                        files.c.status == "applied")
+    holding = sa.select(files.c.source).where(same_name, files.c.applied_at >= held.c.held_at).order_by(files.c.applied_at)
+    last = sa.select(files.c.source).where(same_name).order_by(files.c.applied_at.desc())
+    return held.update().values(source=sa.func.coalesce(holding.limit(1).scalar_subquery(), last.limit(1).scalar_subquery()))
+
+
+# What a column `engine.migrate` adds to an existing table holds for the rows written before it.
+FILLED_WHEN_ADDED: dict[tuple[str, str], sa.Update] = {("held", "source"): _sources_of_held()}
 
 pending_months = sa.Table(
     "pending_months",
