@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -71,3 +75,48 @@ def test_postgres_instance_records_a_brand_run(postgres_database, tmp_path, monk
     with sa.create_engine(postgres_database).connect() as conn:
         jobs = conn.execute(sa.text("select pipeline_name, status from runs")).all()
     assert jobs == [("acme__main__products__ingest", "SUCCESS")]
+
+
+ADDER = """
+import sys, time
+from bspk_pipelines.cli.instance import add_partitions, open_instance
+start = float(sys.argv[1])
+with open_instance() as instance:
+    for round in range(20):
+        while time.time() < start + round * 0.3:
+            time.sleep(0.001)
+        add_partitions(instance, f"files_{round}", [f"FILE_{i}.csv" for i in range(50)])
+"""
+
+
+def test_processes_adding_the_same_partitions_at_once_all_succeed(dagster_home):
+    """`bspk sync`, the sensor's runs and the daemon add a file's partition each: Dagster looks,
+    then inserts, so two adders at once meet each other's insert (an IntegrityError each time
+    with four processes over twenty rounds, before `add_partitions`)."""
+    with dg.DagsterInstance.get():
+        pass  # the storage exists before the adders start
+    start = time.time() + 5
+    adders = [subprocess.Popen([sys.executable, "-c", ADDER, str(start)], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    outputs = [a.communicate(timeout=120)[0] for a in adders]
+    assert [a.returncode for a in adders] == [0] * 4, outputs
+    with dg.DagsterInstance.get() as instance:
+        assert all(len(instance.get_dynamic_partitions(f"files_{r}")) == 50 for r in range(20))
+
+
+def test_the_pool_traceback_for_a_closed_dagster_sqlite_connection_is_not_printed(caplog):
+    """dagster-io/dagster#21586: harmless, but a command must not print a stack trace for it."""
+    import logging
+    import sqlite3
+
+    from bspk_pipelines.cli.instance import quiet_closed_sqlite_resets
+
+    quiet_closed_sqlite_resets()  # as every command that opens the instance does
+    pool = logging.getLogger("sqlalchemy.pool.impl.NullPool")
+    for error in (sqlite3.ProgrammingError("Cannot operate on a closed database."), sqlite3.OperationalError("disk I/O error")):
+        try:
+            raise error
+        except sqlite3.Error:
+            pool.error("Exception during reset or similar", exc_info=True)
+    logged = [str(r.exc_info[1]) for r in caplog.records]
+    assert logged == ["disk I/O error"]

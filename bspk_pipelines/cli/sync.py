@@ -9,7 +9,7 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.cli.instance import QUIET, each_brand, failure, resource
+from bspk_pipelines.cli.instance import QUIET, add_partitions, each_brand, failure, resource
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.model.brand import Brand
@@ -44,7 +44,7 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
         for problem in plan.failed:
             out(f"  not taken: {problem}")
         for partitions, keys in plan.partitions.items():
-            instance.add_dynamic_partitions(partitions, keys)
+            add_partitions(instance, partitions, keys)
         for event in plan.duplicates:
             instance.report_runless_asset_event(event)
             out(f"  {event.partition}: {event.description} (no run needed)")
