@@ -12,7 +12,8 @@ import pytest
 
 from bspk_pipelines.model import brand as config
 from bspk_pipelines.cli import main
-from bspk_pipelines.model.brand import ConfigError, interval_to_cron, load_brand
+from bspk_pipelines.model.brand import Brand, ConfigError, interval_to_cron, load_brand
+from bspk_pipelines_tests.builders import NATIVE
 
 
 def write(tmp_path, name: str, text: str):
@@ -72,6 +73,20 @@ def test_sync_intervals_become_cron_schedules(interval, cron):
 def test_unknown_interval_is_refused(interval):
     with pytest.raises(ValueError, match="an interval such as 1m"):
         interval_to_cron(interval)
+
+
+@pytest.mark.parametrize(("interval", "period"), [("1m", "0:01:00"), ("15m", "0:15:00"), ("1mo", "31 days, 0:00:00"),
+                                                  ("0 9 * * 1-5", "3 days, 0:00:00")])
+def test_the_sync_period_is_the_longest_gap_between_ticks(interval, period):
+    """What the platform tables' freshness windows are made of."""
+    brand = Brand.model_validate({**NATIVE, "sync": {"interval": interval}})
+    assert str(brand.sync_period) == period
+
+
+def test_owners_are_e_mails_or_teams():
+    assert Brand.model_validate({**NATIVE, "owners": ["team:data", "ana@acme.example"]}).owners == ["team:data", "ana@acme.example"]
+    with pytest.raises(ValueError, match="e-mail addresses or team:<name>, as Dagster names owners; found ana"):
+        Brand.model_validate({**NATIVE, "owners": ["ana"]})
 
 
 # --- brand files that would exhaust the machine ------------------------------------------------------

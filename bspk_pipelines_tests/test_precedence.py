@@ -68,7 +68,7 @@ def rows(*records: tuple) -> pl.DataFrame:
 def merged(records: list[tuple], precedence: dict | None = None) -> tuple[list[tuple], list[tuple]]:
     """(complete, incomplete) rows as (ref, name, description, published), by maison's precedence."""
     brand = maison_with(precedence) if precedence is not None else MAISON
-    owners = {a: brand.owners("products", a) for a in PRODUCTS.attributes}
+    owners = {a: brand.attribute_owners("products", a) for a in PRODUCTS.attributes}
     complete, incomplete = merge_by_precedence(PRODUCTS, rows(*records), owners, provided_columns(brand, "products"))
     pick = ("product_ref", "name", "description", "published")
     return (complete.sort("product_ref").select(pick).rows(), incomplete.sort("product_ref").select(pick).rows())

@@ -30,9 +30,9 @@ def test_sample_brand_files_load():
     assert acme.schedule_cron == "*/15 * * * *"
     assert maison.company_name == "Maison" and set(maison.sources) == {"pos", "erp"}
     assert maison.schedule_cron == "0 * * * *"
-    assert maison.owners("products", "name") == ["pos", "erp"]
-    assert maison.owners("products", "description") == ["erp", "pos"]
-    assert maison.owners("products", "published") == ["erp", "pos"]
+    assert maison.attribute_owners("products", "name") == ["pos", "erp"]
+    assert maison.attribute_owners("products", "description") == ["erp", "pos"]
+    assert maison.attribute_owners("products", "published") == ["erp", "pos"]
 
 
 def test_same_seed_writes_the_same_bytes(tmp_path):

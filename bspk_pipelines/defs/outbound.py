@@ -31,7 +31,7 @@ def build_extract_asset(brand: Brand, entity: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=names.extract_key(b, entity), deps=deps, group_name=names.group(b, names.OUTBOUND), kinds={fmt},
-        tags={"brand": b, "entity": entity},
+        tags={"brand": b, "entity": entity}, owners=brand.owners,
         description=f"{b}'s {entity} changed since the last extract, as a {fmt} file with a manifest in its outbox "
                     f"(look-back {brand.extracts.lookback}, rows seen again skipped).",
     )
@@ -70,7 +70,7 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     key = names.webhooks_key(b)
 
     @dg.asset(
-        key=key, group_name=names.group(b, names.OUTBOUND), kinds={"webhook"}, tags={"brand": b},
+        key=key, group_name=names.group(b, names.OUTBOUND), kinds={"webhook"}, tags={"brand": b}, owners=brand.owners,
         description=f"{b}'s webhook deliveries. The {names.webhook_sensor(b)} sensor delivers every "
                     f"{SENSOR_INTERVAL_SECONDS} s; materialising delivers what is due now and reports the counts.",
     )

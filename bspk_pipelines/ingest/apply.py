@@ -41,7 +41,7 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
 def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
     entity = ENTITIES[entity_name]
     multi = len(brand.sources_of(entity_name)) > 1
-    owners = {a: brand.owners(entity_name, a) for a in entity.attributes} if multi else None
+    owners = {a: brand.attribute_owners(entity_name, a) for a in entity.attributes} if multi else None
     provided = provided_columns(brand, entity_name) if multi else None
     with engine.connect() as conn:
         pending = conn.execute(

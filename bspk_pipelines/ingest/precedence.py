@@ -8,7 +8,7 @@ from bspk_pipelines.model.entities import ENTITIES
 def owned_columns(brand: Brand, source: str, entity_name: str) -> list[str]:
     """The entity's key plus the attributes `source` may set under the brand's precedence."""
     entity = ENTITIES[entity_name]
-    return list(entity.key) + [a for a in entity.attributes if source in brand.owners(entity_name, a)]
+    return list(entity.key) + [a for a in entity.attributes if source in brand.attribute_owners(entity_name, a)]
 
 def provided_columns(brand: Brand, entity_name: str) -> dict[str, set[str]]:
     entity = ENTITIES[entity_name]

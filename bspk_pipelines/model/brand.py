@@ -25,6 +25,7 @@ MAX_BRAND_FILE_BYTES = 1 << 20
 MAX_DEPTH = 32
 BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 INTERVAL = re.compile(r"^(\d+)(m|h|d|w|mo)$")
 
 
@@ -259,6 +260,8 @@ class Brand(Strict):
 
     brand: str
     company_name: str
+    # Who answers for the brand's data: shown as the owners of its assets in Dagster's UI.
+    owners: list[str] = []
     sources: dict[str, Source] = Field(min_length=1)
     precedence: dict[str, dict[str, list[str]]] = {}
     reject_rate_threshold: float = Field(0.05, ge=0, le=1)
@@ -282,6 +285,14 @@ class Brand(Strict):
     def _company(cls, v: str) -> str:
         if not COMPANY_NAME.match(v):
             raise ValueError(f"a CamelCase name of letters and digits, as in the file names; found {v!r}")
+        return v
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if not OWNER.match(o)]
+        if bad:
+            raise ValueError(f"e-mail addresses or team:<name>, as Dagster names owners; found {', '.join(bad)}")
         return v
 
     @field_validator("sources")
@@ -344,7 +355,7 @@ class Brand(Strict):
         fed = {e for e in ENTITIES if self.sources_of(e)}
         return sorted(fed, key=DEPENDENCY_ORDER.get)
 
-    def owners(self, entity: str, attribute: str) -> list[str]:
+    def attribute_owners(self, entity: str, attribute: str) -> list[str]:
         """Sources that may set `attribute`, most trusted first."""
         rules = self.precedence.get(entity, {})
         return rules.get(attribute) or rules.get("default") or self.sources_of(entity)

@@ -50,7 +50,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     contributed = [c for c in owned_columns(brand, source, entity) if c in provided or c in ENTITIES[entity].key]
 
     @dg.asset(
-        key=raw, partitions_def=partitions, group_name=names.group(b, names.RAW), kinds={"csv"}, tags=tags,
+        key=raw, partitions_def=partitions, group_name=names.group(b, names.RAW), kinds={"csv"}, tags=tags, owners=brand.owners,
         description=f"{entity} files from {b}'s {source}, copied unchanged into the landing zone "
         "with their size and sha256. A file name is imported once; the same bytes under another "
         "name are recorded as a duplicate and not applied.",
@@ -73,7 +73,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
 
     @dg.asset(
         key=validated, deps=[raw], partitions_def=partitions, group_name=names.group(b, names.VALIDATED), kinds={"parquet"},
-        tags=tags, metadata={"dagster/column_schema": file_schema(entity, provided)},
+        tags=tags, owners=brand.owners, metadata={"dagster/column_schema": file_schema(entity, provided)},
         check_specs=[dg.AssetCheckSpec("reject_rate", asset=validated,
                                        description=f"share of rows rejected stays at or below {brand.reject_rate_threshold:.0%}")],
         description=f"{b}'s {source} {entity} rows parsed with the source's CSV dialect, mapped to the "
@@ -108,7 +108,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
 
     @dg.asset(
         key=mapped, deps=[validated], partitions_def=partitions, group_name=names.group(b, names.MAPPED), kinds={"parquet"},
-        tags=tags, metadata={"dagster/column_schema": file_schema(entity, contributed)},
+        tags=tags, owners=brand.owners, metadata={"dagster/column_schema": file_schema(entity, contributed)},
         description=f"{source}'s contribution to {b}'s {entity}: its valid rows limited to the attributes "
         "the brand's precedence lets it set, ready to merge.",
     )
@@ -153,10 +153,10 @@ def _upstream(brand: Brand, entity_name: str) -> list[dg.AssetDep]:
 
 
 def _table_spec(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dict:
-    """What a platform table's asset says of itself: group, storage kind, tags, columns, and how
-    fresh it should be."""
+    """What a platform table's asset says of itself: group, storage kind, tags, owners, columns,
+    and how fresh it should be."""
     return {"group_name": names.group(brand.brand, names.BSPK), "kinds": table_kinds(dialect),
-            "tags": {"brand": brand.brand, "entity": entity_name},
+            "tags": {"brand": brand.brand, "entity": entity_name}, "owners": brand.owners,
             "metadata": {"dagster/column_schema": table_schema(entity_name, dialect)},
             "freshness_policy": freshness(brand)}
 
