@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bspk_pipelines.api.app import ApiSettings, create_app
+from bspk_pipelines.api.app import create_app
 from bspk_pipelines.api.keys import create_key
 from bspk_pipelines.defs import names
 from bspk_pipelines.engagement.activity import Platform
@@ -42,6 +42,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.outbound.events import client_key, enqueue
 from bspk_pipelines.outbound.views import VIEWS
+from bspk_pipelines.settings import ApiSettings
 from bspk_pipelines.warehouse.apply import Counts
 from bspk_pipelines.warehouse.platform import webhook_deliveries
 from bspk_pipelines.warehouse.engine import writing

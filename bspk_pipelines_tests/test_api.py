@@ -16,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.api.app import ApiSettings, create_app
+from bspk_pipelines.api.app import create_app
 from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
@@ -27,6 +27,7 @@ from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.mapping import source_columns
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.outbound.webhooks import fan_out, parse_secrets
+from bspk_pipelines.settings import ApiSettings
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines_tests.builders import (
     BASE,

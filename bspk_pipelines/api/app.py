@@ -23,10 +23,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bspk_pipelines.api import extraction, imports, platform
 from bspk_pipelines.api.auth import Refusal
-from bspk_pipelines.api.deps import ApiSettings, Service
+from bspk_pipelines.api.deps import Service
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand, load_brands
-from bspk_pipelines.settings import Settings
+from bspk_pipelines.outbound.settings import WebhookSettings
+from bspk_pipelines.settings import ApiSettings, Settings
 from bspk_pipelines.warehouse.engine import engine_for
 
 log = logging.getLogger("bspk.api")
@@ -156,14 +157,17 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = None, data_dir: str | Path | None = None,
                settings: ApiSettings | None = None) -> FastAPI:
     """The service over `engine` and the brands' drop folders under `data_dir`; each argument left
-    out comes from the environment, as the pipelines read it (BSPK_WAREHOUSE_URL, BSPK_DATA_DIR,
-    BSPK_MAPPINGS_DIR, BSPK_API_*)."""
+    out comes from the deployment's settings (`bspk_pipelines.settings`), as the pipelines take
+    them. Every setting is read before anything is done: a mistake in one (a SettingError) stops
+    the service before it touches the warehouse."""
     deployment = Settings.from_env()
+    settings = settings or ApiSettings.from_env()
+    webhooks = WebhookSettings.from_env()
     service = Service(
         engine=engine if engine is not None else engine_for(deployment.warehouse),
-        brands={b.brand: b for b in (brands if brands is not None else load_brands())},
+        brands={b.brand: b for b in (brands if brands is not None else load_brands(deployment.mappings_dir))},
         layout=Layout(Path(data_dir).resolve() if data_dir is not None else deployment.data_dir),
-        settings=settings or ApiSettings.from_env(),
+        settings=settings,
     )
     app = FastAPI(
         title="BSPK data-integration API",
@@ -185,7 +189,7 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     app.state.service = service
     install_error_handlers(app)
     app.include_router(extraction.router())
-    app.include_router(platform.router())
+    app.include_router(platform.router(webhooks))
     app.include_router(imports.router())
     app.add_middleware(Gate, service=service)
     app.add_middleware(PublicHost, public_url=service.settings.public_url)  # outermost: before anything builds a URL

@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from bspk_pipelines.api import keys
-from bspk_pipelines.cli.environment import chosen_brands, warehouse_engine
+from bspk_pipelines.cli.environment import chosen_brands, deployment, warehouse_engine
 
 
 def run(args: argparse.Namespace) -> int:
     """Create, list and revoke a brand's API keys. `create` prints the key alone on stdout, once."""
-    brand = chosen_brands([args.brand])[0].brand
-    engine = warehouse_engine()
+    settings = deployment()
+    brand = chosen_brands(settings, [args.brand])[0].brand
+    engine = warehouse_engine(settings)
     if args.action == "create":
         if not args.name:
             print("create needs --name: what the key is for", file=sys.stderr)

@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bspk_pipelines.cli.environment import chosen_brands, ensure_dagster_home
+from bspk_pipelines.cli.environment import chosen_brands, deployment, ensure_dagster_home
 from bspk_pipelines.cli.instance import QUIET, failure, open_instance
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import month_partitions
 from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs.resources import default_resources
 
 
 def run(args: argparse.Namespace) -> int:
     """Rebuild a range of months of a brand's sales, months_per_run months per run."""
+    settings = deployment()
     ensure_dagster_home()
-    [brand] = chosen_brands([args.brand])
+    [brand] = chosen_brands(settings, [args.brand])
     keys = month_partitions(brand).get_partition_keys()
     wanted = [k for k in keys if args.start <= k <= args.end]
     if not wanted:
         print(f"no month of {brand.brand}'s history ({keys[0]} to {keys[-1]}) is in {args.start}..{args.end}", file=sys.stderr)
         return 2
-    defs = build_definitions([brand])
+    defs = build_definitions([brand], default_resources(settings))
     job = defs.resolve_job_def(names.months_job(brand.brand, args.entity))
     ok = True
     with open_instance() as instance:

@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 from bspk_pipelines.model.brand import ConfigError, load_brands
+from bspk_pipelines.settings import SettingError, Settings
 
 
 def run(args: argparse.Namespace) -> int:
     """Report every mistake in the brand files with file, key path, expected and found."""
     try:
-        brands = load_brands(Path(args.mappings) if args.mappings else None)
+        brands = load_brands(Path(args.mappings) if args.mappings else Settings.from_env().mappings_dir)
+    except SettingError as e:  # as `environment.checked` does, without that module's imports (SQLAlchemy, outbound)
+        print(e, file=sys.stderr)
+        return 2
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

@@ -4,46 +4,49 @@ Dagster, then the way out shown: associates at work, their webhooks delivered, e
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import dagster as dg
 
 from bspk_pipelines.cli import sync
-from bspk_pipelines.cli.environment import PROJECT_ROOT, ensure_dagster_home, webhook_settings
+from bspk_pipelines.cli.environment import PROJECT_ROOT, deployment, ensure_dagster_home, webhook_settings
 from bspk_pipelines.cli.extract import run_extracts
 from bspk_pipelines.cli.instance import open_instance, resource
 from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs.resources import default_resources
 from bspk_pipelines.demo.receiver import Receiver
 from bspk_pipelines.demo.samples import generate_samples
 from bspk_pipelines.demo.simulate import simulate
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.model.brand import Brand, load_brands
 from bspk_pipelines.outbound import webhooks as hooks
+from bspk_pipelines.outbound.settings import WebhookSettings
+from bspk_pipelines.settings import signing_secret
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the bundled sample brands' files, ingest them all through Dagster, then show the
-    way out: simulated associate activity, its webhooks delivered, its extracts written."""
-    webhook_settings()  # before the long ingest, not after it
-    os.environ.setdefault("BSPK_MAPPINGS_DIR", str(PROJECT_ROOT / "mappings"))
-    data = Path(os.environ.setdefault("BSPK_DATA_DIR", str(PROJECT_ROOT / "data")))
+    way out: simulated associate activity, its webhooks delivered, its extracts written. The data
+    and mappings folders default to the project's, where the sample brands are."""
+    webhooks = webhook_settings()  # before the long ingest, not after it
+    settings = deployment(root=PROJECT_ROOT)
     home = ensure_dagster_home()
-    written = generate_samples(data)
-    print(f"Sample drop files written under {data / 'drop'}: " + ", ".join(f"{b} ({len(p)} files)" for b, p in written.items()))
-    code = sync.run(argparse.Namespace(brand=None, settle=args.settle, allow_failed=True))
-    brands = load_brands()
-    _demo_outbound(build_definitions(brands), brands)
+    written = generate_samples(settings.data_dir)
+    print(f"Sample drop files written under {settings.data_dir / 'drop'}: "
+          + ", ".join(f"{b} ({len(p)} files)" for b, p in written.items()))
+    code = sync.run(argparse.Namespace(brand=None, settle=args.settle, allow_failed=True), settings)
+    brands = load_brands(settings.mappings_dir)
+    _demo_outbound(build_definitions(brands, default_resources(settings)), brands, webhooks)
     print(
         f"\nRuns, asset lineage and metadata are in the Dagster instance at {home}; extracts are under "
-        f"{data}/<brand>/outbox.\nOpen the UI on it with `make dev` (dagster dev) and browse http://127.0.0.1:3000."
+        f"{settings.data_dir}/<brand>/outbox.\n"
+        "Open the UI on it with `make dev` (dagster dev) and browse http://127.0.0.1:3000."
     )
     return code
 
 
-def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
+def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookSettings) -> None:
     """Associates at work on the sample brands, their webhooks delivered to local receivers the
     demo starts, and the extracts written."""
     engine = resource(defs, "warehouse").engine
@@ -54,7 +57,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
     receivers = []
     for brand in brands:
         for endpoint in brand.webhooks.endpoints:
-            url, secret = urlparse(endpoint.url), os.environ.get(endpoint.secret_env)
+            url, secret = urlparse(endpoint.url), signing_secret(endpoint.secret_env)
             if url.hostname != "127.0.0.1" or not secret:
                 print(f"  {brand.brand}: no local receiver for {endpoint.url} ({endpoint.secret_env} "
                       f"{'set' if secret else 'not set: run `make demo`'})")
@@ -66,7 +69,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand]) -> None:
     print("\nWebhooks (delivered to receivers on 127.0.0.1 that verify every signature):")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        report = hooks.deliver(engine, brands, budget_seconds=20)
+        report = hooks.deliver(engine, brands, budget_seconds=20, settings=webhooks)
         if not report.attempted:
             break
     for brand_id, receiver in receivers:

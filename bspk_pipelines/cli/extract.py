@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from bspk_pipelines.cli.environment import deployment
 from bspk_pipelines.cli.instance import QUIET, each_brand, failure
 from bspk_pipelines.defs import names
 from bspk_pipelines.model.brand import Brand
@@ -14,7 +15,7 @@ from bspk_pipelines.model.brand import Brand
 
 def run(args: argparse.Namespace) -> int:
     """Run brands' extract jobs now, as their schedule would, recorded in the Dagster instance."""
-    return 0 if each_brand(args.brand, run_extracts)[2] else 1
+    return 0 if each_brand(deployment(), args.brand, run_extracts)[2] else 1
 
 
 def run_extracts(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, out=print) -> bool:

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 
 from bspk_pipelines.cli.environment import chosen_brands, ensure_dagster_home
 from bspk_pipelines.defs.project import build_definitions
+from bspk_pipelines.defs.resources import default_resources
 from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.settings import Settings
 
 # The console shows one line per run (a failure's is its message, never a stack trace); every
 # event, stack traces included, is still stored in the instance for the UI.
@@ -81,12 +83,12 @@ def failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def each_brand(wanted: list[str] | None, step: Callable[[dg.Definitions, Brand, dg.DagsterInstance], bool]
-               ) -> tuple[dg.Definitions, list[Brand], bool]:
+def each_brand(settings: Settings, wanted: list[str] | None,
+               step: Callable[[dg.Definitions, Brand, dg.DagsterInstance], bool]) -> tuple[dg.Definitions, list[Brand], bool]:
     """`step(defs, brand, instance) -> ok` for each wanted brand (default: all) on the instance."""
     ensure_dagster_home()
-    brands = chosen_brands(wanted)
-    defs = build_definitions(brands)
+    brands = chosen_brands(settings, wanted)
+    defs = build_definitions(brands, default_resources(settings))
     with open_instance() as instance:
         ok = all([step(defs, brand, instance) for brand in brands])
     return defs, brands, ok

@@ -9,22 +9,24 @@ import time
 import dagster as dg
 import sqlalchemy as sa
 
+from bspk_pipelines.cli.environment import deployment
 from bspk_pipelines.cli.instance import QUIET, add_partitions, each_brand, failure, resource
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER
+from bspk_pipelines.settings import Settings
 from bspk_pipelines.warehouse.schema import files, held, months
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Sync the wanted brands (default: all), then print the summary; non-zero if a file failed,
-    unless `allow_failed`."""
+    unless `allow_failed`. `settings` are the deployment's unless given (`bspk demo` gives its own)."""
     def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
         print(f"{brand.brand}:")
         return all(r.success for r in sync_brand(defs, brand, instance, args.settle))
 
-    defs, brands, ok = each_brand(args.brand, step)
+    defs, brands, ok = each_brand(settings or deployment(), args.brand, step)
     print()
     print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
     return 0 if ok or args.allow_failed else 1

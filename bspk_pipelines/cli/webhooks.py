@@ -4,13 +4,13 @@ secrets encrypted again under the newest key; or received locally."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from bspk_pipelines.cli.environment import chosen_brands, warehouse_engine, webhook_settings
+from bspk_pipelines.cli.environment import chosen_brands, deployment, warehouse_engine, webhook_settings
 from bspk_pipelines.demo.receiver import Receiver, describe
 from bspk_pipelines.outbound import webhooks as hooks
 from bspk_pipelines.outbound.encryption import UnreadableSecret, reencrypt_secrets
+from bspk_pipelines.settings import signing_secret
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,11 +20,12 @@ def run(args: argparse.Namespace) -> int:
         return _receive(args)
     if args.action == "rotate-key":
         return _rotate_key()
-    settings = webhook_settings() if args.action == "deliver" else None
-    brands = chosen_brands(args.brand)
-    engine = warehouse_engine()
+    webhooks = webhook_settings() if args.action == "deliver" else None
+    settings = deployment()
+    brands = chosen_brands(settings, args.brand)
+    engine = warehouse_engine(settings)
     if args.action == "deliver":
-        print(hooks.deliver(engine, brands, budget_seconds=args.budget, settings=settings).summary())
+        print(hooks.deliver(engine, brands, budget_seconds=args.budget, settings=webhooks).summary())
     elif args.action == "list":
         with engine.connect() as conn:
             for brand in brands:
@@ -54,7 +55,7 @@ def _rotate_key() -> int:
     """Every stored webhook secret encrypted again under the newest key, or nothing changed."""
     box = webhook_settings().box
     try:
-        done = reencrypt_secrets(warehouse_engine(), box)
+        done = reencrypt_secrets(warehouse_engine(deployment()), box)
     except UnreadableSecret as e:
         print(f"nothing changed: {e}", file=sys.stderr)
         return 1
@@ -63,7 +64,7 @@ def _rotate_key() -> int:
 
 
 def _receive(args: argparse.Namespace) -> int:
-    secret = os.environ.get(args.secret_env)
+    secret = signing_secret(args.secret_env)
     if not secret:
         print(f"set {args.secret_env} to the endpoint's whsec_ secret", file=sys.stderr)
         return 2

@@ -35,9 +35,11 @@ class BrandFoldersResource(dg.ConfigurableResource):
         return Layout(Path(self.data_dir).resolve())
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources from the environment: BSPK_WAREHOUSE_URL (kept out of the UI) or a SQLite file."""
-    settings = Settings.from_env()
+def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources from the deployment's settings (default: read now): the warehouse, named to
+    Dagster by its variable (BSPK_WAREHOUSE_URL, so the UI never shows its password) when one is
+    set, else the SQLite file in the data folder; and the data folder."""
+    settings = settings or Settings.from_env()
     url = dg.EnvVar(WAREHOUSE_URL) if settings.warehouse_url else settings.warehouse
     return {
         "warehouse": WarehouseResource(url=url),

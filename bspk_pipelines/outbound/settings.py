@@ -1,31 +1,19 @@
-"""The webhook settings a deployment gives in its environment, read when a process starts.
+"""The webhook security settings as the outbound code uses them: the deployment's Fernet keys
+as a `SecretBox` (`outbound.encryption`) and its allowed networks as a `TargetPolicy`
+(`outbound.targets`).
 
-- BSPK_WEBHOOK_ENCRYPTION_KEYS (required by `bspk serve` and by every deliverer): Fernet keys,
-  newest first, separated by spaces or commas, that encrypt the signing secrets stored for
-  endpoints made through the API (`outbound.encryption`).
-- BSPK_WEBHOOK_ALLOW_NETWORKS (optional, default none): networks receivers may be on although
-  they are internal, e.g. `127.0.0.0/8` for a receiver on this machine (`outbound.targets`).
-
-A value missing or wrong is a `SettingError` whose message is one line naming the variable and
-what to put there; the commands print it as it is.
+`bspk_pipelines.settings` reads the variables (BSPK_WEBHOOK_ENCRYPTION_KEYS,
+BSPK_WEBHOOK_ALLOW_NETWORKS); what only these classes can check (each key a Fernet key, each
+network a network) is checked here, with the same one-line `SettingError` naming the variable.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bspk_pipelines.outbound.encryption import SecretBox
 from bspk_pipelines.outbound.targets import TargetPolicy
-
-ENCRYPTION_KEYS = "BSPK_WEBHOOK_ENCRYPTION_KEYS"
-ALLOW_NETWORKS = "BSPK_WEBHOOK_ALLOW_NETWORKS"
-MAKE_KEY = """python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"""
-
-
-class SettingError(ValueError):
-    """A webhook setting of the deployment is missing or wrong."""
+from bspk_pipelines.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, MAKE_KEY, SettingError, WebhookSecurity
 
 
 @dataclass(frozen=True)
@@ -36,17 +24,14 @@ class WebhookSettings:
     targets: TargetPolicy
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebhookSettings:
-        keys = environ.get(ENCRYPTION_KEYS, "").replace(",", " ").split()
-        if not keys:
-            raise SettingError(f"{ENCRYPTION_KEYS} is not set: it holds the Fernet key that encrypts stored webhook "
-                               f"secrets; make one with {MAKE_KEY}")
+    def from_env(cls) -> WebhookSettings:
+        security = WebhookSecurity.from_env()
         try:
-            box = SecretBox(keys)
+            box = SecretBox(security.encryption_keys)
         except ValueError as e:
             raise SettingError(f"{ENCRYPTION_KEYS}: {e}; make one with {MAKE_KEY}") from None
         try:
-            targets = TargetPolicy.parse(environ.get(ALLOW_NETWORKS, ""))
+            targets = TargetPolicy.parse(security.allow_networks)
         except ValueError as e:
             raise SettingError(f"{ALLOW_NETWORKS}: {e}") from None
         return cls(box, targets)

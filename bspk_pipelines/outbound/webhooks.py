@@ -46,7 +46,7 @@ object's `updated_at` when that matters.
 
 Time comes from `clock` (naive UTC), injectable so tests run the 96-hour window in seconds;
 `deliver` never sleeps, it returns when nothing is due or its time budget is spent. Its
-settings come from the environment unless given (`outbound.settings`).
+settings are the deployment's (`outbound.settings`, from `bspk_pipelines.settings`) unless given.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -74,8 +73,9 @@ from urllib3.util import Timeout
 from bspk_pipelines.model.brand import EVENT_ALIASES, Brand
 from bspk_pipelines.outbound.encryption import SecretBox, UnreadableSecret
 from bspk_pipelines.outbound.events import iso
-from bspk_pipelines.outbound.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, WebhookSettings
+from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.targets import RefusedTarget, guarded_session
+from bspk_pipelines.settings import ALLOW_NETWORKS, ENCRYPTION_KEYS, signing_secret
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints, webhook_events
 from bspk_pipelines.warehouse.engine import writing
@@ -219,7 +219,7 @@ def endpoint_secrets(origin: str, secret_env: str | None, stored: str | None, bo
     if origin == "config":
         if not secret_env:
             raise SecretError("config endpoint without secret_env")
-        return parse_secrets(os.environ.get(secret_env), f"environment variable {secret_env}")
+        return parse_secrets(signing_secret(secret_env), f"environment variable {secret_env}")
     try:
         secret = box.decrypt(stored) if stored else None
     except UnreadableSecret:
