@@ -14,7 +14,7 @@ export MAISON_WEBHOOK_SECRET ?= whsec_c2FtcGxlLW1haXNvbi1zZWNyZXQtMjAyNg==
 export BSPK_WEBHOOK_ENCRYPTION_KEYS ?= _UAZoFt6ZBNtxgniYiEYG4j8QTEj-9G4qkjtubierVQ=
 export BSPK_WEBHOOK_ALLOW_NETWORKS ?= 127.0.0.0/8
 
-.PHONY: demo test check-defs dev check-config clean
+.PHONY: demo test check-defs dev check-config docs clean
 
 $(BIN)/bspk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ dev: $(BIN)/bspk  ## the Dagster UI, daemon, sensors and schedules on the demo's
 
 check-config: $(BIN)/bspk
 	$(BIN)/bspk check-config
+
+docs: $(BIN)/bspk  ## docs/entities.md rewritten from the entity specs (a test fails when it is stale)
+	$(BIN)/bspk entities --write docs/entities.md
 
 clean:
 	rm -rf $(VENV) .dagster_home data

@@ -1,6 +1,6 @@
 """What each process loads: the API's (`bspk serve`) never loads Dagster, and neither does `bspk`
-before it knows the command, so `bspk --help` and `bspk check-config` answer at once. Each is
-checked in a fresh interpreter, where no other test has imported anything yet."""
+before it knows the command, so `bspk --help`, `bspk check-config` and `bspk entities` answer at
+once. Each is checked in a fresh interpreter, where no other test has imported anything yet."""
 
 from __future__ import annotations
 
@@ -29,8 +29,18 @@ import bspk_pipelines.cli.check_config
 print(sorted(m for m in sys.modules if m.split(".")[0] == "dagster"))
 """
 
+# The whole command run, its text set aside: only the modules it loaded are printed.
+ENTITIES_COMMAND = """
+import contextlib, io, sys
+from bspk_pipelines.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    assert main(["entities"]) == 0
+assert out.getvalue().startswith("# ")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "dagster"))
+"""
 
-@pytest.mark.parametrize("code", [API_PROCESS, CLI_BEFORE_THE_COMMAND], ids=["api", "cli"])
+
+@pytest.mark.parametrize("code", [API_PROCESS, CLI_BEFORE_THE_COMMAND, ENTITIES_COMMAND], ids=["api", "cli", "entities"])
 def test_process_does_not_import_dagster(tmp_path, code):
     (tmp_path / "mappings").mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "BSPK_DATA_DIR": str(tmp_path / "data"),

@@ -18,6 +18,7 @@ COMMANDS = {
     "serve": "bspk_pipelines.cli.serve",
     "dev": "bspk_pipelines.cli.dev",
     "api-keys": "bspk_pipelines.cli.api_keys",
+    "entities": "bspk_pipelines.cli.entities",
 }
 
 
@@ -69,5 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brand", required=True, help="brand id")
     p.add_argument("--name", help="create: what the key is for")
     p.add_argument("--key-id", help="revoke: the key's id (see list)")
+    p = sub.add_parser("entities", help="the platform's files: columns, keys, rules and an example (docs/entities.md)")
+    p.add_argument("name", nargs="?", help="an entity or file type (default: all, as docs/entities.md)")
+    p.add_argument("--write", metavar="PATH", help="write the text to PATH instead of printing it")
     args = parser.parse_args(argv)
     return importlib.import_module(COMMANDS[args.command]).run(args)

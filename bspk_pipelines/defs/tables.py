@@ -8,30 +8,10 @@ from collections.abc import Iterable
 import dagster as dg
 import sqlalchemy as sa
 
-from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
+from bspk_pipelines.model.constraints import constraints, is_nullable, is_unique, value_rule
+from bspk_pipelines.model.entities import ENTITIES, Entity
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, polars_schema
 
-# What a value of each kind must be, as a column's description says it.
-RULES = {
-    Kind.TEXT: "text",
-    Kind.EMAIL: "an email address",
-    Kind.URL: "a URL",
-    Kind.PHONE: "a phone number in E.164 form",
-    Kind.COUNTRY: "an ISO 3166-1 alpha-2 country code",
-    Kind.CURRENCY: "an ISO 4217 currency code",
-    Kind.LANGUAGE: "an ISO 639-1 language code",
-    Kind.LANGUAGES: "ISO 639-1 language codes separated by `;`",
-    Kind.BOOL: "TRUE or FALSE",
-    Kind.INT: "a whole number",
-    Kind.DECIMAL: "a decimal number",
-    Kind.DATE: "a date, YYYY-MM-DD",
-    Kind.DATETIME: "an ISO 8601 date-time, stored in UTC",
-    Kind.ENUM: "one of",
-    Kind.LIST: "values separated by `;`",
-    Kind.CATEGORIES: "category paths (`>>` between levels) separated by `;`",
-}
-# Kinds whose values are stored as what they mean (a number, a date), not as text of some length.
-UNSIZED = {Kind.BOOL, Kind.INT, Kind.DECIMAL, Kind.DATE, Kind.DATETIME}
 # The warehouse's own columns beside the entity's: description, and whether they are keys.
 BOOKKEEPING = {
     "brand": ("the brand the row belongs to", True),
@@ -54,19 +34,11 @@ def _column(entity: Entity, name: str, type_: str) -> dg.TableColumn:
         return dg.TableColumn(name, type=type_, description=description, constraints=dg.TableColumnConstraints(
             nullable=False, other=["key"] if key else []))
     spec = entity.column(name)
-    key = name in entity.key
-    other = ["key"] if key else ["required"] if spec.required else []
-    if name in entity.optional_key:
-        other.append("blank when unknown, never null")
-    if spec.max_len and spec.kind not in UNSIZED:
-        other.append(f"at most {spec.max_len} characters")
-    if spec.minimum is not None:
-        other.append(f"at least {spec.minimum:g}")
     return dg.TableColumn(
-        name, type=type_, description=RULES[spec.kind] + (f" {', '.join(spec.choices)}" if spec.choices else ""),
+        name, type=type_, description=value_rule(spec),
         # A key of several columns is unique only as a whole; `other` says which columns are part of it.
-        constraints=dg.TableColumnConstraints(nullable=not (key or spec.required), unique=entity.key == (name,) or spec.unique,
-                                              other=other),
+        constraints=dg.TableColumnConstraints(nullable=is_nullable(entity, spec), unique=is_unique(entity, spec),
+                                              other=constraints(entity, spec)),
     )
 
 
