@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,19 @@ def webhook_settings() -> Iterator[None]:
         env.setenv("BSPK_WEBHOOK_ENCRYPTION_KEYS", Fernet.generate_key().decode())
         env.setenv("BSPK_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8")
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_instance_left_current() -> Iterator[None]:
+    """`with instance:` makes the instance's definitions-state storage current, and Dagster 1.13's
+    `__exit__` disposes the instance without leaving that context: a later test's `materialize`
+    in the same worker would load its definitions against a disposed instance ("Attempted to
+    resolve undefined DagsterInstance weakref"). Each test starts with none current."""
+    yield
+    if "dagster" in sys.modules:  # the tests that need no Dagster do not load it
+        from dagster._core.storage.defs_state.base import _current_storage
+
+        _current_storage.set(None)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
