@@ -26,7 +26,8 @@ from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.mapping import source_columns
 from bspk_pipelines.outbound.views import VIEWS
-from bspk_pipelines.outbound.webhooks import fan_out, parse_secrets
+from bspk_pipelines.outbound.webhooks.fanout import fan_out
+from bspk_pipelines.outbound.webhooks.signing import parse_secrets
 from bspk_pipelines.settings import ApiSettings
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines_tests.builders import (

@@ -20,7 +20,7 @@ from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.demo.receiver import Answer, Receiver
-from bspk_pipelines.outbound.webhooks import replay
+from bspk_pipelines.outbound.webhooks.admin import replay
 from bspk_pipelines_tests.builders import NATIVE, SHOPPER, STORE, header, tick
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()

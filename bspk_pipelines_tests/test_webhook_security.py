@@ -34,7 +34,8 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.outbound.targets import RefusedTarget, TargetPolicy, guarded_session
-from bspk_pipelines.outbound.webhooks import dead_letters, deliver
+from bspk_pipelines.outbound.webhooks.admin import dead_letters
+from bspk_pipelines.outbound.webhooks.delivery import deliver
 from bspk_pipelines.settings import SettingError
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.platform import webhook_endpoints

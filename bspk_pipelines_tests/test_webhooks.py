@@ -24,20 +24,17 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.outbound.events import enqueue
 from bspk_pipelines.outbound.settings import WebhookSettings
-from bspk_pipelines.outbound.webhooks import (
+from bspk_pipelines.outbound.webhooks.admin import dead_letters, enable_endpoint, replay
+from bspk_pipelines.outbound.webhooks.delivery import (
     LEASE,
     MAX_ATTEMPTS,
     RETRY_WINDOW,
     _claim,
     backoff,
-    dead_letters,
     deliver,
-    enable_endpoint,
-    fan_out,
-    replay,
     retry_after_seconds,
-    sync_endpoints,
 )
+from bspk_pipelines.outbound.webhooks.fanout import fan_out, sync_endpoints
 from bspk_pipelines.warehouse.platform import webhook_deliveries, webhook_endpoints
 from bspk_pipelines.warehouse.engine import engine_for, writing
 from bspk_pipelines_tests.builders import Act, Arrival, FakeClock, Receiver, deliveries, emit, new_brand, new_secret

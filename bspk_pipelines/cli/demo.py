@@ -20,8 +20,9 @@ from bspk_pipelines.demo.samples import generate_samples
 from bspk_pipelines.demo.simulate import simulate
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.model.brand import Brand, load_brands
-from bspk_pipelines.outbound import webhooks as hooks
 from bspk_pipelines.outbound.settings import WebhookSettings
+from bspk_pipelines.outbound.webhooks.admin import delivery_counts
+from bspk_pipelines.outbound.webhooks.delivery import deliver
 from bspk_pipelines.settings import signing_secret
 
 
@@ -69,7 +70,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookS
     print("\nWebhooks (delivered to receivers on 127.0.0.1 that verify every signature):")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        report = hooks.deliver(engine, brands, budget_seconds=20, settings=webhooks)
+        report = deliver(engine, brands, budget_seconds=20, settings=webhooks)
         if not report.attempted:
             break
     for brand_id, receiver in receivers:
@@ -80,7 +81,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookS
     with engine.connect() as conn:
         for brand in brands:
             print(f"  {brand.brand} deliveries: "
-                  + ", ".join(f"{k} {v}" for k, v in hooks.delivery_counts(conn, brand.brand).items()))
+                  + ", ".join(f"{k} {v}" for k, v in delivery_counts(conn, brand.brand).items()))
     print("\nExtracts (incremental, with manifests):")
     with open_instance() as instance:
         for brand in brands:

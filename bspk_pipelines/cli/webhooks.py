@@ -8,8 +8,9 @@ import sys
 
 from bspk_pipelines.cli.environment import chosen_brands, deployment, warehouse_engine, webhook_settings
 from bspk_pipelines.demo.receiver import Receiver, describe
-from bspk_pipelines.outbound import webhooks as hooks
 from bspk_pipelines.outbound.encryption import UnreadableSecret, reencrypt_secrets
+from bspk_pipelines.outbound.webhooks.admin import dead_letters, delivery_counts, enable_endpoint, endpoints, replay
+from bspk_pipelines.outbound.webhooks.delivery import deliver
 from bspk_pipelines.settings import signing_secret
 
 
@@ -25,28 +26,28 @@ def run(args: argparse.Namespace) -> int:
     brands = chosen_brands(settings, args.brand)
     engine = warehouse_engine(settings)
     if args.action == "deliver":
-        print(hooks.deliver(engine, brands, budget_seconds=args.budget, settings=webhooks).summary())
+        print(deliver(engine, brands, budget_seconds=args.budget, settings=webhooks).summary())
     elif args.action == "list":
         with engine.connect() as conn:
             for brand in brands:
                 print(f"{brand.brand}:")
-                for e in hooks.endpoints(conn, brand.brand):
+                for e in endpoints(conn, brand.brand):
                     state = "disabled: " + e.disabled_reason if e.disabled_reason else "enabled" if e.is_enabled else "off"
                     print(f"  endpoint {e.id} {e.target_url} ({state}) events: {', '.join(e.events)}")
-                print("  deliveries: " + ", ".join(f"{k} {v}" for k, v in hooks.delivery_counts(conn, brand.brand).items()))
-                for d in hooks.dead_letters(conn, brand.brand):
+                print("  deliveries: " + ", ".join(f"{k} {v}" for k, v in delivery_counts(conn, brand.brand).items()))
+                for d in dead_letters(conn, brand.brand):
                     print(f"  {d.status} {d.message_id} {d.event_name} -> endpoint {d.endpoint_id} after {d.attempts} "
                           f"attempt(s): {d.last_error}")
     elif args.action == "replay":
         for brand in brands:
-            n = hooks.replay(engine, brand.brand, endpoint_id=args.endpoint, message_id=args.event)
+            n = replay(engine, brand.brand, endpoint_id=args.endpoint, message_id=args.event)
             print(f"{brand.brand}: {n} dead-lettered deliver{'y' if n == 1 else 'ies'} queued again")
     elif args.action == "enable":
         if args.endpoint is None:
             print("enable needs --endpoint (see `bspk webhooks list`)", file=sys.stderr)
             return 2
         for brand in brands:
-            done = hooks.enable_endpoint(engine, brand.brand, args.endpoint)
+            done = enable_endpoint(engine, brand.brand, args.endpoint)
             print(f"{brand.brand}: endpoint {args.endpoint} " + ("enabled again" if done else "not found"))
     return 0
 

@@ -16,7 +16,9 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.outbound.extracts import outbox_folder, run_extract
-from bspk_pipelines.outbound.webhooks import DEAD_LETTER_STATUSES, dead_letters, deliver, delivery_counts
+from bspk_pipelines.outbound.webhooks.admin import dead_letters, delivery_counts
+from bspk_pipelines.outbound.webhooks.delivery import deliver
+from bspk_pipelines.outbound.webhooks.statuses import DEAD_LETTER_STATUSES
 
 # The brand's tables an extract reads besides the platform's own (lineage in the UI).
 EXTRACT_UPSTREAM = {"clients": ("shoppers", "sales_associates", "stores"), "sales_associates": ("sales_associates",)}
