@@ -75,12 +75,14 @@ def test_unknown_interval_is_refused(interval):
         interval_to_cron(interval)
 
 
-@pytest.mark.parametrize(("interval", "period"), [("1m", "0:01:00"), ("15m", "0:15:00"), ("1mo", "31 days, 0:00:00"),
-                                                  ("0 9 * * 1-5", "3 days, 0:00:00")])
-def test_the_sync_period_is_the_longest_gap_between_ticks(interval, period):
-    """What the platform tables' freshness windows are made of."""
-    brand = Brand.model_validate({**NATIVE, "sync": {"interval": interval}})
-    assert str(brand.sync_period) == period
+def test_freshness_comes_from_the_deliveries_a_brand_expects_not_from_its_interval():
+    from bspk_pipelines.defs.ingest.assets import freshness
+
+    assert freshness(Brand.model_validate({**NATIVE, "sync": {"interval": "15m"}})) is None
+    policy = freshness(Brand.model_validate({**NATIVE, "sync": {"interval": "15m", "expect_every": "1d"}}))
+    assert (policy.warn_window.to_timedelta().days, policy.fail_window.to_timedelta().days) == (1, 2)
+    with pytest.raises(ValueError, match="at least 1m, as Dagster checks freshness by the minute; found '30s'"):
+        Brand.model_validate({**NATIVE, "sync": {"expect_every": "30s"}})
 
 
 def test_owners_are_e_mails_or_teams():

@@ -7,7 +7,7 @@ was found, before any asset runs (`bspk check-config`).
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -187,12 +187,22 @@ class Source(Strict):
 
 class Sync(Strict):
     interval: str | None = Field(None, description="1m ... 1mo, or a cron string")
+    # How often, at the longest, a delivery reaches each of the brand's tables (`1d`, `12h`): the
+    # tables' freshness policy. Not the interval, which says how often the pipeline looks.
+    expect_every: str | None = None
 
     @field_validator("interval")
     @classmethod
     def _interval(cls, v: str | None) -> str | None:
         if v is not None:
             interval_to_cron(v)
+        return v
+
+    @field_validator("expect_every")
+    @classmethod
+    def _expected(cls, v: str | None) -> str | None:
+        if v is not None and duration(v) < timedelta(minutes=1):
+            raise ValueError(f"at least 1m, as Dagster checks freshness by the minute; found {v!r}")
         return v
 
 
@@ -363,15 +373,6 @@ class Brand(Strict):
     @property
     def schedule_cron(self) -> str | None:
         return interval_to_cron(self.sync.interval) if self.sync.interval else None
-
-    @property
-    def sync_period(self) -> timedelta | None:
-        """The longest gap between two ticks of the sync interval (a cron string's may vary)."""
-        if not self.schedule_cron:
-            return None
-        ticks = croniter(self.schedule_cron, datetime(2001, 1, 1))
-        times = [ticks.get_next(datetime) for _ in range(64)]
-        return max(b - a for a, b in zip(times, times[1:]))
 
 
 def interval_to_cron(interval: str) -> str:

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand import Brand, duration
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
@@ -162,14 +162,15 @@ def _table_spec(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dict:
 
 
 def freshness(brand: Brand) -> dg.FreshnessPolicy | None:
-    """A table no delivery reached for two of the brand's sync intervals warns, for three fails
-    (none without an interval). A table is materialised only when a file is applied to it or held
-    rows are released, so that state says the brand's exports stopped arriving, not that a
-    schedule ticked."""
-    period = brand.sync_period
-    if period is None:
+    """A table no delivery reached for the brand's `sync.expect_every` warns, for twice that
+    fails (none if the brand expects nothing). A table is materialised only when a file is applied
+    to it or held rows are released, so that state says the brand's exports stopped arriving.
+    The sync interval would not do: it says how often the pipeline looks, and a quiet brand's
+    tables would all read failed within three of its ticks."""
+    if brand.sync.expect_every is None:
         return None
-    return dg.FreshnessPolicy.time_window(warn_window=2 * period, fail_window=3 * period)
+    window = duration(brand.sync.expect_every)
+    return dg.FreshnessPolicy.time_window(warn_window=window, fail_window=2 * window)
 
 
 def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
