@@ -14,6 +14,7 @@ from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.builders import (
     HISTORY,
     HISTORY_CONFIG,
+    NATIVE,
     THREE_SHOPPERS,
     TWO_PRODUCTS,
     brand_harness,
@@ -251,3 +252,78 @@ def test_a_sales_source_that_does_not_own_shopper_ref_lands_its_lines(engine, tm
     f = h.ingest("SALE_V2_Acme_202406010000.csv")
     assert (f["status"], f["inserted"], f["held"]) == ("applied", 1, 0)
     assert [(r[0], r[4]) for r in table(h)] == [("T1", None)]
+
+
+# --- thirty years of history under the minimum config ----------------------------------------------
+
+OLD_SALES = [("T1", "P1", "1996-03-02T10:00:00", "S1"), ("T2", "P2", "1990-01-01T00:00:00", "S2"),
+             ("T3", "P1", "1989-12-31T23:59:59", "S3")]
+
+
+def test_thirty_years_of_sales_fit_the_minimum_config(engine, tmp_path):
+    h = brand_harness(NATIVE, engine, tmp_path)  # no history_start: the default
+    assert h.brand.history_start == "1990-01"
+    h.drop("SHOPPER_V3_Acme_199601010000.csv", THREE_SHOPPERS)
+    h.drop("PRODUCT_V2_Acme_199601010000.csv", TWO_PRODUCTS)
+    h.ingest("SHOPPER_V3_Acme_199601010000.csv")
+    h.ingest("PRODUCT_V2_Acme_199601010000.csv")
+    h.drop("SALE_V2_Acme_199604010000.csv", sales_file(OLD_SALES))
+    h.ingest("SALE_V2_Acme_199604010000.csv")
+    assert [(r[0], r[3]) for r in table(h)] == [("T1", "1996-03-02 10:00:00"), ("T2", "1990-01-01 00:00:00")]
+    assert h.rejects("SALE_V2_Acme_199604010000.csv") == [(4, "created_at", "1989-12-31 23:59:59", "outside_history")]
+
+
+def test_the_minimum_configs_month_partitions_start_in_1990_and_load_quickly():
+    import time
+
+    from bspk_pipelines.defs.ingest.assets import month_partitions
+    from bspk_pipelines.defs.project import build_definitions
+    from bspk_pipelines.model.brand import Brand
+    from bspk_pipelines.ingest.months import current_month
+
+    brand = Brand.model_validate(NATIVE)
+    keys = month_partitions(brand).get_partition_keys()
+    year, month = map(int, current_month().split("-"))
+    assert keys[0] == "1990-01" and "1996-03" in keys and keys[-1] == current_month()
+    assert len(keys) == (year - 1990) * 12 + month >= 30 * 12
+    started = time.monotonic()
+    build_definitions([brand]).resolve_all_job_defs()
+    assert time.monotonic() - started < 30  # about 440 partitions: a load stays in seconds
+
+
+def test_the_sample_brands_set_their_own_history_start():
+    from pathlib import Path
+
+    import yaml
+
+    for path in sorted((Path(__file__).parents[1] / "mappings").glob("*.yaml")):
+        assert "history_start" in yaml.safe_load(path.read_text()), path.name
+
+
+def test_a_backfill_of_1996_under_the_minimum_config_brings_its_sales_back(monkeypatch, tmp_path, capsys, warehouse_url):
+    from bspk_pipelines.cli import main
+
+    mappings, data = tmp_path / "mappings", tmp_path / "data"
+    mappings.mkdir()
+    (mappings / "acme.yaml").write_text("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: bspk, drop: drop/acme}\n")
+    monkeypatch.setenv("BSPK_MAPPINGS_DIR", str(mappings))
+    monkeypatch.setenv("BSPK_DATA_DIR", str(data))
+    monkeypatch.setenv("BSPK_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    drop = data / "drop" / "acme"
+    drop.mkdir(parents=True)
+    for name, content in (("SHOPPER_V3_Acme_199601010000.csv", THREE_SHOPPERS), ("PRODUCT_V2_Acme_199601010000.csv", TWO_PRODUCTS),
+                          ("SALE_V2_Acme_199604010000.csv", sales_file(OLD_SALES[:2]))):
+        (drop / name).write_text(content)
+    assert main(["sync", "--brand", "acme", "--settle", "0.05"]) == 0
+    warehouse = sa.create_engine(warehouse_url)
+    with warehouse.begin() as conn:
+        assert conn.execute(sa.text("select count(*) from sales")).scalar() == 2
+        conn.execute(sa.text("delete from sales"))
+    capsys.readouterr()
+    assert main(["backfill", "--brand", "acme", "--from", "1990-01", "--to", "1996-12"]) == 0
+    assert [line.split(": run")[0].strip() for line in capsys.readouterr().out.splitlines()] == [
+        "sales months 1990-01 to 1996-12"]  # 84 months, within one run of months_per_run (120)
+    with warehouse.connect() as conn:
+        assert sorted(conn.execute(sa.text("select sale_ref from sales")).scalars()) == ["T1", "T2"]
+    warehouse.dispose()

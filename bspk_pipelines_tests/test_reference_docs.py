@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from bspk_pipelines.cli import main
 from bspk_pipelines.model.entities import ENTITIES

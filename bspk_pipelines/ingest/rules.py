@@ -171,6 +171,14 @@ def _message(c: Column, rule: str) -> str:
     )
 
 
+def exact_decimal(col: pl.Expr) -> pl.Expr:
+    """A valid decimal's canonical text, as `warehouse.schema.decimal_text` writes it: digits and
+    scale as sent (a float would turn 349.90 into 349.9 and 0.1 + 0.2 into 0.30000000000000004),
+    no leading zeros, no sign on a zero."""
+    text = col.str.replace(r"^(-?)0+(\d)", "${1}${2}")
+    return pl.when(text.str.contains(r"^-0(\.0+)?$")).then(text.str.strip_chars_start("-")).otherwise(text)
+
+
 def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
     """Valid text rows converted to the types the warehouse stores; refs canonical."""
     exprs = []
@@ -185,7 +193,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
             case Kind.INT:
                 col = col.cast(pl.Int64)
             case Kind.DECIMAL:
-                col = col.cast(pl.Float64)
+                col = exact_decimal(col)
             case Kind.DATE:
                 col = col.str.to_date("%Y-%m-%d")
             case Kind.DATETIME:

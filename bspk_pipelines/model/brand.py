@@ -276,8 +276,10 @@ class Brand(Strict):
     precedence: dict[str, dict[str, list[str]]] = {}
     reject_rate_threshold: float = Field(0.05, ge=0, le=1)
     sync: Sync = Sync()
-    # First month of sales history: the sales table is partitioned by month from here to now.
-    history_start: str = Field("2000-01", pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
+    # First month of sales history: the sales table is partitioned by month from here to now. The
+    # default reaches back 30 years and more, as the platform's brands bring; a brand with a shorter
+    # history sets its own (fewer partitions to show).
+    history_start: str = Field("1990-01", pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
     # A backfill over many months runs this many months per run (Dagster backfill policy).
     months_per_run: int = Field(120, ge=1, le=600)
     webhooks: Webhooks = Webhooks()

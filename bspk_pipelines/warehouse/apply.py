@@ -12,13 +12,16 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, dependents
 from bspk_pipelines.warehouse import bulk
-from bspk_pipelines.warehouse.schema import BY_SOURCE_TABLES, ENTITY_TABLES, column_type, held, polars_schema
+from bspk_pipelines.warehouse.schema import (
+    BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, held, polars_schema,
+)
 
 KEY = "_key"
 # Values bound in one IN (...): well under SQLite's limit of 32,766 variables per statement.
@@ -123,7 +126,7 @@ def upsert(
         _hold_unresolved(conn, entity, brand, stage, waiting, unknown, source, file)
     values = [c.name for c in stage.columns if c.name not in (LINE, KEY, FILE, *key)]
     match = _match(target, stage, brand, key)
-    differs = sa.or_(*[target.c[c].is_distinct_from(stage.c[c]) for c in values]) if values else sa.false()
+    differs = sa.or_(*[distinct(target.c[c], stage.c[c]) for c in values]) if values else sa.false()
     newer = target.c[entity.latest_by] <= stage.c[entity.latest_by] if entity.latest_by else sa.true()
 
     staged = conn.execute(sa.select(sa.func.count()).select_from(stage)).scalar_one()
@@ -269,7 +272,7 @@ def apply_rows(
     cols = [c for c in by_source.columns if c.name not in ("brand", "_file", "_updated_at")]
     query = sa.select(*cols).join(stage, sa.and_(*[by_source.c[k] == stage.c[k] for k in key])).where(by_source.c.brand == brand)
     rows = pl.DataFrame(
-        [dict(r._mapping) for r in conn.execute(query)],
+        [{k: decimal_text(v) if isinstance(v, Decimal) else v for k, v in r._mapping.items()} for r in conn.execute(query)],
         schema={"source": pl.Utf8} | polars_schema(entity),
     )
     stage.drop(conn)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
-from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, metadata, schema_version
+from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, ExactDecimal, metadata, schema_version
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -99,6 +99,36 @@ def migrate(engine: sa.Engine) -> None:
         # Once every column is there: a fill may read another table's new columns.
         for fill in [FILLED_WHEN_ADDED[a] for a in added if a in FILLED_WHEN_ADDED]:
             conn.execute(fill)
+        _exact_decimals(conn)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
+
+
+def _exact_decimals(conn: sa.Connection) -> None:
+    """Decimal columns of a warehouse made before they were exact (schema version 1: NUMERIC(20, 6))
+    take the `ExactDecimal` storage. PostgreSQL changes the column's type in place, values kept.
+    SQLite cannot change a column's type: the table is copied into a new one, each decimal as the
+    text of what the column held (349.9 for the float it had made of 349.90)."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        decimals = [c.name for c in table.columns if isinstance(c.type, ExactDecimal)]
+        if not decimals:
+            continue
+        stored = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        old = [c for c in decimals if isinstance(stored[c], sa.Numeric) and (conn.dialect.name == "sqlite" or stored[c].scale is not None)]
+        if not old:
+            continue
+        if conn.dialect.name == "postgresql":
+            for c in old:
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{c}" TYPE numeric')
+            continue
+        for index in inspector.get_indexes(table.name):
+            conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+        copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__exact")
+        copy.create(conn)
+        columns = ", ".join(f'"{c.name}"' for c in table.columns)
+        values = ", ".join(f'CAST("{c.name}" AS TEXT)' if c.name in old else f'"{c.name}"' for c in table.columns)
+        conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({columns}) SELECT {values} FROM "{table.name}"')
+        conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+        conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')

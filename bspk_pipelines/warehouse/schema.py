@@ -7,26 +7,69 @@ adds columns a newer version of the project declares (filling them for existing 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: decimals exact (ExactDecimal)
 
 metadata = sa.MetaData()
+
+
+def decimal_text(value: Decimal | float | int | str) -> str:
+    """A decimal's canonical text: its digits as written, scale kept (`1250.00`, `349.90`), no
+    leading zeros, no sign on a zero. A float (a SQLite row stored before decimals were exact)
+    gives its shortest text (`349.9`)."""
+    d = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+    text = format(d, "f")
+    return text.lstrip("-") if d == 0 else text
+
+
+class ExactDecimal(sa.types.TypeDecorator):
+    """A decimal kept exactly as the brand wrote it and read back as the same `Decimal` on both
+    databases. PostgreSQL stores NUMERIC without a fixed scale (each value keeps its own:
+    1250.00 stays 1250.00). SQLite stores the canonical text: a NUMERIC column there has INTEGER
+    or REAL affinity, so 1250.00 came back as the integer 1250 and 349.90 as the float 349.9."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
+        return dialect.type_descriptor(sa.Text() if dialect.name == "sqlite" else sa.Numeric(asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return decimal_text(value) if dialect.name == "sqlite" else Decimal(decimal_text(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Decimal(decimal_text(value))
+
+
+def distinct(stored: sa.ColumnElement, staged: sa.ColumnElement) -> sa.ColumnElement:
+    """Whether a stored value differs from a staged one. A decimal compares as written: PostgreSQL's
+    NUMERIC calls 1250.0 and 1250.00 equal, SQLite's text would not; a brand resending 1250.0
+    changes the row on both."""
+    if isinstance(stored.type, ExactDecimal):
+        return sa.cast(stored, sa.Text).is_distinct_from(sa.cast(staged, sa.Text))
+    return stored.is_distinct_from(staged)
+
 
 _TYPES = {
     Kind.BOOL: sa.Boolean(),
     Kind.INT: sa.BigInteger(),
-    Kind.DECIMAL: sa.Numeric(20, 6, asdecimal=False),
+    Kind.DECIMAL: ExactDecimal(),
     Kind.DATE: sa.Date(),
     Kind.DATETIME: sa.DateTime(),
 }
 
 
+# Decimals stay text in frames (canonical, see `decimal_text`): a float would round them.
 _POLARS = {
-    Kind.BOOL: pl.Boolean, Kind.INT: pl.Int64, Kind.DECIMAL: pl.Float64, Kind.DATE: pl.Date, Kind.DATETIME: pl.Datetime("us"),
+    Kind.BOOL: pl.Boolean, Kind.INT: pl.Int64, Kind.DATE: pl.Date, Kind.DATETIME: pl.Datetime("us"),
 }
 
 
