@@ -21,7 +21,7 @@ from bspk_pipelines.api.imports import MAX_NAME_BYTES, import_id
 from bspk_pipelines.api.keys import create_key, list_keys, revoke_key
 from bspk_pipelines.api.models import RECORDS
 from bspk_pipelines.api.ratelimit import RateLimiter
-from bspk_pipelines.model.brand import load_brand
+from bspk_pipelines.model.brand_file import load_brand
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.mapping import source_columns

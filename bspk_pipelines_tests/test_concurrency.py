@@ -33,7 +33,7 @@ SYNC = ["-m", "bspk_pipelines.cli", "sync", "--brand", "acme", "--settle", "0.2"
 SENSOR_TICK = """
 import dagster as dg
 from bspk_pipelines.cli.instance import QUIET, add_partitions, open_instance
-from bspk_pipelines.model.brand import load_brands
+from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.defs.project import build_definitions
 
 defs = build_definitions(load_brands())

@@ -12,7 +12,8 @@ import pytest
 
 from bspk_pipelines.model import brand as config
 from bspk_pipelines.cli import main
-from bspk_pipelines.model.brand import Brand, ConfigError, interval_to_cron, load_brand
+from bspk_pipelines.model.brand import Brand, interval_to_cron
+from bspk_pipelines.model.brand_file import ConfigError, load_brand
 from bspk_pipelines_tests.builders import NATIVE
 
 

@@ -20,7 +20,7 @@ import pytest
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines.model.brand import load_brands
+from bspk_pipelines.model.brand_file import load_brands
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 MAPPINGS = Path(__file__).parent.parent / "mappings"

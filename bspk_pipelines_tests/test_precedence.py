@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from bspk_pipelines.ingest.precedence import owned_columns, provided_columns
-from bspk_pipelines.model.brand import Brand, load_brand
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand_file import load_brand
 from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.warehouse.apply import merge_by_precedence
 

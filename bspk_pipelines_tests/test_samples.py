@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from bspk_pipelines.model.brand import load_brand
+from bspk_pipelines.model.brand_file import load_brand
 from bspk_pipelines.ingest.drop import Delivery, classify
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.demo.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples

@@ -25,7 +25,8 @@ from bspk_pipelines.api import extraction, imports, platform
 from bspk_pipelines.api.auth import Refusal
 from bspk_pipelines.api.deps import Service
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.model.brand import Brand, load_brands
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.settings import ApiSettings, Settings
 from bspk_pipelines.warehouse.engine import engine_for

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bspk_pipelines.model.brand import ConfigError, load_brands
+from bspk_pipelines.model.brand_file import ConfigError, load_brands
 from bspk_pipelines.settings import SettingError, Settings
 
 

@@ -19,7 +19,8 @@ from bspk_pipelines.demo.receiver import Receiver
 from bspk_pipelines.demo.samples import generate_samples
 from bspk_pipelines.demo.simulate import simulate
 from bspk_pipelines.engagement.activity import Platform
-from bspk_pipelines.model.brand import Brand, load_brands
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.webhooks.admin import delivery_counts
 from bspk_pipelines.outbound.webhooks.delivery import deliver

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
-from bspk_pipelines.model.brand import Brand, load_brands
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.settings import SettingError, Settings
 from bspk_pipelines.warehouse.engine import engine_for
