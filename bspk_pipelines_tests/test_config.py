@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from bspk_pipelines.model import brand as config
 from bspk_pipelines.cli import main
 from bspk_pipelines.model.brand import Brand, interval_to_cron
 from bspk_pipelines.model.brand_file import ConfigError, load_brand
-from bspk_pipelines_tests.builders import NATIVE
+from bspk_pipelines_tests.builders import NATIVE, TWO_SHOPPERS
 
 
 def write(tmp_path, name: str, text: str):
@@ -197,3 +198,39 @@ def test_variants_with_options_need_a_source_that_sends_their_language(tmp_path,
     assert "language_code: {constant: fr}" in err
     write(tmp_path, "acme", variants + "          language_code: {constant: fr}\n")
     assert main(["check-config", "--mappings", str(tmp_path)]) == 0
+
+
+# --- a reader that leaves early ---------------------------------------------------------------------
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _reader_gone(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run `bspk ARGS` with its standard output's reader gone before it writes (`bspk ... | true`)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bspk_pipelines.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, env=os.environ | {"PYTHONPATH": str(PROJECT)} | env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=300), err
+
+
+def test_a_reader_that_leaves_early_gets_no_broken_pipe(tmp_path):
+    code, err = _reader_gone(["entities"], {}, tmp_path)
+    assert (code, err) == (0, "")
+
+
+def test_a_sync_whose_reader_leaves_early_still_syncs_everything(tmp_path):
+    """`bspk sync | head -3` once stopped the sync at its first line with a BrokenPipeError."""
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "acme.yaml").write_text(
+        "brand: acme\ncompany_name: Acme\nsources: {main: {format: bspk, drop: drop/acme}}\n")
+    drop = tmp_path / "data" / "drop" / "acme"
+    drop.mkdir(parents=True)
+    (drop / "SHOPPER_V3_Acme_202401010000.csv").write_text(TWO_SHOPPERS)
+    env = {"BSPK_DATA_DIR": str(tmp_path / "data"), "BSPK_MAPPINGS_DIR": str(tmp_path / "mappings"),
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    code, err = _reader_gone(["sync", "--settle", "0.05"], env, tmp_path)
+    assert (code, "Traceback" in err) == (0, False), err
+    with sqlite3.connect(tmp_path / "data" / "warehouse.sqlite") as db:
+        assert db.execute("select status from files").fetchall() == [("applied",)]
+        assert db.execute("select count(*) from shoppers").fetchone() == (1,)  # S2's country XX is a reject

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 import time
 
 # The module of each command, imported only when the command runs: `bspk --help` and `bspk
@@ -74,4 +76,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", help="an entity or file type (default: all, as docs/entities.md)")
     p.add_argument("--write", metavar="PATH", help="write the text to PATH instead of printing it")
     args = parser.parse_args(argv)
-    return importlib.import_module(COMMANDS[args.command]).run(args)
+    stdout, sys.stdout = sys.stdout, _ReaderMayLeave(sys.stdout)
+    try:
+        return importlib.import_module(COMMANDS[args.command]).run(args)
+    finally:
+        sys.stdout.flush()  # what is still buffered, while a reader gone is still taken quietly
+        sys.stdout = stdout
+
+
+class _ReaderMayLeave:
+    """Standard output whose reader may leave early (`bspk sync | head -3`): the command goes on
+    with its work and its exit code, and what it would still print goes to devnull, instead of a
+    BrokenPipeError stopping a sync half way."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _reader_left(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_left()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_left()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
