@@ -135,7 +135,7 @@ def _rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: s
     started = now()
     rows = _landed(data_dir, brand, entity, month)
     with writing(engine) as conn:
-        empty = conn.execute(sa.select(sa.literal(1)).where(in_month(entity, brand, month)).limit(1)).first() is None
+        empty = conn.execute(sa.select(sa.literal(1)).where(_in_month(entity, brand, month)).limit(1)).first() is None
         counts = _fill_empty_month(conn, entity, brand, rows) if empty else None
         if counts is None:
             counts = _replace_month(conn, entity, brand, rows, month)
@@ -165,7 +165,7 @@ def _rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: 
     started = now()
     with engine.connect() as conn:
         empty = [m for m in month_keys
-                 if conn.execute(sa.select(sa.literal(1)).where(in_month(entity, brand, m)).limit(1)).first() is None]
+                 if conn.execute(sa.select(sa.literal(1)).where(_in_month(entity, brand, m)).limit(1)).first() is None]
     done: dict[str, Counts] = {}
     if len(empty) > 1:
         landed = {m: _landed(data_dir, brand, entity, m) for m in empty}
@@ -203,7 +203,7 @@ def _fill_months(engine: sa.Engine, entity: Entity, brand: str, landed: dict[str
             if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed")) is None:
                 return {}
             for m, r in landed.items():
-                stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(in_month(entity, brand, m))).scalar_one()
+                stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
                 done[m] = Counts(inserted=stored, held=r.height - stored)
                 _record_rebuild(conn, brand, entity.name, m, done[m])
             conn.execute(pending_months.delete().where(
@@ -226,7 +226,7 @@ def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.
         return None
 
 
-def in_month(entity: Entity, brand: str, month: str) -> sa.ColumnElement[bool]:
+def _in_month(entity: Entity, brand: str, month: str) -> sa.ColumnElement[bool]:
     table = ENTITY_TABLES[entity.name]
     start, end = month_bounds(month)
     return sa.and_(table.c.brand == brand, table.c[entity.month_column] >= start, table.c[entity.month_column] < end)
@@ -235,7 +235,7 @@ def in_month(entity: Entity, brand: str, month: str) -> sa.ColumnElement[bool]:
 def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame, month: str) -> Counts:
     """Make a month that holds rows exactly its landed rows, writing only the difference."""
     table = ENTITY_TABLES[entity.name]
-    this_month = in_month(entity, brand, month)
+    this_month = _in_month(entity, brand, month)
     key = list(entity.key)
     counts = Counts()
     keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
@@ -263,10 +263,17 @@ def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.Dat
     return counts
 
 
+def rows_at_rebuild(conn: sa.Connection, brand: str, entity: str, month_keys: list[str]) -> dict[str, int]:
+    """Each month's rows in the table as its last rebuild left them (counted then, not again)."""
+    m = months.c
+    return dict(conn.execute(sa.select(m.month, m.rows).where(
+        m.brand == brand, m.entity == entity, m.month.in_(month_keys))).all())
+
+
 def _record_rebuild(conn: sa.Connection, brand: str, entity: str, month: str, counts: Counts) -> None:
     where = sa.and_(months.c.brand == brand, months.c.entity == entity, months.c.month == month)
     table = ENTITY_TABLES[entity]
-    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(in_month(ENTITIES[entity], brand, month))).scalar_one()
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(ENTITIES[entity], brand, month))).scalar_one()
     before = conn.execute(sa.select(months).where(where)).mappings().first()
     values = {"rows": total, "held": counts.held, "rebuilt_at": now()}
     if before is None:

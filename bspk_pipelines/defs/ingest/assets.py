@@ -13,7 +13,7 @@ from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.ingest.drop import Changed, Refused, classify
 from bspk_pipelines.ingest.parse import LINE, FileFailure
-from bspk_pipelines.ingest.months import MONTH, in_month, rebuild_months
+from bspk_pipelines.ingest.months import MONTH, rebuild_months, rows_at_rebuild
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
@@ -255,10 +255,10 @@ def _history_asset(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.As
         entity, table = ENTITIES[entity_name], ENTITY_TABLES[entity_name]
         with engine.connect() as conn:
             # Each month reports its own counts, however many months the run rebuilt.
+            rows = rows_at_rebuild(conn, b, entity_name, list(rebuilt))
             for month, counts in rebuilt.items():
-                rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(in_month(entity, b, month))).scalar_one()
                 yield dg.AssetMaterialization(asset_key=key, partition=month, metadata={
-                    **_counts(counts), "held": counts.held, "dagster/partition_row_count": rows})
+                    **_counts(counts), "held": counts.held, "dagster/partition_row_count": rows[month]})
             # Checks cover the run's months: the whole history is not re-read per run.
             window = context.partition_time_window
             column = table.c[entity.month_column]
