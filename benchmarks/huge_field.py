@@ -50,7 +50,7 @@ layout = Layout(root / "data")
 delivery = classify(brand, "main", Path(drop).joinpath(sys.argv[3]).name)
 land(engine, layout, brand, delivery)
 try:
-    result = validate_file(engine, layout, brand, "main", delivery.entity, delivery.name)
+    result = validate_file(engine, layout, brand, "main", delivery.entities[0], delivery.name)
     outcome = {"status": result.status, "rows": result.rows, "rejected": result.rejected}
 except FileFailure as e:
     outcome = {"status": "failed", "rows": 0, "rejected": 0, "error": str(e)[:200]}

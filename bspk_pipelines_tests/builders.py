@@ -29,6 +29,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from bspk_pipelines.api.app import create_app
 from bspk_pipelines.api.keys import create_key
 from bspk_pipelines.defs import names
+from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
@@ -98,25 +99,33 @@ class Harness:
         path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
         return path
 
-    def contribute(self, name: str, source: str = "main") -> str:
-        """Land, validate and map one dropped file, as its run does (FileFailure if it cannot be
-        read); returns its entity. Sales go on into the month store."""
+    def contribute(self, name: str, source: str = "main") -> tuple[str, ...]:
+        """Land, validate and map one dropped file for each entity it feeds, as its run does
+        (FileFailure if it cannot be read); returns those entities. Sales go on into the month store."""
         delivery = classify(self.brand, source, name)
         land(self.engine, self.layout, self.brand, delivery)
-        validate_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
-        map_file(self.engine, self.layout, self.brand, source, delivery.entity, name)
-        return delivery.entity
+        for entity in delivery.entities:
+            validate_file(self.engine, self.layout, self.brand, source, entity, name)
+            map_file(self.engine, self.layout, self.brand, source, entity, name)
+        return delivery.entities
 
     def ingest(self, name: str, source: str = "main") -> dict:
-        """Land, validate, map and apply one dropped file; returns what the `files` table says."""
+        """Land, validate, map and apply one dropped file; returns what the `files` table says
+        (of its first entity)."""
         try:
-            entity = self.contribute(name, source)
+            entities = self.contribute(name, source)
         except FileFailure:
             return self.file(name, source)
-        if not ENTITIES[entity].month_column:
-            apply_pending(self.engine, self.layout, self.brand, entity)
+        for entity in entities:
+            if not ENTITIES[entity].month_column:
+                apply_pending(self.engine, self.layout, self.brand, entity)
         self.rebuild_pending_months()
         return self.file(name, source)
+
+    def planned(self) -> list[str]:
+        """The deliveries two looks at the drop folders would request runs for, as the sensor does."""
+        first = plan_runs(self.brand, self.layout, self.engine, load_cursor(None))
+        return [r.partition_key for r in plan_runs(self.brand, self.layout, self.engine, first.cursor).runs if r.partition_key]
 
     def rebuild_pending_months(self) -> dict[str, Counts]:
         """What the month runs the sensor requests would do: rebuild every pending month."""

@@ -477,7 +477,17 @@ def test_upload_lands_in_the_drop_folder_atomically_and_is_followed(world):
     assert [(x["line"], x["column"], x["rule"]) for x in rejects.json()] == [(3, "email", "email")]
     assert {c["client_id"] for c in world.get("acme", url("clients")).json()} >= {"S7"}
     again = upload(world, NAME, content)
-    assert again.status_code == 409 and "imported once" in again.json()["error"]["message"]
+    assert again.status_code == 409 and "the same bytes as its last delivery" in again.json()["error"]["message"]
+    # New bytes under the same name: the next delivery, followed under its own id.
+    changed = content.replace(b"S7", b"S8")
+    later = upload(world, NAME, changed)
+    assert later.status_code == 202 and later.json()["file_name"] == f"{NAME}@2", later.json()
+    assert (world.layout.drop(h.brand, "main") / NAME).read_bytes() == changed
+    assert world.get("acme", f"{IMPORTS}/{later.json()['id']}").json()["status"] == "received"
+    waiting = upload(world, NAME, changed + b"\n")
+    assert waiting.status_code == 409 and "waiting in the drop folder" in waiting.json()["error"]["message"]
+    plan = plan_runs(h.brand, world.layout, world.engine, plan_runs(h.brand, world.layout, world.engine, cursor).cursor)
+    assert [run.partition_key for run in plan.runs] == [f"{NAME}@2"]
 
 
 @pytest.mark.parametrize("name,message", [

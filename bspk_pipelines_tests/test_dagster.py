@@ -33,9 +33,9 @@ def test_definitions_load_with_names_from_one_helper(defs_and_folder):
     defs, brand, _ = defs_and_folder
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert "acme/raw/main/shoppers" in keys and "acme/bspk/sales" in keys
+    assert "acme/raw/main" in keys and "acme/bspk/sales" in keys
     assert repo.has_sensor_def(names.drop_sensor("acme"))
-    assert repo.has_job(names.ingest_job("acme", "main", "sales")) and repo.has_job(names.apply_job("acme"))
+    assert repo.has_job(names.ingest_job("acme", "main")) and repo.has_job(names.apply_job("acme"))
     sales_deps = repo.asset_graph.get(dg.AssetKey(["acme", "bspk", "sales"])).parent_keys
     assert dg.AssetKey(["acme", "bspk", "shoppers"]) in sales_deps
 
@@ -54,7 +54,7 @@ def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
     third = tick(defs, DROP_SENSOR, second.cursor)
     assert [r.partition_key for r in third.run_requests] == ["SHOPPER_V3_Acme_202401010000.csv"]
     request = third.run_requests[0]
-    assert request.job_name == names.ingest_job("acme", "main", "shoppers")
+    assert request.job_name == names.ingest_job("acme", "main")
     assert request.tags[names.BRAND_TAG] == "acme"
     assert request.run_key.startswith("main/SHOPPER_V3_Acme_202401010000.csv/")
     # A restart resumes from the stored cursor: the file is not requested twice.
@@ -99,7 +99,8 @@ def test_sensor_takes_done_markers_orders_fifo_and_ignores_partials(defs_and_fol
     assert dg.AssetKey(["acme", "bspk", "sales"]) not in sales_run.asset_selection
     assert dg.AssetKey(["acme", "mapped", "main", "sales"]) in sales_run.asset_selection
     adds = {r.partitions_def_name: list(r.partition_keys) for r in result.dynamic_partitions_requests}
-    assert adds[names.file_partitions("acme", "main", "sales")] == ["SALE_V2_Acme_202401010900.csv"]
+    # One partition per delivery, shared by the source's raw, validated and mapped assets.
+    assert adds[names.file_partitions("acme", "main")] == [r.partition_key for r in result.run_requests]
 
 
 def test_sensor_records_a_file_whose_name_says_nothing(defs_and_folder):
@@ -183,7 +184,7 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
         result = tick(defs, DROP_SENSOR, None, instance)
         assert not result.run_requests
         [event] = result.asset_events
-        assert event.asset_key == names.raw_key("acme", "main", "shoppers") and event.partition == "SHOPPER_V3_Acme_202401020900.csv"
+        assert event.asset_key == names.raw_key("acme", "main") and event.partition == "SHOPPER_V3_Acme_202401020900.csv"
         assert event.metadata["duplicate_of"].value == "SHOPPER_V3_Acme_202401010900.csv"
         lines = []
         assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []  # recorded already
@@ -191,7 +192,7 @@ def test_a_redelivery_is_recorded_without_a_run(defs_and_folder, dagster_home):
         assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []
         assert lines == ["  SHOPPER_V3_Acme_202401030900.csv: same bytes as SHOPPER_V3_Acme_202401010900.csv: "
                          "recorded as a duplicate, not applied (no run needed)"]
-        reported = instance.get_latest_materialization_event(names.raw_key("acme", "main", "shoppers"))
+        reported = instance.get_latest_materialization_event(names.raw_key("acme", "main"))
         assert reported.asset_materialization.partition == "SHOPPER_V3_Acme_202401030900.csv"
         assert len(instance.get_runs()) == 1
     with defs.resources["warehouse"].engine.connect() as conn:

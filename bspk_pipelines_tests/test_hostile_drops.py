@@ -125,7 +125,7 @@ def test_an_unreadable_file_is_refused_the_others_go_on_and_it_is_taken_once_rea
 
 
 def _run(defs, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    instance.add_dynamic_partitions("acme__main__shoppers__files", [request.partition_key])
+    instance.add_dynamic_partitions("acme__main__files", [request.partition_key])
     return defs.resolve_job_def(request.job_name).execute_in_process(
         instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
         tags=request.tags, raise_on_error=False, run_config=QUIET)
@@ -158,7 +158,9 @@ def test_a_file_completed_after_the_ready_check_lands_whole_never_half(defs_and_
         assert conn.execute(sa.text("select size from files")).scalar() == len(complete)
 
 
-def test_a_file_rewritten_after_its_import_is_reported_not_ignored(defs_and_folder, dagster_home):
+def test_a_file_rewritten_after_its_import_is_the_next_delivery_under_its_name(defs_and_folder, dagster_home):
+    """An export with a fixed name, overwritten: the new bytes are a new delivery (`name@2`), landed
+    beside the first and applied after it; the first delivery's record and landed copy stay."""
     defs, brand, drop = defs_and_folder
     (drop / SHOPPER_FILE).write_text(TWO_SHOPPERS)
     with dg.DagsterInstance.get() as instance:
@@ -166,8 +168,27 @@ def test_a_file_rewritten_after_its_import_is_reported_not_ignored(defs_and_fold
         (drop / SHOPPER_FILE).write_text(TWO_SHOPPERS + "S3,Irene,Curie,,,F,irene@example.com,,,,,,,,Paris,,,FR,,,,,TRUE,FALSE\n")
         lines = []
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
-    assert any(line.startswith(f"  not taken: {SHOPPER_FILE}: changed after it was imported") and "new name" in line
-               for line in lines), lines
+        assert any(line.startswith(f"  {SHOPPER_FILE}@2: run ") and line.endswith(" ok") for line in lines), lines
+        assert f"{SHOPPER_FILE}@2" in instance.get_dynamic_partitions("acme__main__files")
+    assert _files(defs) == {SHOPPER_FILE: ("applied", None), f"{SHOPPER_FILE}@2": ("applied", None)}
+    assert _landing(defs) == [SHOPPER_FILE, f"{SHOPPER_FILE}@2"]
+    with defs.resources["warehouse"].engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from shoppers")).scalar() == 2  # S2 is rejected (country XX)
+        assert conn.execute(sa.text("select _file from shoppers where shopper_ref = 'S3'")).scalar() == f"{SHOPPER_FILE}@2"
+
+
+def test_a_file_touched_but_not_changed_is_not_delivered_again(defs_and_folder, dagster_home):
+    """Same bytes, a new modification time (a copy tool, `touch`): the same delivery still there."""
+    defs, brand, drop = defs_and_folder
+    path = drop / SHOPPER_FILE
+    path.write_text(TWO_SHOPPERS)
+    with dg.DagsterInstance.get() as instance:
+        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
+        later = path.stat().st_mtime_ns + 10**9
+        os.utime(path, ns=(later, later))
+        lines = []
+        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []
+    assert lines == [] and _files(defs) == {SHOPPER_FILE: ("applied", None)}
 
 
 def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_folder, dagster_home):
@@ -200,19 +221,18 @@ def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
         hash_delivered(tmp_path / SHOPPER_FILE)
 
 
-def test_a_file_rewritten_after_its_import_with_the_same_size_is_reported(defs_and_folder, dagster_home):
+def test_a_file_rewritten_after_its_import_with_the_same_size_is_delivered_once_more(defs_and_folder, dagster_home):
     defs, brand, drop = defs_and_folder
     path = drop / SHOPPER_FILE
     path.write_text(TWO_SHOPPERS)
     with dg.DagsterInstance.get() as instance:
         sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
         path.write_text(TWO_SHOPPERS.replace("Marie", "Maria"))
-        lines = []
-        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append)
-        quiet = []
-        sync_brand(defs, brand, instance, settle_seconds=0.05, out=quiet.append)
-    assert any(f"{SHOPPER_FILE}: changed after it was imported" in line for line in lines), lines
-    assert len(lines) == len(quiet)  # the same report at each sync, nothing run
+        assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
+        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None) == []  # nothing more to run
+    assert _files(defs) == {SHOPPER_FILE: ("applied", None), f"{SHOPPER_FILE}@2": ("applied", None)}
+    with defs.resources["warehouse"].engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from shoppers where first_name = 'Maria'")).scalar() == 1
 
 
 def test_a_drop_folder_replaced_by_a_link_is_refused_whole(defs_and_folder, tmp_path):

@@ -74,7 +74,7 @@ def test_postgres_instance_records_a_brand_run(postgres_database, tmp_path, monk
         assert [r.success for r in results] == [True]
     with sa.create_engine(postgres_database).connect() as conn:
         jobs = conn.execute(sa.text("select pipeline_name, status from runs")).all()
-    assert jobs == [("acme__main__products__ingest", "SUCCESS")]
+    assert jobs == [("acme__main__ingest", "SUCCESS")]
 
 
 ADDER = """

@@ -162,7 +162,7 @@ def test_datetimes_of_a_utc_source_keep_their_time():
 
 
 def maison_map(entity: str, source: str = "pos") -> FileMap:
-    return next(f for f in MAISON.sources[source].files if f.entity == entity)
+    return next(f.feeds[entity] for f in MAISON.sources[source].files if entity in f.feeds)
 
 
 def test_maisons_pos_ticket_row_maps_to_a_platform_sale():

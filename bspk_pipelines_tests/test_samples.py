@@ -74,8 +74,8 @@ def check_common(harness: Harness, trail: Trail, expected_rejects: dict[str, int
 
     # The full load's sales hold the late shoppers' lines; the delta's SHOPPER file brings the
     # shoppers, which marks those lines' months pending, and their rebuild applies the lines.
-    sale_files = [i for i, (d, _, _) in enumerate(trail) if d.entity == "sales"]
-    shopper_files = [i for i, (d, _, _) in enumerate(trail) if d.entity == "shoppers"]
+    sale_files = [i for i, (d, _, _) in enumerate(trail) if d.entities == ("sales",)]
+    shopper_files = [i for i, (d, _, _) in enumerate(trail) if d.entities == ("shoppers",)]
     first_sales, last_sales = sale_files[0], sale_files[-1]
     held = trail[first_sales][2]
     assert len(held) == LATE_SHOPPERS and trail[first_sales][1]["held"] == LATE_SHOPPERS

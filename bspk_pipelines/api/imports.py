@@ -10,8 +10,9 @@ rather than a failed file later:
   of exactly one of the brand's sources (`files.classify`: the platform's
   `<TYPE>_<VERSION>_<Company>_<YYYYMMDDHHMM>.csv`, or a CSV source's patterns); `source` picks
   one when the name fits several;
-- a file name is imported once: a name the brand's `files` record knows, or one waiting in the
-  drop folder, is a 409;
+- a name that comes again is the next delivery under it (`name@2`, as the drop folder takes it):
+  the file takes the landed one's place in the drop folder; a name whose file still waits there,
+  not yet landed, is a 409;
 - at most `max_upload_bytes` (413; the gate refuses a larger Content-Length before reading);
 - the content decodes in the source's encoding (UTF-8 for the platform's format) and its first
   line is the entity's header (`parse.check_header`, as validation checks it).
@@ -19,12 +20,13 @@ rather than a failed file later:
 The bytes go to a hidden temporary name in the drop folder (`.<name>.<random>.part`, which the
 watcher ignores), are checked on the way, and are then linked to the final name in one step
 (`os.link`, which also refuses to replace a file that appeared meanwhile): the watcher never
-sees a partial file. The answer is 202 with an id to follow.
+sees a partial file (a re-delivery replaces the landed file in one step, `os.replace`). The
+answer is 202 with an id to follow: the id of the delivery the file will be.
 
 `GET /api/platform/v1/imports/{id}`: `received` with `landed: false` while the file waits in
 the drop folder; then the `files` record: received, validated, mapped, applied, duplicate or
 failed, its counts and how many rejects it has (listed by `.../imports/{id}/rejects`).
-The id is the source and file name, base64url-encoded: it works for files dropped by other means
+The id is the source and delivery key (the file name, `name@2`...), base64url-encoded: it works for files dropped by other means
 too, and it names nothing outside the key's brand.
 """
 
@@ -64,13 +66,15 @@ from bspk_pipelines.ingest.drop import (
     Delivery,
     FileNameError,
     classify,
+    delivery_number,
+    dropped_name,
     is_candidate,
     safe_name,
 )
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.ingest.parse import FileFailure, check_header
 from bspk_pipelines.ingest.check import expected_header
-from bspk_pipelines.ingest.ledger import REFUSED, file_row
+from bspk_pipelines.ingest.ledger import REFUSED, delivery_rows, recorded
 from bspk_pipelines.warehouse.schema import rejects
 
 PREFIX = "/api/platform/v1/imports"
@@ -159,11 +163,12 @@ class Checker:
             raise HTTPException(422, f"{name}: line 1: NUL characters in the header")
         header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], delimiter=self.dialect.delimiter,
                                                      quotechar=self.dialect.quote))]
-        expected, optional, exact = expected_header(self.brand, self.delivery.source, self.delivery.entity, self.delivery.name)
-        try:
-            check_header(name, header, expected, optional, exact, self.dialect.delimiter)
-        except FileFailure as e:
-            raise HTTPException(422, str(e)) from None
+        for entity in self.delivery.entities:
+            expected, optional, exact = expected_header(self.brand, self.delivery.source, entity, self.delivery.name)
+            try:
+                check_header(name, header, expected, optional, exact, self.dialect.delimiter)
+            except FileFailure as e:
+                raise HTTPException(422, f"{e} (for {entity})" if len(self.delivery.entities) > 1 else str(e)) from None
 
 
 def receive(service: Service, brand: Brand, upload: UploadFile, source: str | None) -> dict[str, Any]:
@@ -180,13 +185,18 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
     except FileNameError as e:
         raise HTTPException(422, str(e)) from None
     with service.engine.connect() as conn:
-        known = file_row(conn, brand.brand, delivery.source, name)
+        last = recorded(conn, brand.brand, delivery.source).get(name)
     folder = service.layout.drop(brand, delivery.source)
     final = folder / name
-    if known and known["status"] != REFUSED:  # a refused entry was never taken: its name is free again
-        raise HTTPException(409, f"{name} was imported before ({known['status']}): a file name is imported once")
-    if final.exists() or final.is_symlink():
-        raise HTTPException(409, f"{name} is already waiting in the drop folder")
+    landed = waiting_in_drop(final)
+    # The file in the drop folder is the last delivery's, as it was taken: the new one takes its place.
+    again = last is not None and last.status != REFUSED and landed is not None and \
+        (landed.st_size, landed.st_mtime_ns) == (last.size, last.dropped_mtime_ns)
+    if not again and (final.exists() or final.is_symlink()):
+        raise HTTPException(409, f"{name} is already waiting in the drop folder, not landed yet: send it again once "
+                                 "it is (GET the import to follow it)")
+    if again:
+        delivery = delivery.again(last.deliveries + 1)
     checker = Checker(brand, delivery, service.settings.max_upload_bytes)
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{name}.{secrets.token_hex(4)}.part"
@@ -198,13 +208,19 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
             checker.feed(b"", final=True)
             out.flush()
             os.fsync(out.fileno())
+        if again and checker.sha.hexdigest() == last.sha256:
+            raise HTTPException(409, f"{name}: the same bytes as its last delivery ({last.name}, {last.status}): "
+                                     "nothing new to import")
         try:
-            os.link(partial, final)  # atomic, and never replaces a file of the same name
+            if again:
+                os.replace(partial, final)  # the landed file's place, in one step
+            else:
+                os.link(partial, final)  # atomic, and never replaces a file of the same name
         except FileExistsError:
             raise HTTPException(409, f"{name} is already waiting in the drop folder") from None
     finally:
         partial.unlink(missing_ok=True)
-    return status_of_drop(delivery.source, name, os.lstat(final), checker.sha.hexdigest(), delivery.entity)
+    return status_of_drop(delivery.source, delivery.name, os.lstat(final), checker.sha.hexdigest(), delivery.entities)
 
 
 def waiting_in_drop(path: Path) -> os.stat_result | None:
@@ -216,26 +232,33 @@ def waiting_in_drop(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def status_of_drop(source: str, name: str, st: os.stat_result, sha256: str | None, entity: str | None) -> dict[str, Any]:
+def status_of_drop(source: str, name: str, st: os.stat_result, sha256: str | None, entities: tuple[str, ...]) -> dict[str, Any]:
     return {
-        "id": import_id(source, name), "file_name": name, "source": source, "entity": entity,
+        "id": import_id(source, name), "file_name": name, "source": source, "entity": ", ".join(entities),
         "status": "received", "landed": False, "size": st.st_size, "sha256": sha256,
         "received_at": iso(datetime.fromtimestamp(st.st_mtime, UTC).replace(tzinfo=None)), "applied_at": None, "error": None,
         "duplicate_of": None, "counts": dict.fromkeys(COUNTS), "rejects": {"count": 0, "href": ""},
     }
 
 
-def status_of_file(conn: sa.Connection, row: dict[str, Any]) -> dict[str, Any]:
+# A delivery that feeds several entities is as far as its least advanced record.
+PROGRESS = ("failed", REFUSED, "received", "validated", "mapped", "applied", "duplicate")
+
+
+def status_of_file(conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A delivery's status from its records, one per entity it feeds: counts summed."""
+    row = min(rows, key=lambda r: PROGRESS.index(r["status"]) if r["status"] in PROGRESS else 0)
     r = rejects.c
     count = conn.execute(sa.select(sa.func.count()).where(
         r.brand == row["brand"], r.source == row["source"], r.file == row["name"])).scalar_one()
+    counts = {k: None if all(x[k] is None for x in rows) else sum(x[k] or 0 for x in rows) for k in COUNTS}
     return {
         "id": import_id(row["source"], row["name"]), "file_name": row["name"], "source": row["source"],
-        "entity": row["entity"], "status": row["status"], "landed": row["status"] != REFUSED, "size": row["size"],
-        "sha256": row["sha256"] or None,
-        "received_at": iso(row["received_at"]), "applied_at": iso(row["applied_at"]), "error": row["error"],
-        "duplicate_of": row["duplicate_of"], "counts": {k: row[k] for k in COUNTS},
-        "rejects": {"count": count, "href": ""},
+        "entity": ", ".join(x["entity"] for x in rows if x["entity"]) or None, "status": row["status"],
+        "landed": row["status"] != REFUSED, "size": row["size"], "sha256": row["sha256"] or None,
+        "received_at": iso(row["received_at"]), "applied_at": iso(max((x["applied_at"] for x in rows if x["applied_at"]), default=None)),
+        "error": "; ".join(dict.fromkeys(x["error"] for x in rows if x["error"])) or None,
+        "duplicate_of": row["duplicate_of"], "counts": counts, "rejects": {"count": count, "href": ""},
     }
 
 
@@ -244,24 +267,29 @@ def _with_href(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
-def find(service: Service, key: ApiKey, value: str) -> tuple[dict[str, Any] | None, Delivery, os.stat_result | None]:
-    """The `files` record of an import id (None while the file waits in the drop folder), the
+def find(service: Service, key: ApiKey, value: str) -> tuple[list[dict[str, Any]], Delivery, os.stat_result | None]:
+    """The `files` records of an import id (none while the file waits in the drop folder), the
     file's place and, while it waits, its status; 404 when the key's brand has neither."""
     missing = HTTPException(404, f"no import {value}")
     parsed, brand = parse_import_id(value), service.brands.get(key.brand)
     if parsed is None or brand is None or parsed[0] not in brand.sources or len(parsed[1].encode()) > NAME_MAX:
         raise missing  # a name longer than NAME_MAX names no file: asking the filesystem would be an error
     source, name = parsed
+    dropped = dropped_name(name)
     try:
-        delivery = classify(brand, source, name)  # also refuses a name that is not one safe path component
+        # Also refuses a name that is not one safe path component.
+        delivery = classify(brand, source, dropped).again(delivery_number(name))
     except FileNameError:
         raise missing from None
     with service.engine.connect() as conn:
-        row = file_row(conn, key.brand, source, name)
-    waiting = waiting_in_drop(service.layout.drop(brand, source) / name) if row is None else None
-    if row is None and waiting is None:
+        rows = [dict(r) for r in delivery_rows(conn, key.brand, source, name)]
+        last = recorded(conn, key.brand, source).get(dropped)
+    # The file in the drop folder is this delivery on its way in when it is the next under its name.
+    coming = (last.deliveries + 1 if last and last.status != REFUSED else 1) == delivery_number(name)
+    waiting = waiting_in_drop(service.layout.drop(brand, source) / dropped) if not rows and coming else None
+    if not rows and waiting is None:
         raise missing
-    return row, delivery, waiting
+    return rows, delivery, waiting
 
 
 def router() -> APIRouter:
@@ -285,11 +313,11 @@ def router() -> APIRouter:
     def get_import(import_id: ImportId, request: Request, key: Key) -> JSONResponse:
         """Where the file is: waiting in the drop folder, then its `files` record, counts and rejects."""
         service = service_of(request)
-        row, delivery, waiting = find(service, key, import_id)
-        if row is None:
-            return JSONResponse(_with_href(status_of_drop(delivery.source, delivery.name, waiting, None, delivery.entity)))
+        rows, delivery, waiting = find(service, key, import_id)
+        if not rows:
+            return JSONResponse(_with_href(status_of_drop(delivery.source, delivery.name, waiting, None, delivery.entities)))
         with service.engine.connect() as conn:
-            return JSONResponse(_with_href(status_of_file(conn, row)))
+            return JSONResponse(_with_href(status_of_file(conn, rows)))
 
     @api.get("/{import_id}/rejects", response_model=list[Reject], summary="List an import's rejected rows",
              responses={200: {"headers": {**LIMIT_HEADERS, "X-Total-Count": PAGE_HEADERS["X-Total-Count"],
@@ -300,7 +328,7 @@ def router() -> APIRouter:
         """The file's rejects (line, column, value, rule, message) in line order, in pages
         (`X-Total-Count`, `Link`); empty until the file has been validated."""
         service = service_of(request)
-        row, delivery, _ = find(service, key, import_id)
+        row, delivery, _ = find(service, key, import_id)  # its records: none while it waits
         r = rejects.c
         where = sa.and_(r.brand == key.brand, r.source == delivery.source, r.file == delivery.name)
         with service.engine.connect() as conn:

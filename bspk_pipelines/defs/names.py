@@ -8,8 +8,9 @@ import dagster as dg
 RAW, VALIDATED, MAPPED, BSPK, OUTBOUND = "raw", "validated", "mapped", "bspk", "outbound"
 
 
-def raw_key(brand: str, source: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey([brand, RAW, source, entity])
+def raw_key(brand: str, source: str) -> dg.AssetKey:
+    """A source's delivered files as they came: a file lands once, whatever entities it feeds."""
+    return dg.AssetKey([brand, RAW, source])
 
 
 def validated_key(brand: str, source: str, entity: str) -> dg.AssetKey:
@@ -30,12 +31,13 @@ def group(brand: str, layer: str) -> str:
     return f"{brand}_{layer}"
 
 
-def file_partitions(brand: str, source: str, entity: str) -> str:
-    return f"{brand}__{source}__{entity}__files"
+def file_partitions(brand: str, source: str) -> str:
+    """A source's deliveries: one partition each, keyed by the delivery (`name`, `name@2`...)."""
+    return f"{brand}__{source}__files"
 
 
-def ingest_job(brand: str, source: str, entity: str) -> str:
-    return f"{brand}__{source}__{entity}__ingest"
+def ingest_job(brand: str, source: str) -> str:
+    return f"{brand}__{source}__ingest"
 
 
 def apply_job(brand: str) -> str:

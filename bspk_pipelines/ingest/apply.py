@@ -70,10 +70,10 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
             counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
                       if not rows.is_empty() else Counts())
             counts.unchanged += unchanged.set_aside() if unchanged else 0
-            advance(conn, brand.brand, source, name, ("mapped",), status="applied", applied_at=now(), **{
+            advance(conn, brand.brand, source, name, entity_name, ("mapped",), status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
             })
-            file_finished(conn, brand.brand, source, name, now())
+            file_finished(conn, brand.brand, source, name, entity_name, now())
             if unchanged:
                 unchanged.keep()  # before the commit: digests on disk never claim an apply that did not happen
         if unchanged:
@@ -83,7 +83,7 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
     released = Counts()
     with writing(engine) as conn:
         for (source, name), counts in release_held(conn, brand.brand, entity_name).items():
-            credit_released(conn, brand.brand, source, name, counts)
+            credit_released(conn, brand.brand, source, name, entity_name, counts)
             released += counts
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)

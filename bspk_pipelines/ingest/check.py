@@ -27,7 +27,8 @@ from bspk_pipelines.ingest.parse import LINE, FileFailure, RowProblem, read_batc
 from bspk_pipelines.ingest.rules import validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model import entities as entities_code
-from bspk_pipelines.model.brand import Brand, FileMap
+from bspk_pipelines.ingest.drop import dropped_name
+from bspk_pipelines.model.brand import Brand, EntityMap
 from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse import bulk
@@ -39,13 +40,15 @@ from bspk_pipelines.warehouse.engine import writing
 # Rows per batch while a file streams through validation and mapping: bounds memory.
 BATCH_ROWS = 250_000
 
-def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[FileMap | None, dict[str, str]]:
-    """How the file maps to the entity (None: the platform's own format), and for each platform
-    column the file's column a reject should name."""
+def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[EntityMap | None, dict[str, str]]:
+    """How the delivery `name` maps to the entity (None: the platform's own format), and for each
+    platform column the file's column a reject should name."""
     src = brand.sources[source]
     if src.format == "bspk":
         return None, {n: h for h, n in ENTITIES[entity_name].header_names.items()}
-    file_map = next(f for f in src.files if f.entity == entity_name and fnmatch.fnmatchcase(name, f.pattern))
+    dropped = dropped_name(name)
+    file_map = next(f.feeds[entity_name] for f in src.files
+                    if entity_name in f.feeds and fnmatch.fnmatchcase(dropped, f.pattern))
     return file_map, lineage(file_map)
 
 def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> tuple[list[str], list[str], bool]:
@@ -142,7 +145,7 @@ def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, 
 def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
               batch_rows: int, again: bool) -> StepResult:
     with engine.connect() as conn:
-        row = file_row(conn, brand.brand, source, name)
+        row = file_row(conn, brand.brand, source, name, entity)
     was = ("received", "validated", "mapped") if again else ("received",)
     if row is None or row["status"] not in was:
         return nothing_to_do("validate", row)
@@ -166,8 +169,8 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
             sample = sample or sorted(problems, key=lambda p: (p.line, p.column))[:5]
     except FileFailure as e:
         with writing(engine) as conn:
-            advance(conn, brand.brand, source, name, was, status="failed", error=str(e))
-            file_finished(conn, brand.brand, source, name, now())
+            advance(conn, brand.brand, source, name, entity, was, status="failed", error=str(e))
+            file_finished(conn, brand.brand, source, name, entity, now())
         raise
     aside = unchanged.aside_parts() if unchanged else []
     problems, superseded = _deduplicate(ENTITIES[entity], parquet_parts(out), aside, mapping_of(brand, source, entity, name)[1])
@@ -178,11 +181,13 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
     problems_frame = pl.scan_parquet(found) if found else None
     rejected_lines = problems_frame.select(pl.col("line").n_unique()).collect().item() if found else 0
     with writing(engine) as conn:
-        conn.execute(rejects.delete().where(rejects.c.brand == brand.brand, rejects.c.source == source, rejects.c.file == name))
+        conn.execute(rejects.delete().where(rejects.c.brand == brand.brand, rejects.c.source == source, rejects.c.file == name,
+                                            sa.or_(rejects.c.entity == entity, rejects.c.entity.is_(None))))
         for part in found:
             bulk.load(conn, rejects, pl.read_parquet(part).with_columns(
-                pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file")))
-        advance(conn, brand.brand, source, name, was, status="validated", rows_read=read, rejected=rejected_lines,
+                pl.lit(brand.brand).alias("brand"), pl.lit(source).alias("source"), pl.lit(name).alias("file"),
+                pl.lit(entity).alias("entity")))
+        advance(conn, brand.brand, source, name, entity, was, status="validated", rows_read=read, rejected=rejected_lines,
              superseded=superseded)
     return StepResult("validated", rows=valid + set_aside, rejected=rejected_lines, unchanged=set_aside, preview=preview,
                       rejects=sample)

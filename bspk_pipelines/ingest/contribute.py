@@ -33,7 +33,7 @@ def map_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entit
 
 def _map(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_name: str, name: str) -> StepResult:
     with engine.connect() as conn:
-        row = file_row(conn, brand.brand, source, name)
+        row = file_row(conn, brand.brand, source, name, entity_name)
     if row is None or row["status"] != "validated":
         return nothing_to_do("map", row)
     entity = ENTITIES[entity_name]
@@ -57,14 +57,14 @@ def _map(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity_na
             else:
                 rows.write_parquet(out / f"part-{i:05d}.parquet")
         if entity.month_column:
-            advance(conn, brand.brand, source, name, ("validated",), status="applied", applied_at=now(), inserted=counts.inserted,
+            advance(conn, brand.brand, source, name, entity_name, ("validated",), status="applied", applied_at=now(), inserted=counts.inserted,
                  updated=counts.updated, unchanged=counts.unchanged, held=counts.held, deleted=0)
-            file_finished(conn, brand.brand, source, name, now())
+            file_finished(conn, brand.brand, source, name, entity_name, now())
         else:
             unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim)
             if unchanged:
                 unchanged.record_in(out)
-            advance(conn, brand.brand, source, name, ("validated",), status="mapped")
+            advance(conn, brand.brand, source, name, entity_name, ("validated",), status="mapped")
     if entity.month_column:
         forget_work(layout, brand.brand, source, entity_name, name, claim)  # only once the landing is committed
         return StepResult("applied", f"landed in {len(touched)} month(s): {_span(sorted(touched))}", rows=total,

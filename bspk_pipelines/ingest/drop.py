@@ -1,5 +1,5 @@
-"""Delivered files: which entity a file name feeds, its order, its hash, when it is ready, and how a
-dropped file is read (never through a link, only a regular file, the bytes copied are the bytes hashed)."""
+"""Delivered files: which entities a file name feeds, its order, the key of each delivery under a
+name, its hash, when it is ready, and how a dropped file is read (never through a link, only a regular file, the bytes copied are the bytes hashed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -29,21 +29,48 @@ class FileNameError(ValueError):
     """A delivered file's name does not say what it holds."""
 
 
+# A later delivery under a name that came before: `customers_export.csv@2`, `@3`...
+LATER = re.compile(r"^(?P<name>.+)@(?P<n>[1-9][0-9]*)$")
+
+
+def delivery_key(name: str, n: int) -> str:
+    """The key of the `n`th delivery under a file name: the name itself first, then `name@n`."""
+    return name if n == 1 else f"{name}@{n}"
+
+
+def dropped_name(key: str) -> str:
+    """The drop folder name a delivery's key stands for."""
+    m = LATER.match(key)
+    return m["name"] if m else key
+
+
+def delivery_number(key: str) -> int:
+    m = LATER.match(key)
+    return int(m["n"]) if m else 1
+
+
 @dataclass(frozen=True, order=True)
 class Delivery:
-    """A file recognised as feeding one entity of one source, with its place in the queue."""
+    """A file recognised as feeding entities of one source, with its place in the queue. `name`
+    is the delivery's key: the file's name, or `name@n` for the nth delivery under that name."""
 
     sort_key: tuple[str, int, str]
     brand: str
     source: str
-    entity: str
+    entities: tuple[str, ...]
     name: str
 
     @property
     def queue_position(self) -> str:
-        """The sort key as text that sorts the same way (stored with the file)."""
+        """The sort key as text that sorts the same way (stored with the file): deliveries under
+        one name in the order they came (`@10` after `@9`)."""
         ts, order, name = self.sort_key
-        return f"{ts}/{order:02d}/{name}"
+        return f"{ts}/{order:02d}/{dropped_name(name)}/{delivery_number(name):06d}"
+
+    def again(self, n: int) -> Delivery:
+        """The same file as the `n`th delivery under its name."""
+        key = delivery_key(dropped_name(self.name), n)
+        return replace(self, name=key, sort_key=(self.sort_key[0], self.sort_key[1], key))
 
 
 def safe_name(name: str) -> str:
@@ -83,19 +110,27 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
             datetime.strptime(m["ts"], "%Y%m%d%H%M")
         except ValueError:
             raise FileNameError(f"{name}: timestamp {m['ts']} is not a valid YYYYMMDDHHMM") from None
-        return Delivery((m["ts"], DEPENDENCY_ORDER[entity.name], name), brand.brand, source_id, entity.name, name)
-    for spec in source.files:
-        if fnmatch.fnmatchcase(name, spec.pattern):
-            ts = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y%m%d%H%M%S")
-            if spec.timestamp:
-                m = re.search(spec.timestamp.regex, name)
-                try:
-                    ts = datetime.strptime(m.group(1), spec.timestamp.format).strftime("%Y%m%d%H%M%S") if m else ""
-                except ValueError:
-                    m = None
-                if not m:
-                    raise FileNameError(f"{name}: no timestamp matching {spec.timestamp.regex} ({spec.timestamp.format})")
-            return Delivery((ts, DEPENDENCY_ORDER[spec.entity], name), brand.brand, source_id, spec.entity, name)
+        return Delivery((m["ts"], DEPENDENCY_ORDER[entity.name], name), brand.brand, source_id, (entity.name,), name)
+    if LATER.match(name):
+        raise FileNameError(f"{name}: a name ending in @<number> is how the pipeline keys a later delivery under "
+                            "the same name (customers.csv@2): rename the file")
+    matching = [spec for spec in source.files if fnmatch.fnmatchcase(name, spec.pattern)]
+    if len(matching) > 1:
+        raise FileNameError(f"{name}: matches more than one of source {source_id}'s file patterns "
+                            f"({', '.join(f.pattern for f in matching)}): a file must match one; for a file that feeds "
+                            "several entities, list them under one entry's `entities`")
+    for spec in matching:
+        ts = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y%m%d%H%M%S")
+        if spec.timestamp:
+            m = re.search(spec.timestamp.regex, name)
+            try:
+                ts = datetime.strptime(m.group(1), spec.timestamp.format).strftime("%Y%m%d%H%M%S") if m else ""
+            except ValueError:
+                m = None
+            if not m:
+                raise FileNameError(f"{name}: no timestamp matching {spec.timestamp.regex} ({spec.timestamp.format})")
+        fed = tuple(spec.feeds)
+        return Delivery((ts, DEPENDENCY_ORDER[fed[0]], name), brand.brand, source_id, fed, name)
     patterns = ", ".join(f.pattern for f in source.files)
     raise FileNameError(f"{name}: matches none of source {source_id}'s file patterns ({patterns})")
 

@@ -1,10 +1,13 @@
-"""The ledger: the one owner of the `files` table. A delivery's record, its statuses and every
-transition (claimed by a landing, checked, contributed, applied, failed, duplicate, refused),
-what a step reports about it, and the held rows of an applied delivery released later.
+"""The ledger: the one owner of the `files` table. A delivery's record for each entity it feeds,
+its statuses and every transition (claimed by a landing, checked, contributed, applied, failed,
+duplicate, refused, retried), what a step reports about it, and the held rows of an applied
+delivery released later.
 
-A landing claims a file with an insert that fails if the file is recorded; each later step moves
-the file on with a compare-and-set on the status the step before left (`advance`), so of two
-writers exactly one moves it."""
+A delivery is a file's bytes as they arrived under a name: its key is the name, then `name@2`,
+`name@3`... when the name comes again with other bytes. A landing claims a delivery with an
+insert that fails if it is recorded; each later step moves one entity's record on with a
+compare-and-set on the status the step before left (`advance`), so of two writers exactly one
+moves it."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot
+from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot, delivery_number, dropped_name
 from bspk_pipelines.ingest.parse import RowProblem
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, now
@@ -39,32 +42,40 @@ class StepResult:
     preview: pl.DataFrame | None = None
     rejects: list[RowProblem] = field(default_factory=list)
 
-def file_row(conn: sa.Connection, brand: str, source: str, name: str):
-    return conn.execute(
-        sa.select(files).where(files.c.brand == brand, files.c.source == source, files.c.name == name)
-    ).mappings().first()
+def _one(brand: str, source: str, name: str, entity: str | None) -> sa.ColumnElement[bool]:
+    """A delivery's record for one entity; with `entity` None, its records for every entity."""
+    f = files.c
+    where = sa.and_(f.brand == brand, f.source == source, f.name == name)
+    return where if entity is None else sa.and_(where, f.entity == entity)
 
-def _set(conn: sa.Connection, brand: str, source: str, name: str, **values) -> None:
-    conn.execute(files.update().where(files.c.brand == brand, files.c.source == source, files.c.name == name).values(**values))
+def file_row(conn: sa.Connection, brand: str, source: str, name: str, entity: str | None = None):
+    """A delivery's record for `entity` (None: any of its records, as for what all share)."""
+    return conn.execute(sa.select(files).where(_one(brand, source, name, entity)).order_by(files.c.entity)).mappings().first()
+
+def delivery_rows(conn: sa.Connection, brand: str, source: str, name: str) -> list:
+    """A delivery's records, one per entity it feeds."""
+    return conn.execute(sa.select(files).where(_one(brand, source, name, None)).order_by(files.c.entity)).mappings().all()
+
+def _set(conn: sa.Connection, brand: str, source: str, name: str, entity: str | None, **values) -> None:
+    conn.execute(files.update().where(_one(brand, source, name, entity)).values(**values))
 
 class ClaimLost(RuntimeError):
     """Another writer moved the file on while this step worked (its lock was lost): the step's
     transaction is rolled back, so the file is never applied twice."""
 
-def advance(conn: sa.Connection, brand: str, source: str, name: str, was: tuple[str, ...], **values) -> None:
-    """Move a file on from one of the statuses `was` (a compare-and-set), or ClaimLost."""
-    moved = conn.execute(files.update().where(
-        files.c.brand == brand, files.c.source == source, files.c.name == name, files.c.status.in_(was)).values(**values))
+def advance(conn: sa.Connection, brand: str, source: str, name: str, entity: str, was: tuple[str, ...], **values) -> None:
+    """Move a delivery's record for `entity` on from one of the statuses `was` (a compare-and-set), or ClaimLost."""
+    moved = conn.execute(files.update().where(_one(brand, source, name, entity), files.c.status.in_(was)).values(**values))
     if moved.rowcount != 1:
-        now_is = file_row(conn, brand, source, name)
+        now_is = file_row(conn, brand, source, name, entity)
         raise ClaimLost(f"{name}: another writer moved the file on meanwhile (it is {now_is['status'] if now_is else 'gone'}); "
                         "this step changed nothing")
 
-def credit_released(conn: sa.Connection, brand: str, source: str, name: str, released: Counts) -> None:
+def credit_released(conn: sa.Connection, brand: str, source: str, name: str, entity: str, released: Counts) -> None:
     """An applied delivery's held rows applied since (`release_held`): what applying them did is
     added to its counts and they leave its held rows, so its record tells the whole story."""
     f = files.c
-    _set(conn, brand, source, name, inserted=f.inserted + released.inserted, updated=f.updated + released.updated,
+    _set(conn, brand, source, name, entity, inserted=f.inserted + released.inserted, updated=f.updated + released.updated,
          unchanged=f.unchanged + released.unchanged, held=f.held - released.released)
 
 def nothing_to_do(step: str, row) -> StepResult:
@@ -79,11 +90,11 @@ def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, sh
     with writing(engine) as conn:
         forget_refusal(conn, brand, source, name)
         recorded = insert_ignoring_conflicts(conn, files, dict(
-            brand=brand, source=source, name=name, entity=None, sha256=sha, size=seen.size,
+            brand=brand, source=source, name=name, entity="", sha256=sha, size=seen.size,
             dropped_mtime_ns=seen.mtime_ns, received_at=now(), sort_key="", status="failed", error=error,
         ))
         if recorded:
-            file_finished(conn, brand, source, name, now())
+            file_finished(conn, brand, source, name, "", now())
     return recorded
 
 def record_refused(engine: sa.Engine, brand: str, source: str, name: str, refusal: Refused) -> bool:
@@ -96,19 +107,23 @@ def record_refused(engine: sa.Engine, brand: str, source: str, name: str, refusa
         if row and (row["status"] != REFUSED or row["error"] == error):
             return False
         if row:
-            _set(conn, brand, source, name, error=error, received_at=now())
+            _set(conn, brand, source, name, "", error=error, received_at=now())
             return True
         return insert_ignoring_conflicts(conn, files, dict(
-            brand=brand, source=source, name=name, entity=None, sha256="", size=0, received_at=now(), sort_key="",
+            brand=brand, source=source, name=name, entity="", sha256="", size=0, received_at=now(), sort_key="",
             status=REFUSED, error=error))
 
 def forget_refusal(conn: sa.Connection, brand: str, source: str, name: str) -> None:
     """An entry refused before is now a file that can be read: its record makes way for the file's."""
-    conn.execute(files.delete().where(files.c.brand == brand, files.c.source == source, files.c.name == name,
-                                      files.c.status == REFUSED))
+    conn.execute(files.delete().where(_one(brand, source, name, ""), files.c.status == REFUSED))
+
+def forget_unlanded(conn: sa.Connection, brand: str, source: str, name: str) -> None:
+    """A delivery never landed (refused, or its name matched no pattern) is taken now: its record
+    makes way for the landed file's."""
+    conn.execute(files.delete().where(_one(brand, source, name, ""), files.c.status.in_((REFUSED, "failed"))))
 
 def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
-    """The name of a file of the brand with these bytes that was not refused, if any."""
+    """The key of a delivery of the brand with these bytes that was not refused, if any."""
     return conn.execute(
         sa.select(files.c.name).where(files.c.brand == brand, files.c.sha256 == sha,
                                       files.c.status.not_in(("failed", REFUSED)))
@@ -116,18 +131,24 @@ def twin_of(conn: sa.Connection, brand: str, sha: str) -> str | None:
 
 def record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, seen: Snapshot, twin: str | None,
                  claim: str = "", run_id: str = "") -> bool:
-    """Record the delivery as the drop folder had it (`seen`), claimed by `claim`; False if it is
-    recorded already (another run's)."""
-    recorded = insert_ignoring_conflicts(conn, files, dict(
-        brand=brand, source=delivery.source, name=delivery.name, entity=delivery.entity, sha256=sha, size=seen.size,
+    """Record the delivery as the drop folder had it (`seen`), claimed by `claim`, once for each
+    entity it feeds; False if it is recorded already (another run's)."""
+    rows = [dict(
+        brand=brand, source=delivery.source, name=delivery.name, entity=entity, sha256=sha, size=seen.size,
         dropped_mtime_ns=seen.mtime_ns,
         received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
         duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
         claim=claim, run_id=run_id,
-    ))
-    if recorded and twin:
-        file_finished(conn, brand, delivery.source, delivery.name, now())
-    return recorded
+    ) for entity in delivery.entities]
+    # The first insert is the claim; the rest follow it in the same transaction.
+    if not insert_ignoring_conflicts(conn, files, rows[0]):
+        return False
+    if rows[1:]:
+        conn.execute(files.insert(), rows[1:])
+    if twin:
+        for entity in delivery.entities:
+            file_finished(conn, brand, delivery.source, delivery.name, entity, now())
+    return True
 
 def record_duplicate(engine: sa.Engine, brand: str, delivery: Delivery, sha: str, seen: Snapshot) -> str | None:
     """Record a delivered file as a duplicate without landing it, if a file with the same bytes
@@ -149,17 +170,57 @@ def last_applied(conn: sa.Connection, brand: str, source: str, entity: str, othe
         .order_by(files.c.applied_at.desc(), files.c.sort_key.desc()).limit(1)
     ).scalar()
 
-def recorded(conn: sa.Connection, brand: str, source: str) -> dict[str, sa.Row]:
-    """Every delivery of a source the ledger holds, by name: its status, sha256, size and the
-    drop file's modification time when it was taken."""
-    return {r.name: r for r in conn.execute(
-        sa.select(files.c.name, files.c.status, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
-        .where(files.c.brand == brand, files.c.source == source))}
+@dataclass(frozen=True)
+class LastDelivery:
+    """The latest delivery under a drop folder name: its key, status, bytes and the drop file's
+    modification time when it was taken, and how many deliveries the name has had."""
 
-def rejected_rows(conn: sa.Connection, brand: str, deliveries: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Rows rejected from each delivery, by (source, name): a name alone may come from two sources."""
+    name: str
+    status: str
+    sha256: str
+    size: int
+    dropped_mtime_ns: int | None
+    deliveries: int
+
+def recorded(conn: sa.Connection, brand: str, source: str) -> dict[str, LastDelivery]:
+    """The latest delivery of a source under each drop folder name the ledger holds."""
+    out: dict[str, LastDelivery] = {}
+    rows = conn.execute(sa.select(files.c.name, files.c.status, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
+                        .where(files.c.brand == brand, files.c.source == source).distinct())
+    for r in sorted(rows, key=lambda r: delivery_number(r.name)):
+        dropped = dropped_name(r.name)
+        seen = out.get(dropped)
+        out[dropped] = LastDelivery(r.name, r.status, r.sha256, r.size, r.dropped_mtime_ns,
+                                    max(delivery_number(r.name), seen.deliveries if seen else 0))
+    return out
+
+def still_there(conn: sa.Connection, brand: str, source: str, name: str, seen: Snapshot) -> None:
+    """The drop file of a delivery was touched but holds the same bytes: remembered as it is now,
+    so later looks need not hash it again."""
+    _set(conn, brand, source, name, None, dropped_mtime_ns=seen.mtime_ns)
+
+def retry(conn: sa.Connection, brand: str, source: str, name: str) -> list[str]:
+    """A failed landed delivery's records go back to `received` for its steps to run again, with
+    the brand's current config; the entities retried. A delivery that was applied is never
+    retried: only failed records move."""
+    retried = [r["entity"] for r in delivery_rows(conn, brand, source, name) if r["status"] == "failed" and r["entity"]]
+    for entity in retried:
+        advance(conn, brand, source, name, entity, ("failed",), status="received", error=None, rows_read=None,
+                rejected=None, superseded=None)
+    return retried
+
+def failed(conn: sa.Connection, brand: str, name: str | None = None) -> list[sa.Row]:
+    """The brand's failed deliveries (source, key, entity, error), oldest first; with `name`, those
+    under that key or drop folder name."""
+    f = files.c
+    query = sa.select(f.source, f.name, f.entity, f.error).where(f.brand == brand, f.status == "failed")
+    rows = conn.execute(query.order_by(f.sort_key, f.name, f.entity)).all()
+    return [r for r in rows if name is None or name in (r.name, dropped_name(r.name))]
+
+def rejected_rows(conn: sa.Connection, brand: str, entity: str, deliveries: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Rows of `entity` rejected from each delivery, by (source, name): a name alone may come from two sources."""
     if not deliveries:
         return {}
     wanted = sa.tuple_(files.c.source, files.c.name).in_(deliveries)
     return {(r.source, r.name): r.rejected or 0 for r in conn.execute(
-        sa.select(files.c.source, files.c.name, files.c.rejected).where(files.c.brand == brand, wanted))}
+        sa.select(files.c.source, files.c.name, files.c.rejected).where(files.c.brand == brand, files.c.entity == entity, wanted))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import phonenumbers
 import polars as pl
 
-from bspk_pipelines.model.brand import ColumnMap, Dialect, FileMap, Phone, SplitPart, StripLeading, StripPrefix
+from bspk_pipelines.model.brand import ColumnMap, Dialect, EntityMap, Phone, SplitPart, StripLeading, StripPrefix
 from bspk_pipelines.model.entities import Entity, Kind
 from bspk_pipelines.ingest.parse import LINE
 
@@ -80,7 +80,7 @@ def _dialect(expr: pl.Expr, kind: Kind, dialect: Dialect) -> pl.Expr:
     return expr
 
 
-def to_platform(entity: Entity, file_map: FileMap, dialect: Dialect, rows: pl.DataFrame) -> pl.DataFrame:
+def to_platform(entity: Entity, file_map: EntityMap, dialect: Dialect, rows: pl.DataFrame) -> pl.DataFrame:
     """Rows of a brand-format file (its own columns, text) as the entity's columns (text) plus `_line`."""
     exprs = []
     for name, cm in file_map.columns.items():
@@ -94,7 +94,7 @@ def to_platform(entity: Entity, file_map: FileMap, dialect: Dialect, rows: pl.Da
     return rows.select(*exprs, pl.col(LINE))
 
 
-def lineage(file_map: FileMap) -> dict[str, str]:
+def lineage(file_map: EntityMap) -> dict[str, str]:
     """For each platform column, the source column(s) it came from, as a reject should name them."""
     out = {}
     for name, cm in file_map.columns.items():
@@ -102,6 +102,6 @@ def lineage(file_map: FileMap) -> dict[str, str]:
     return out
 
 
-def source_columns(file_map: FileMap) -> list[str]:
+def source_columns(file_map: EntityMap) -> list[str]:
     """Columns a brand-format file must carry in its header for the mapping to work."""
     return list(dict.fromkeys(c for cm in file_map.columns.values() for c in cm.source_columns))

@@ -18,5 +18,5 @@ def provided_columns(brand: Brand, entity_name: str) -> dict[str, set[str]]:
         if src.format == "bspk":
             out[sid] = set(entity.column_names)
         else:
-            out[sid] = {c for f in src.files if f.entity == entity_name for c in f.columns}
+            out[sid] = {c for f in src.files if entity_name in f.feeds for c in f.feeds[entity_name].columns}
     return out

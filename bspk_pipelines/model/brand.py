@@ -3,6 +3,7 @@ each value checked where it is declared. Reading the files is `model.brand_file`
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -125,36 +126,90 @@ class FileTimestamp(Strict):
         return v
 
 
-class FileMap(Strict):
-    """One kind of file a brand-format source sends: which entity it feeds and how."""
+class EntityMap(Strict):
+    """How a delivered file feeds one entity: which platform column comes from which of its columns."""
+
+    columns: dict[str, ColumnMap]
+
+
+def _check_entity_map(entity_name: str, emap: EntityMap) -> None:
+    """The columns exist in the entity and every key column is mapped (ValueError says which not)."""
+    entity = ENTITIES[entity_name]
+    unknown = [c for c in emap.columns if c not in entity.column_names]
+    if unknown:
+        raise ValueError(f"columns of {entity_name} ({', '.join(entity.column_names)}); found {', '.join(unknown)}")
+    missing_key = [
+        k for k in entity.key
+        if k not in emap.columns and k not in entity.optional_key and entity.column(k).default is None
+    ]
+    if missing_key:
+        raise ValueError(f"a mapping for every key column of {entity_name}; missing {', '.join(missing_key)}")
+
+
+class FileMap(EntityMap):
+    """One kind of file a brand-format source sends, and the entities it feeds.
+
+    A file that feeds one entity says so with `entity` and `columns`; a file that feeds several
+    (an ERP article file: products, prices, images) lists them under `entities`, each with its own
+    columns. Either way it lands once and each entity is checked and contributed from it."""
 
     pattern: str = Field(description="glob on the file name, e.g. CLIENTS_*.csv")
-    entity: str
     timestamp: FileTimestamp | None = None
-    columns: dict[str, ColumnMap]
+    entity: str | None = None
+    columns: dict[str, ColumnMap] | None = None  # type: ignore[assignment]
+    entities: dict[str, EntityMap] = {}
 
     @field_validator("entity")
     @classmethod
-    def _known_entity(cls, v: str) -> str:
-        if v not in ENTITIES:
+    def _known_entity(cls, v: str | None) -> str | None:
+        if v is not None and v not in ENTITIES:
             raise ValueError(f"one of {', '.join(ENTITIES)}; found {v!r}")
         return v
 
     @model_validator(mode="after")
-    def _columns_exist(self) -> FileMap:
-        entity = ENTITIES[self.entity]
-        unknown = [c for c in self.columns if c not in entity.column_names]
+    def _feeds_entities(self) -> FileMap:
+        if self.entities and (self.entity or self.columns is not None):
+            raise ValueError("either `entity` and `columns` (a file that feeds one entity) or `entities` "
+                             "(one mapping per entity the file feeds), not both")
+        if not self.entities and not (self.entity and self.columns is not None):
+            raise ValueError("`entity` and `columns` (the entity the file feeds and how), or `entities` "
+                             "(one mapping per entity, for a file that feeds several)")
+        unknown = [e for e in self.feeds if e not in ENTITIES]
         if unknown:
-            raise ValueError(
-                f"columns of {self.entity} ({', '.join(entity.column_names)}); found {', '.join(unknown)}"
-            )
-        missing_key = [
-            k for k in entity.key
-            if k not in self.columns and k not in entity.optional_key and entity.column(k).default is None
-        ]
-        if missing_key:
-            raise ValueError(f"a mapping for every key column of {self.entity}; missing {', '.join(missing_key)}")
+            raise ValueError(f"entities among {', '.join(ENTITIES)}; found {', '.join(repr(e) for e in unknown)}")
+        for entity_name, emap in self.feeds.items():
+            try:
+                _check_entity_map(entity_name, emap)
+            except ValueError as e:
+                raise ValueError(f"{entity_name}: {e}" if self.entities else str(e)) from None
         return self
+
+    @property
+    def witnesses(self) -> list[str]:
+        """Names the pattern matches, to test another pattern against: its wildcards filled in
+        a few ways (empty, a letter, digits, a word)."""
+        out = []
+        for fill in ("", "x", "1", "20260101_0000", "A-b"):
+            name = re.sub(r"\[!?[^]]*\]", lambda m: _bracket_member(m.group(0)), self.pattern)
+            out.append(name.replace("*", fill).replace("?", fill[:1] or "x"))
+        return [w for w in out if fnmatch.fnmatchcase(w, self.pattern)]
+
+    @property
+    def feeds(self) -> dict[str, EntityMap]:
+        """Each entity the file feeds, with its mapping, in the platform's dependency order."""
+        given = self.entities or {self.entity: self}
+        return {e: given[e] for e in sorted(given, key=lambda e: DEPENDENCY_ORDER.get(e, len(DEPENDENCY_ORDER)))}
+
+
+EMPTY = EntityMap(columns={})
+
+
+def _bracket_member(bracket: str) -> str:
+    """A character a glob's `[...]` matches."""
+    body = bracket[1:-1]
+    if body.startswith("!"):
+        return next(c for c in "x_0Z" if c not in body)
+    return body[0] if body else "x"
 
 
 class Source(Strict):
@@ -171,6 +226,15 @@ class Source(Strict):
             raise ValueError("a bspk-format source takes no files or dialect: its files are the platform's own format")
         if self.format == "csv" and not self.files:
             raise ValueError("a csv source needs `files`: which file patterns feed which entity")
+        for i, a in enumerate(self.files):
+            for j, b in enumerate(self.files[i + 1:], start=i + 1):
+                both = next((w for w in (*a.witnesses, *b.witnesses)
+                             if fnmatch.fnmatchcase(w, a.pattern) and fnmatch.fnmatchcase(w, b.pattern)), None)
+                if both is not None:
+                    raise ValueError(
+                        f"files[{i}] ({a.pattern}) and files[{j}] ({b.pattern}) both match a name such as {both!r}: "
+                        "a delivered file must match one pattern. For a file that feeds several entities, list "
+                        "them under one entry's `entities`")
         return self
 
 
@@ -328,14 +392,15 @@ class Brand(Strict):
         """The platform requires a variant's language_code beside its options: some source must
         send it, or every variant with an option would be refused row by row."""
         sends = lambda sid, column: self.sources[sid].format == "bspk" or any(  # noqa: E731
-            f.entity == "product_variants" and column in f.columns for f in self.sources[sid].files)
+            column in f.feeds.get("product_variants", EMPTY).columns for f in self.sources[sid].files)
         feeding = self.sources_of("product_variants")
         if any(sends(s, "language_code") for s in feeding):
             return self
         for sid in feeding:
             for i, f in enumerate(self.sources[sid].files):
-                options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in f.columns]
-                if f.entity == "product_variants" and options:
+                variants = f.feeds.get("product_variants", EMPTY).columns
+                options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in variants]
+                if options:
                     raise ValueError(
                         f"sources.{sid}.files[{i}]: maps {options[0]} of product_variants, but no source sends "
                         "language_code, which the platform requires with options: map the file's language "
@@ -347,7 +412,7 @@ class Brand(Strict):
         return [
             sid
             for sid, s in self.sources.items()
-            if s.format == "bspk" or any(f.entity == entity for f in s.files)
+            if s.format == "bspk" or any(entity in f.feeds for f in s.files)
         ]
 
     @property

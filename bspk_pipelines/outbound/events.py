@@ -42,11 +42,12 @@ def client_key(shopper_ref: str) -> str:
     return f"client:{shopper_ref}"
 
 
-def file_finished(conn: sa.Connection, brand: str, source: str, name: str, at: datetime) -> str:
-    """`file_import.finished` for a file that reached applied, duplicate or failed."""
+def file_finished(conn: sa.Connection, brand: str, source: str, name: str, entity_name: str, at: datetime) -> str:
+    """`file_import.finished` for a delivery's record of one entity (a file that feeds several has
+    one each) that reached applied, duplicate or failed."""
     row = conn.execute(sa.select(files).where(
-        files.c.brand == brand, files.c.source == source, files.c.name == name)).mappings().one()
-    entity = ENTITIES.get(row["entity"] or "")
+        files.c.brand == brand, files.c.source == source, files.c.name == name, files.c.entity == entity_name)).mappings().one()
+    entity = ENTITIES.get(entity_name)
     obj = {
         "file_name": name,
         "type": entity.file_type if entity else None,

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
-from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, ExactDecimal, metadata, schema_version
+from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, ExactDecimal, files, metadata, schema_version
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -100,6 +100,7 @@ def migrate(engine: sa.Engine) -> None:
         for fill in [FILLED_WHEN_ADDED[a] for a in added if a in FILLED_WHEN_ADDED]:
             conn.execute(fill)
         _exact_decimals(conn)
+        _files_by_entity(conn)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
@@ -123,12 +124,32 @@ def _exact_decimals(conn: sa.Connection) -> None:
             for c in old:
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{c}" TYPE numeric')
             continue
-        for index in inspector.get_indexes(table.name):
-            conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
-        copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__exact")
-        copy.create(conn)
-        columns = ", ".join(f'"{c.name}"' for c in table.columns)
-        values = ", ".join(f'CAST("{c.name}" AS TEXT)' if c.name in old else f'"{c.name}"' for c in table.columns)
-        conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({columns}) SELECT {values} FROM "{table.name}"')
-        conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
-        conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')
+        _sqlite_copy(conn, table, {c: f'CAST("{c}" AS TEXT)' for c in old})
+
+
+def _files_by_entity(conn: sa.Connection) -> None:
+    """A warehouse made before a file could feed several entities (schema version 2) keys `files`
+    by brand, source and name: the entity joins the key, '' where a record fed none."""
+    if "entity" in sa.inspect(conn).get_pk_constraint("files")["constrained_columns"]:
+        return
+    if conn.dialect.name == "sqlite":
+        _sqlite_copy(conn, files, {"entity": "COALESCE(\"entity\", '')"})
+        return
+    constraint = sa.inspect(conn).get_pk_constraint("files")["name"]
+    conn.exec_driver_sql("UPDATE files SET entity = '' WHERE entity IS NULL")
+    conn.exec_driver_sql(f'ALTER TABLE files DROP CONSTRAINT "{constraint}", ALTER COLUMN entity SET NOT NULL, '
+                         "ALTER COLUMN entity SET DEFAULT '', ADD PRIMARY KEY (brand, source, name, entity)")
+
+
+def _sqlite_copy(conn: sa.Connection, table: sa.Table, values: dict[str, str]) -> None:
+    """SQLite cannot change a column's type or a table's key: the table is copied into one made as
+    the schema says, each column as is or as the SQL `values` gives, and takes its place."""
+    for index in sa.inspect(conn).get_indexes(table.name):
+        conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+    copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__copy")
+    copy.create(conn)
+    columns = ", ".join(f'"{c.name}"' for c in table.columns)
+    selected = ", ".join(values.get(c.name, f'"{c.name}"') for c in table.columns)
+    conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({columns}) SELECT {selected} FROM "{table.name}"')
+    conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')

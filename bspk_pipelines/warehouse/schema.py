@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
 
-SCHEMA_VERSION = 2  # 2: decimals exact (ExactDecimal)
+SCHEMA_VERSION = 3  # 2: decimals exact (ExactDecimal); 3: a file's record per entity it feeds
 
 metadata = sa.MetaData()
 
@@ -131,8 +131,11 @@ files = sa.Table(
     metadata,
     sa.Column("brand", sa.Text, primary_key=True),
     sa.Column("source", sa.Text, primary_key=True),
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("entity", sa.Text),
+    sa.Column("name", sa.Text, primary_key=True,
+              comment="the delivery: the file's name, and @2, @3... for the next deliveries under that name"),
+    # A file that feeds several entities has a row for each, all landed by one claim; '' for an
+    # entry that feeds none (a refused entry, a name that matches no pattern).
+    sa.Column("entity", sa.Text, primary_key=True, server_default=""),
     sa.Column("sha256", sa.Text, nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("received_at", sa.DateTime, nullable=False),
@@ -163,6 +166,7 @@ rejects = sa.Table(
     sa.Column("brand", sa.Text, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("file", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, comment="the entity the row was checked for (null: recorded before files fed several)"),
     sa.Column("line", sa.BigInteger, nullable=False),
     sa.Column("column", sa.Text, nullable=False),
     sa.Column("value", sa.Text),

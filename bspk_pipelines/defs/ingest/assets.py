@@ -1,4 +1,5 @@
-"""A brand's file assets (raw, validated, mapped: one partition per file) and its platform tables."""
+"""A brand's file assets (raw per source; validated and mapped per entity it feeds: one partition per
+delivery) and its platform tables."""
 
 import warnings
 
@@ -11,7 +12,7 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import ENTITIES, referenced
-from bspk_pipelines.ingest.drop import Changed, Refused, classify
+from bspk_pipelines.ingest.drop import Changed, FileNameError, Refused, classify, delivery_number, dropped_name
 from bspk_pipelines.ingest.parse import LINE, FileFailure
 from bspk_pipelines.ingest.months import MONTH, rebuild_months, rows_at_rebuild
 from bspk_pipelines.ingest.apply import apply_pending
@@ -37,39 +38,64 @@ def _md(frame: pl.DataFrame | None) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsDefinition]:
-    """raw -> validated -> mapped for one kind of file of one source, partitioned by file name."""
+def file_partitions(brand: Brand, source: str) -> dg.DynamicPartitionsDefinition:
+    """One partition per delivery of the source, shared by its raw, validated and mapped assets."""
+    return dg.DynamicPartitionsDefinition(name=names.file_partitions(brand.brand, source))
+
+
+def _delivery(brand: Brand, layout, source: str, key: str):
+    """The delivery a partition key stands for, classified by its drop folder name."""
+    dropped = dropped_name(key)
+    delivery = classify(brand, source, dropped, (layout.drop(brand, source) / dropped).lstat().st_mtime)
+    return delivery if key == dropped else delivery.again(delivery_number(key))
+
+
+def build_raw_asset(brand: Brand, source: str) -> dg.AssetsDefinition:
+    """A source's delivered files, copied unchanged into the landing zone: one partition per delivery."""
     b = brand.brand
-    partitions = dg.DynamicPartitionsDefinition(name=names.file_partitions(b, source, entity))
+    fed = [e for e in brand.entities if source in brand.sources_of(e)]
+
+    @dg.asset(
+        key=names.raw_key(b, source), partitions_def=file_partitions(brand, source), group_name=names.group(b, names.RAW),
+        kinds={"csv"}, tags={"brand": b, "source": source}, owners=brand.owners,
+        description=f"Files from {b}'s {source} ({', '.join(fed)}), copied unchanged into the landing zone with "
+        "their size and sha256, one partition per delivery. A name that comes again with other bytes is a new "
+        "delivery (`name@2`); the same bytes again are recorded as a duplicate and not applied. "
+        "Materialising a failed delivery retries it with the brand's current config.",
+    )
+    def raw_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
+        key = context.partition_key
+        layout = folders.layout
+        try:
+            delivery = _delivery(brand, layout, source, key)
+            result = land(warehouse.engine, layout, brand, delivery, context.run.tags.get(names.SHA_TAG), context.run_id)
+        except FileNotFoundError:
+            raise dg.Failure(description=f"{dropped_name(key)} is not in {b}'s {source} drop folder", metadata={"file": key}) from None
+        except FileNameError as e:
+            raise dg.Failure(description=str(e), metadata={"file": key, "status": "failed"}) from None
+        except (Changed, Refused) as e:
+            raise dg.Failure(description=f"{key}: {e}" if isinstance(e, Refused) else str(e),
+                             metadata={"file": key, "status": "refused" if isinstance(e, Refused) else "not ready"}) from None
+        return dg.MaterializeResult(metadata={
+            "file": key, "entities": ", ".join(delivery.entities), "status": result.status, "message": result.message,
+            "sha256": result.sha256, "size_bytes": result.size,
+            "landed_path": dg.MetadataValue.path(str(layout.landed(b, source, key))),
+        })
+
+    return raw_file
+
+
+def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsDefinition]:
+    """validated -> mapped for one entity a source's files feed, partitioned by delivery."""
+    b = brand.brand
+    partitions = file_partitions(brand, source)
     tags = {"brand": b, "source": source, "entity": entity}
     raw, validated, mapped = (
-        names.raw_key(b, source, entity), names.validated_key(b, source, entity), names.mapped_key(b, source, entity)
+        names.raw_key(b, source), names.validated_key(b, source, entity), names.mapped_key(b, source, entity)
     )
     provided = provided_columns(brand, entity)[source]
     # Every key column is kept: one the source does not send takes its blank or default value.
     contributed = [c for c in owned_columns(brand, source, entity) if c in provided or c in ENTITIES[entity].key]
-
-    @dg.asset(
-        key=raw, partitions_def=partitions, group_name=names.group(b, names.RAW), kinds={"csv"}, tags=tags, owners=brand.owners,
-        description=f"{entity} files from {b}'s {source}, copied unchanged into the landing zone "
-        "with their size and sha256. A file name is imported once; the same bytes under another "
-        "name are recorded as a duplicate and not applied.",
-    )
-    def raw_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
-        name = context.partition_key
-        layout = folders.layout
-        try:
-            delivery = classify(brand, source, name, (layout.drop(brand, source) / name).lstat().st_mtime)
-            result = land(warehouse.engine, layout, brand, delivery, context.run.tags.get(names.SHA_TAG), context.run_id)
-        except FileNotFoundError:
-            raise dg.Failure(description=f"{name} is not in {b}'s {source} drop folder", metadata={"file": name}) from None
-        except (Changed, Refused) as e:
-            raise dg.Failure(description=f"{name}: {e}" if isinstance(e, Refused) else str(e),
-                             metadata={"file": name, "status": "refused" if isinstance(e, Refused) else "not ready"}) from None
-        return dg.MaterializeResult(metadata={
-            "file": name, "status": result.status, "message": result.message, "sha256": result.sha256,
-            "size_bytes": result.size, "landed_path": dg.MetadataValue.path(str(layout.landed(b, source, name))),
-        })
 
     @dg.asset(
         key=validated, deps=[raw], partitions_def=partitions, group_name=names.group(b, names.VALIDATED), kinds={"parquet"},
@@ -86,6 +112,9 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
             result = validate_file(warehouse.engine, folders.layout, brand, source, entity, name)
         except FileFailure as e:
             raise dg.Failure(description=str(e), metadata={"file": name, "status": "failed"}) from None
+        if result.status == "missing":
+            raise dg.Failure(description=f"{name}: {result.message} for {entity} (does the file feed {entity}?)",
+                             metadata={"file": name})
         read = result.rows + result.rejected
         rate = result.rejected / read if read else 0.0
         # Shares are shown as percentages, as a data engineer reads them (4.2, not 0.042).
@@ -115,12 +144,15 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
     def mapped_rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource) -> dg.MaterializeResult:
         name = context.partition_key
         result = map_file(warehouse.engine, folders.layout, brand, source, entity, name)
+        if result.status == "missing":
+            raise dg.Failure(description=f"{name}: {result.message} for {entity} (does the file feed {entity}?)",
+                             metadata={"file": name})
         return dg.MaterializeResult(metadata={
             "file": name, "status": result.status, "message": result.message,
             "dagster/partition_row_count": result.rows, "preview": _md(result.preview),
         })
 
-    return [raw_file, validated_rows, mapped_rows]
+    return [validated_rows, mapped_rows]
 
 
 def _checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -200,7 +232,7 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
                 context.log.info(f"{b}'s {entity_name}: no file pending and no held row released")
                 yield from checks
                 return
-            rejected = sum(rejected_rows(conn, b, [(a.source, a.file) for a in applied]).values())
+            rejected = sum(rejected_rows(conn, b, entity_name, [(a.source, a.file) for a in applied]).values())
             rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(whole)).scalar_one()
             preview = conn.execute(sa.select(table).where(whole).limit(PREVIEW_ROWS)).mappings().all()
         total = Counts()

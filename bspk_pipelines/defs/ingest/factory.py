@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table
+from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table, build_raw_asset
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.ingest.apply import entities_waiting
@@ -22,17 +22,21 @@ def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
     tables = [build_platform_table(brand, e, dialect) for e in whole] + [build_history_table(brand, e, dialect) for e in by_month]
     table_keys = [names.bspk_key(b, e) for e in whole]
     file_assets, jobs = [], []
-    for entity in brand.entities:
-        for source in brand.sources_of(entity):
+    for source in brand.sources:
+        fed = [e for e in brand.entities if source in brand.sources_of(e)]
+        file_assets.append(build_raw_asset(brand, source))
+        for entity in fed:
             file_assets += build_file_assets(brand, source, entity)
-            jobs.append(dg.define_asset_job(
-                names.ingest_job(b, source, entity),
-                # A run carries one partitions definition: month tables rebuild in runs of their own.
-                selection=[names.raw_key(b, source, entity), names.validated_key(b, source, entity),
-                           names.mapped_key(b, source, entity), *table_keys],
-                tags={names.BRAND_TAG: b},
-                description=f"Lands, validates, maps and applies one {entity} file from {b}'s {source}.",
-            ))
+        jobs.append(dg.define_asset_job(
+            names.ingest_job(b, source),
+            # A run carries one partitions definition: month tables rebuild in runs of their own.
+            # Each run selects the assets of the entities its delivery feeds.
+            selection=[names.raw_key(b, source), *[k for e in fed for k in (names.validated_key(b, source, e),
+                                                                         names.mapped_key(b, source, e))], *table_keys],
+            tags={names.BRAND_TAG: b},
+            description=f"Lands one delivery from {b}'s {source}, then validates, maps and applies it for each "
+            "entity it feeds.",
+        ))
     for entity in by_month:
         jobs.append(dg.define_asset_job(
             names.months_job(b, entity), selection=[names.bspk_key(b, entity)], tags={names.BRAND_TAG: b},

@@ -13,10 +13,13 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending
-from bspk_pipelines.ingest.drop import Delivery, FileNameError, Refused, Snapshot, classify, hash_delivered, look
+from bspk_pipelines.ingest.drop import (
+    Delivery, FileNameError, Refused, Snapshot, classify, delivery_key, delivery_number, hash_delivered, look,
+)
 from bspk_pipelines.ingest.layout import Layout
-from bspk_pipelines.ingest.ledger import REFUSED, record_duplicate, record_failed_name, record_refused, recorded
+from bspk_pipelines.ingest.ledger import REFUSED, record_duplicate, record_failed_name, record_refused, recorded, still_there
 from bspk_pipelines.warehouse.apply import entities_with_held
+from bspk_pipelines.warehouse.engine import writing
 
 _hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256")
 
@@ -40,17 +43,23 @@ def load_cursor(text: str | None) -> dict:
     return {"seen": cursor.get("seen", {}), "requested": cursor.get("requested", {})}
 
 
-def run_request(brand: Brand, delivery: Delivery, sha: str, also_apply: list[str]) -> dg.RunRequest:
-    b, s, e = brand.brand, delivery.source, delivery.entity
-    selection = [names.raw_key(b, s, e), names.validated_key(b, s, e), names.mapped_key(b, s, e)]
+def run_request(brand: Brand, delivery: Delivery, sha: str | None, also_apply: list[str]) -> dg.RunRequest:
+    """The run of one delivery: landed once, then checked, contributed and applied for each
+    entity it feeds (`sha`: the bytes it must land; None to retry a landed one)."""
+    b, s = brand.brand, delivery.source
+    selection = [names.raw_key(b, s)]
+    for e in delivery.entities:
+        selection += [names.validated_key(b, s, e), names.mapped_key(b, s, e)]
     # A month-partitioned table is rebuilt by month runs once the file has landed its months.
-    selection += [names.bspk_key(b, t) for t in ([] if ENTITIES[e].month_column else [e]) + also_apply]
+    tables = [e for e in delivery.entities if not ENTITIES[e].month_column]
+    selection += [names.bspk_key(b, t) for t in dict.fromkeys(tables + also_apply)]
     return dg.RunRequest(
-        run_key=f"{s}/{delivery.name}/{sha}",
-        job_name=names.ingest_job(b, s, e),
+        run_key=f"{s}/{delivery.name}/{sha}" if sha else None,
+        job_name=names.ingest_job(b, s),
         partition_key=delivery.name,
         asset_selection=selection,
-        tags={names.BRAND_TAG: b, names.FILE_TAG: delivery.name, names.SHA_TAG: sha, "source": s, "entity": e},
+        tags={names.BRAND_TAG: b, names.FILE_TAG: delivery.name, "source": s, "entity": ",".join(delivery.entities),
+              **({names.SHA_TAG: sha} if sha else {})},
     )
 
 
@@ -59,7 +68,8 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
 
     A file counts once two looks saw the same size and modification time, or once its `.done`
     marker exists; a file that changed after it was requested is requested again, as its new
-    bytes. A name that says nothing we can apply is recorded as a failed file; a link, an entry
+    bytes. A name that comes again with other bytes (a fixed export name overwritten) is the next
+    delivery under it, `name@2`; with the bytes of its last delivery it is the same one, touched. A name that says nothing we can apply is recorded as a failed file; a link, an entry
     that is not a regular file or a file that cannot be read is recorded as refused (and looked
     at again), without stopping the brand's other files.
     """
@@ -109,37 +119,35 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
                 continue
             kept[name] = [sha, snap.size, snap.mtime_ns]
             before = ledger.get(name)
-            if before is not None and before.status != REFUSED:
-                if sha != before.sha256:
-                    report(f"{name}: changed after it was imported ({before.size:,} bytes then, {snap.size:,} now); "
-                           "a file name is imported once: send the new version under a new name")
+            if before is not None and before.status != REFUSED and sha == before.sha256:
+                # Touched, not changed: the same delivery still in the folder.
+                with writing(engine) as conn:
+                    still_there(conn, brand.brand, source, before.name, snap)
                 continue
+            # A name that comes again with other bytes is the next delivery under it.
+            number = (delivery_number(before.name) if before.status == REFUSED else before.deliveries + 1) if before else 1
             try:
-                delivery = classify(brand, source, name, snap.mtime_ns / 1e9)
+                delivery = classify(brand, source, name, snap.mtime_ns / 1e9).again(number)
             except FileNameError as e:
-                if record_failed_name(engine, brand.brand, source, name, sha, snap, str(e)):
+                if record_failed_name(engine, brand.brand, source, delivery_key(name, number), sha, snap, str(e)):
                     report(str(e))
                 continue
             twin = record_duplicate(engine, brand.brand, delivery, sha, snap)
             if twin:
                 # The same bytes came before: no run (nothing to land or apply), only the record.
                 plan.duplicates.append(dg.AssetMaterialization(
-                    asset_key=names.raw_key(brand.brand, source, delivery.entity), partition=name,
+                    asset_key=names.raw_key(brand.brand, source), partition=delivery.name,
                     description=f"same bytes as {twin}: recorded as a duplicate, not applied",
-                    metadata={"file": name, "status": "duplicate", "duplicate_of": twin, "sha256": sha, "size_bytes": snap.size},
+                    metadata={"file": delivery.name, "status": "duplicate", "duplicate_of": twin, "sha256": sha, "size_bytes": snap.size},
                 ))
                 _add_partition(plan, brand, delivery)
                 continue
             found.append((delivery, sha))
         plan.cursor["requested"][source] = kept
     found.sort(key=lambda f: f[0].sort_key)
-    entities_in_tick = {d.entity for d, _ in found}
     with engine.connect() as conn:
         for delivery, sha in found:
-            waiting = set(entities_with_held(conn, brand.brand, delivery.entity))
-            also = [d for d in dependents(delivery.entity)
-                    if d in brand.entities and not ENTITIES[d].month_column and (d in waiting or d in entities_in_tick)]
-            plan.runs.append(run_request(brand, delivery, sha, also))
+            plan.runs.append(run_request(brand, delivery, sha, also_apply(conn, brand, delivery, found)))
             _add_partition(plan, brand, delivery)
     plan.runs += month_requests(brand, engine)
     return plan
@@ -156,8 +164,20 @@ def _requested_as(requested) -> Snapshot | None:
     return Snapshot(requested[1], requested[2]) if isinstance(requested, list) else None
 
 
+def also_apply(conn: sa.Connection, brand: Brand, delivery: Delivery, coming: list[tuple[Delivery, str]]) -> list[str]:
+    """Tables a delivery's run applies besides its own: those that depend on what it feeds and hold
+    rows waiting for it, or that other deliveries of the same look feed."""
+    in_tick = {e for d, _ in coming for e in d.entities}
+    also = []
+    for entity in delivery.entities:
+        waiting = set(entities_with_held(conn, brand.brand, entity))
+        also += [d for d in dependents(entity)
+                 if d in brand.entities and not ENTITIES[d].month_column and (d in waiting or d in in_tick)]
+    return list(dict.fromkeys(also))
+
+
 def _add_partition(plan: Plan, brand: Brand, delivery: Delivery) -> None:
-    plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source, delivery.entity), []).append(delivery.name)
+    plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source), []).append(delivery.name)
 
 
 def month_requests(brand: Brand, engine: sa.Engine) -> list[dg.RunRequest]:
