@@ -105,6 +105,29 @@ def migrate(engine: sa.Engine) -> None:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
 
 
+def _copy_table(conn: sa.Connection, table: sa.Table, stored: dict[str, sa.types.TypeEngine],
+                values: dict[str, str]) -> None:
+    """SQLite: `table` made anew as the schema defines it, holding the stored table's rows: each
+    column from `values` (SQL over the stored columns), else the stored column of its name (a
+    decimal stored as a number as that number's text: see `_exact_decimals`)."""
+    for index in sa.inspect(conn).get_indexes(table.name):
+        conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+    copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__copy")
+    copy.create(conn)
+
+    def value(c: sa.Column) -> str:
+        if c.name in values:
+            return values[c.name]
+        numeric = isinstance(c.type, ExactDecimal) and isinstance(stored[c.name], sa.Numeric)
+        return f'CAST("{c.name}" AS TEXT)' if numeric else f'"{c.name}"'
+
+    columns = [c for c in table.columns if c.name in values or c.name in stored]
+    names, selected = ", ".join(f'"{c.name}"' for c in columns), ", ".join(value(c) for c in columns)
+    conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({names}) SELECT {selected} FROM "{table.name}"')
+    conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')
+
+
 def _exact_decimals(conn: sa.Connection) -> None:
     """Decimal columns of a warehouse made before they were exact (schema version 1: NUMERIC(20, 6))
     take the `ExactDecimal` storage. PostgreSQL changes the column's type in place, values kept.
@@ -123,12 +146,4 @@ def _exact_decimals(conn: sa.Connection) -> None:
             for c in old:
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{c}" TYPE numeric')
             continue
-        for index in inspector.get_indexes(table.name):
-            conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
-        copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__exact")
-        copy.create(conn)
-        columns = ", ".join(f'"{c.name}"' for c in table.columns)
-        values = ", ".join(f'CAST("{c.name}" AS TEXT)' if c.name in old else f'"{c.name}"' for c in table.columns)
-        conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({columns}) SELECT {values} FROM "{table.name}"')
-        conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
-        conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')
+        _copy_table(conn, table, stored, {})
