@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
-from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, ExactDecimal, metadata, schema_version
+from bspk_pipelines.warehouse.schema import (
+    FILLED_WHEN_ADDED, FOLDED_KEYS, SCHEMA_VERSION, ExactDecimal, metadata, schema_version,
+)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -87,6 +89,7 @@ def migrate(engine: sa.Engine) -> None:
             # One migrator at a time when several runs start together.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
         metadata.create_all(conn)
+        _folded_keys(conn)
         inspector = sa.inspect(conn)
         added = []
         for table in metadata.sorted_tables:
@@ -103,6 +106,30 @@ def migrate(engine: sa.Engine) -> None:
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
+
+
+def _folded_keys(conn: sa.Connection) -> None:
+    """Tables made before refs were stored as sent (schema version 2: product_ref and sku
+    lower-cased, in the primary key themselves) take their folded copies into the primary key.
+    Each stored ref was lower-cased: it is its own folded copy, and stays as it is. PostgreSQL
+    adds the columns and changes the primary key in place; SQLite cannot change a primary key:
+    the table is copied into a new one."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        stored = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        missing = {h: sent for h, sent in FOLDED_KEYS.get(table.name, {}).items() if h not in stored}
+        if not missing:
+            continue
+        if conn.dialect.name == "sqlite":
+            _copy_table(conn, table, stored, {h: f'"{sent}"' for h, sent in missing.items()})
+            continue
+        quoted = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        for h, sent in missing.items():
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{h}" TEXT')
+            conn.exec_driver_sql(f'UPDATE "{table.name}" SET "{h}" = "{sent}"')
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{h}" SET NOT NULL')
+        old = inspector.get_pk_constraint(table.name)["name"]
+        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{old}", ADD PRIMARY KEY ({quoted})')
 
 
 def _copy_table(conn: sa.Connection, table: sa.Table, stored: dict[str, sa.types.TypeEngine],
