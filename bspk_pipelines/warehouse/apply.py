@@ -292,7 +292,8 @@ def apply_rows(
     stage.drop(conn)
     if rows.is_empty():
         return Counts()
-    # The refs as this delivery sent them: the last sent, whichever source sent the others.
+    # The refs as this delivery sent them: the last sent, whichever source sent the others. (Rows
+    # a source resends unchanged were set aside before this: they leave the stored casing as it is.)
     complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {}, latest=source)
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
