@@ -46,6 +46,7 @@ from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.settings import ApiSettings
 from bspk_pipelines.warehouse.apply import Counts
 from bspk_pipelines.warehouse.platform import webhook_deliveries
+from bspk_pipelines.warehouse.schema import FOLDED_KEYS, ExactDecimal, metadata
 from bspk_pipelines.warehouse.engine import writing
 
 # --- the test PostgreSQL -------------------------------------------------------------------------
@@ -165,6 +166,33 @@ def tick(defs, sensor: str, cursor: str | None = None, instance=None):
 
     with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
         return defs.resolve_sensor_def(sensor)(context)
+
+
+def older_schema(inexact_decimals: bool = False) -> sa.MetaData:
+    """The warehouse's tables as schema version 2 made them (version 1 with `inexact_decimals`,
+    its decimals NUMERIC(20, 6)): product_ref and sku, lower-cased, in the primary key themselves,
+    no folded copies; `files` keyed by brand, source and name, its entity null where none."""
+    old = sa.MetaData()
+    for table in metadata.sorted_tables:
+        folded = FOLDED_KEYS.get(table.name, {})
+        if table.name == "files":
+            copy = sa.Table(table.name, old, *[
+                sa.Column(c.name, c.type, primary_key=c.primary_key and c.name != "entity",
+                          nullable=c.nullable or c.name == "entity") for c in table.columns])
+            for index in table.indexes:
+                sa.Index(index.name, *[copy.c[c.name] for c in index.columns])
+        elif not folded:
+            copy = table.to_metadata(old)
+        else:
+            copy = sa.Table(table.name, old, *[
+                sa.Column(c.name, c.type, primary_key=c.primary_key or c.name in folded.values(), nullable=c.nullable)
+                for c in table.columns if c.name not in folded])
+            for index in table.indexes:
+                sa.Index(index.name, *[copy.c[c.name] for c in index.columns])
+        for column in copy.columns:
+            if inexact_decimals and isinstance(column.type, ExactDecimal):
+                column.type = sa.Numeric(20, 6, asdecimal=False)
+    return old
 
 
 # --- sample files --------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from bspk_pipelines.warehouse.engine import engine_for
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, ExactDecimal, metadata
-from bspk_pipelines_tests.builders import NATIVE, PRICES, PRODUCT, THREE_SHOPPERS, brand_harness, header
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES
+from bspk_pipelines_tests.builders import NATIVE, PRICES, PRODUCT, THREE_SHOPPERS, brand_harness, header, older_schema
 
 TWO_PRODUCTS = PRODUCT + "P1,Bag,,,en,,TRUE\nP2,Belt,,,en,,TRUE\n"
 # Prices as a brand writes them: a whole amount with cents, a trailing zero, a sum floats get
@@ -74,12 +74,7 @@ def test_sales_amounts_are_exact_through_the_month_store_and_held_rows(engine, t
 
 
 def test_a_warehouse_with_inexact_decimals_is_migrated_and_keeps_its_values(warehouse_url):
-    old = sa.MetaData()
-    for table in metadata.sorted_tables:
-        copy = table.to_metadata(old)
-        for column in copy.columns:
-            if isinstance(column.type, ExactDecimal):
-                column.type = sa.Numeric(20, 6, asdecimal=False)  # as schema version 1 declared them
+    old = older_schema(inexact_decimals=True)
     before = sa.create_engine(warehouse_url)
     with before.begin() as conn:
         old.create_all(conn)

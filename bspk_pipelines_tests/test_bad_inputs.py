@@ -173,9 +173,10 @@ REJECTED = [
         PRODUCT + "B234c9,Jacket,,,en,,TRUE\nb234C9,Coat,,,en,,TRUE\nb234C9,Manteau,,,fr,,TRUE\n",
         3,
         # One product per (product_ref, language_code): the French row is a translation, not a duplicate.
-        [(3, "product_ref+language_code", "b234c9|en", "duplicate_key")],
+        # The reject and the rows show each ref as its line wrote it.
+        [(3, "product_ref+language_code", "b234C9|en", "duplicate_key")],
         {"inserted": 2},
-        {"products": {"product_ref": ["b234c9", "b234c9"], "name": ["Jacket", "Manteau"]}},
+        {"products": {"product_ref": ["B234c9", "b234C9"], "name": ["Jacket", "Manteau"]}},
     ),
     Rejected(
         "invalid_phone",
@@ -261,7 +262,7 @@ REJECTED = [
         # -0.00 is not below 0; leading zeros do not count as digits.
         [(2, "price", "-1.50", "minimum"), (3, "price", "1234567890123", "overflow"), (4, "price", "1e5", "decimal")],
         {"inserted": 3},
-        {"product_prices": {"sku": ["s3", "s4", "s5"]}},
+        {"product_prices": {"sku": ["S3", "S4", "S5"]}},
         [(PRODUCT_FILE, PRODUCT + "P1,Jacket,,,,,TRUE\n")],
     ),
     Rejected(
@@ -313,7 +314,7 @@ REJECTED = [
         # Over MAX_ROW_BYTES the row is not read at all: a reject, and the file goes on.
         [(2, "description", "x" * 200, "length")],
         {"inserted": 1},
-        {"products": {"product_ref": ["p2"]}},
+        {"products": {"product_ref": ["P2"]}},
     ),
     Rejected(
         "quoted_field_over_1_mib_across_lines",
@@ -323,7 +324,7 @@ REJECTED = [
         2,
         [(2, "description", ("warm, soft\n" * 20)[:200], "length")],
         {"inserted": 1},
-        {"products": {"product_ref": ["p2"]}},
+        {"products": {"product_ref": ["P2"]}},
     ),
     Rejected(
         "nul_byte",

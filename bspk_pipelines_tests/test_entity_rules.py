@@ -118,9 +118,10 @@ def test_only_the_broken_rows_are_rejected_and_the_rest_are_typed():
                          ).with_columns(pl.Series(LINE, [2, 3, 4], pl.Int64))
     result = validate(ENTITIES["product_prices"], frame)
     assert [(r.line, r.rule) for r in result.rejects] == [(3, "decimal")]
-    # Refs lower-cased (case-insensitive), decimals exact text, booleans typed, a blank discounted is FALSE.
+    # Refs as sent (the warehouse matches them whatever their case), decimals exact text, booleans
+    # typed, a blank discounted is FALSE.
     assert result.rows.select("product_ref", "sku", "price", "discounted", LINE).rows() == [
-        ("p1", "*", "10", False, 2), ("p3", "a", "2.5", True, 4),
+        ("P1", "*", "10", False, 2), ("P3", "A", "2.5", True, 4),
     ]
 
 

@@ -91,7 +91,7 @@ def test_a_line_moved_to_another_month_leaves_its_old_month(engine, tmp_path):
     # Rebuilding January again (a backfill) must not bring the older version back.
     rebuild_month(engine, h.layout.data_dir, "acme", "sales", "2024-01")
     t1 = [r for r in table(h) if r[0] == "T1"]
-    assert t1 == [("T1", "p1", 10.0, "2024-02-10 10:00:00", "S1", "SALE_V2_Acme_202406020000.csv")]
+    assert t1 == [("T1", "P1", 10.0, "2024-02-10 10:00:00", "S1", "SALE_V2_Acme_202406020000.csv")]
 
 
 def test_sales_outside_the_history_are_rejects(engine, tmp_path):

@@ -62,11 +62,15 @@ def test_product_refs_are_case_insensitive_across_files(harness):
     f = harness.ingest("PRODUCT_V2_Acme_202401020000.csv")
     assert (f["inserted"], f["updated"]) == (0, 1)
     (product,) = harness.rows("products")
-    assert product["product_ref"] == "b234c9" and product["name"] == "Rain Jacket"
+    # One record, its ref as last sent; the key matches on the folded copy.
+    assert (product["product_ref"], product["_product_ref_key"]) == ("b234C9", "b234c9")
+    assert product["name"] == "Rain Jacket"
     assert product["categories"] == "Coats>>Rain;Outdoor" and product["product_brand"] == "Acme"
     harness.drop("PRODUCT-VARIANTS_V2_Acme_202401030000.csv", VARIANTS + "B234C9,SKU-1,,Color,Green,,,,,en,,TRUE\n")
     variant = harness.ingest("PRODUCT-VARIANTS_V2_Acme_202401030000.csv")
     assert (variant["inserted"], variant["held"]) == (1, 0)
+    ((ref, sku),) = [(r["product_ref"], r["sku"]) for r in harness.rows("product_variants")]
+    assert (ref, sku) == ("B234C9", "SKU-1")
 
 
 def test_images_replace_the_whole_set_of_a_product(harness):

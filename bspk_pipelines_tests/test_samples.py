@@ -123,8 +123,8 @@ def test_maison_samples_ingest(engine, tmp_path):
     # Precedence: the name is the POS's, although the ERP sent one too; the description the ERP's.
     drop = harness.layout.data_dir / "drop" / "maison"
     articles = read_csv(drop / "pos" / "ARTICLES_20260105_0300.csv", "cp1252", ";")
-    pos_names = {r["REF_ARTICLE"].lower(): r["LIBELLE"] for r in articles}
-    erp = {r["item_code"].lower(): r for r in read_csv(drop / "erp" / "erp_products_20260105T0200.csv", "utf-8-sig", ",")}
+    pos_names = {r["REF_ARTICLE"]: r["LIBELLE"] for r in articles}  # refs stored as the brand sends them
+    erp = {r["item_code"]: r for r in read_csv(drop / "erp" / "erp_products_20260105T0200.csv", "utf-8-sig", ",")}
     products = harness.rows("products")
     assert len(products) == len(pos_names) == len(erp)
     for p in products:
@@ -135,7 +135,7 @@ def test_maison_samples_ingest(engine, tmp_path):
     ticket = read_csv(drop / "pos" / "TICKETS_20260105_0300.csv", "cp1252", ";")[0]
     local = datetime.strptime(ticket["DATE_HEURE"], "%d/%m/%Y %H:%M").replace(tzinfo=ZoneInfo("Europe/Paris"))
     sale_ref = f"{ticket['CODE_BOUTIQUE']}-{ticket['NUM_TICKET']}"
-    sale = next(r for r in harness.rows("sales") if r["sale_ref"] == sale_ref and r["sku"] == ticket["REF_SKU"].lower())
+    sale = next(r for r in harness.rows("sales") if r["sale_ref"] == sale_ref and r["sku"] == ticket["REF_SKU"])
     assert str(sale["created_at"])[:19] == local.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
     assert sale["shopper_ref"] == ticket["NUM_CLIENT"].lstrip("0")
     # The amount exactly as the POS wrote it, in the platform's decimal form (SQLite gives its text).

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.constraints import constraints, is_nullable, is_unique, value_rule
 from bspk_pipelines.model.entities import ENTITIES, Entity
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, polars_schema
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, folded_columns, polars_schema
 
 # The warehouse's own columns beside the entity's: description, and whether they are keys.
 BOOKKEEPING = {
@@ -33,6 +33,10 @@ def _column(entity: Entity, name: str, type_: str) -> dg.TableColumn:
         description, key = BOOKKEEPING[name]
         return dg.TableColumn(name, type=type_, description=description, constraints=dg.TableColumnConstraints(
             nullable=False, other=["key"] if key else []))
+    if name in folded_columns(entity):
+        sent = folded_columns(entity)[name]
+        return dg.TableColumn(name, type=type_, description=f"{sent} in lower case: what the key matches on, whatever "
+                              "case the brand sends it in", constraints=dg.TableColumnConstraints(nullable=False, other=["key"]))
     spec = entity.column(name)
     return dg.TableColumn(
         name, type=type_, description=value_rule(spec),

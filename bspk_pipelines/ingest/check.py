@@ -34,7 +34,7 @@ from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import rejects
+from bspk_pipelines.warehouse.schema import match_key, rejects, with_folded
 from bspk_pipelines.warehouse.engine import writing
 
 # Rows per batch while a file streams through validation and mapping: bounds memory.
@@ -87,10 +87,12 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
                 problems += outside
         yield rows, problems, batch.rows.height + len(batch.problems) + batch.set_aside
 
-def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | None, exclude: set[int] = frozenset()) -> pl.DataFrame:
+def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | None, exclude: set[int] = frozenset(),
+                      shown: list[str] = ()) -> pl.DataFrame:
     """Rows sharing `columns` with another row of the file (lines in `exclude` aside): every row
-    but the first (or, with `keep_by`, the latest by that column), with the line of the one that stays."""
-    scan = rows.select(*columns, LINE, *([keep_by] if keep_by else []))
+    but the first (or, with `keep_by`, the latest by that column), with the line of the one that
+    stays, and the `shown` columns too."""
+    scan = rows.select(*dict.fromkeys([*columns, *shown]), LINE, *([keep_by] if keep_by else []))
     scan = scan.filter(~pl.col(LINE).is_in(list(exclude))) if exclude else scan
     order = [keep_by, LINE] if keep_by else [LINE]
     stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
@@ -102,13 +104,14 @@ def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | Non
 def _deduplicate(entity, parts: list[Path], aside: list[Path], where: dict[str, str]) -> tuple[list[RowProblem], int]:
     """A key once per file, whatever batch it fell in: a later duplicate is rejected, except where
     the latest measurement wins (superseded); values that must be unique likewise. Rows set
-    aside as unchanged (`aside`: their key and unique values) count as any other row.
+    aside as unchanged (`aside`: their key and unique values) count as any other row. Keys
+    whose refs differ only in case are the same key (`A-100`, `a-100`); a reject shows the ref as sent.
     Returns the rejects and the number of rows superseded."""
     problems, superseded, dropped = [], 0, set()
     every_row = pl.concat([pl.scan_parquet(p) for p in (parts, aside) if p], how="diagonal")
     columns = pl.read_parquet_schema(parts[0])
     key = [k for k in entity.key if k in columns]
-    later = _later_duplicates(every_row, key, entity.latest_by)
+    later = _later_duplicates(with_folded(entity, every_row), match_key(entity, key), entity.latest_by, shown=key)
     if entity.latest_by:
         superseded = later.height
     else:

@@ -22,7 +22,9 @@ from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import FILE, KEY, SOURCE, Counts, held_by_reference, now, resolves, stage_rows, upsert
 from bspk_pipelines.warehouse.locks import brand_lock
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files, months, pending_months, polars_schema
+from bspk_pipelines.warehouse.schema import (
+    ENTITY_TABLES, files, folded_columns, match_key, months, pending_months, polars_schema, with_folded,
+)
 from bspk_pipelines.warehouse.engine import writing
 
 ORDER = "_order"
@@ -113,7 +115,8 @@ def pending(engine: sa.Engine, brand: str, entity: str) -> list[tuple[str, datet
 
 
 def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFrame:
-    """Each key's latest landed version in the month: the last file in queue order wins."""
+    """Each key's latest landed version in the month (refs matched whatever their case): the last
+    file in queue order wins, its refs as it sent them."""
     paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
     schema = polars_schema(entity) | {LINE: pl.Int64, SOURCE: pl.Utf8, FILE: pl.Utf8, ORDER: pl.Utf8}
     if not paths:
@@ -121,7 +124,8 @@ def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFr
     rows = pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
     if SOURCE not in rows.columns:  # landed before the store recorded sources: held rows name none
         rows = rows.with_columns(pl.lit(None, pl.Utf8).alias(SOURCE))
-    return rows.sort(ORDER, SOURCE, LINE).unique(subset=list(entity.key), keep="last", maintain_order=True)
+    rows = with_folded(entity, rows.sort(ORDER, SOURCE, LINE))
+    return rows.unique(subset=match_key(entity), keep="last", maintain_order=True).drop(*folded_columns(entity))
 
 
 def rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month: str) -> Counts:
@@ -236,8 +240,9 @@ def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.Dat
     """Make a month that holds rows exactly its landed rows, writing only the difference."""
     table = ENTITY_TABLES[entity.name]
     this_month = _in_month(entity, brand, month)
-    key = list(entity.key)
+    key = match_key(entity)
     counts = Counts()
+    rows = with_folded(entity, rows)
     keys = stage_rows(conn, entity, rows.select(*key, LINE, pl.lit("").alias(KEY)))
     same_key = sa.and_(*[table.c[k] == keys.c[k] for k in key])
     # Keys of this month stored under another month: the newer file's version stays. A table row
@@ -259,7 +264,7 @@ def _replace_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.Dat
             conn.execute(table.delete().where(table.c.brand == brand, *[table.c[k] == r[k] for k in key]))
     counts.deleted = conn.execute(table.delete().where(this_month, ~sa.exists().where(same_key))).rowcount
     keys.drop(conn)
-    counts += upsert(conn, entity, table, brand, rows.drop(ORDER), None, key)
+    counts += upsert(conn, entity, table, brand, rows.drop(ORDER, *folded_columns(entity)), None, list(entity.key))
     return counts
 
 

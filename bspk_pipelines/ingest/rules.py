@@ -180,7 +180,7 @@ def exact_decimal(col: pl.Expr) -> pl.Expr:
 
 
 def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
-    """Valid text rows converted to the types the warehouse stores; refs canonical."""
+    """Valid text rows converted to the types the warehouse stores; text, refs too, as sent."""
     exprs = []
     for name in frame.columns:
         if name not in entity.column_names:
@@ -200,8 +200,6 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
                 col = pl.col(parsed(name)) if parsed(name) in frame.columns else _to_utc(col)
             case Kind.LIST | Kind.LANGUAGES | Kind.CATEGORIES:
                 col = _list_items(name).list.join(";")
-            case _ if c.case_insensitive:
-                col = col.str.to_lowercase()
         if name in entity.optional_key:
             # Part of the key even when blank: canonical text, '' for blank (see column_type).
             col = (col if c.kind in (Kind.TEXT, Kind.LIST) else pl.col(name)).fill_null("")

@@ -46,7 +46,8 @@ class Column:
     choices: tuple[str, ...] = ()
     # False for columns the reference does not confirm: a file may leave them out of its header.
     in_header: bool = True
-    # product_ref and sku are case-insensitive: stored lower-cased so one record has one key.
+    # product_ref and sku are case-insensitive: stored as the brand last sent them, matched whatever
+    # their case (`A-100` and `a-100` are one record; the warehouse keys on a folded copy).
     case_insensitive: bool = False
     # Stored when the file leaves the value blank, where the reference gives one ("empty means FALSE").
     default: str | None = None

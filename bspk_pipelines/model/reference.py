@@ -210,7 +210,7 @@ def value_description(c: Column) -> str:
     if c.minimum is not None:
         parts.append(f"at least {c.minimum:g}")
     if c.case_insensitive:
-        parts.append("case-insensitive (stored lower-case)")
+        parts.append("case-insensitive (stored as last sent)")
     return "; ".join(parts)
 
 

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, dependents
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import (
-    BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, held, polars_schema,
+    BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, fold, folded_columns, held, match_key,
+    polars_schema, with_folded,
 )
 
 KEY = "_key"
@@ -56,13 +57,16 @@ def now() -> datetime:
 
 
 def with_key(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
-    """Adds `_key`: the entity key as one text value, how held rows are found again."""
+    """Adds `_key`: the entity key as one text value (refs folded), how held rows are found again."""
     parts = [pl.col(k).cast(pl.Utf8).fill_null("") for k in entity.key]
+    parts = [fold(p) if entity.column(k).case_insensitive else p for k, p in zip(entity.key, parts)]
     return frame.with_columns(pl.concat_str(parts, separator="|").alias(KEY))
 
 
 def stage_rows(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_key: tuple[str, ...] = ()) -> sa.Table:
-    """A temporary table holding the rows, typed as the target columns."""
+    """A temporary table holding the rows, typed as the target columns, with the folded copies of
+    their case-insensitive key columns (see `schema.match_key`)."""
+    frame = with_folded(entity, frame)
     cols = [c for c in frame.columns if c not in (LINE, KEY) and c not in extra_key]
     stage = sa.Table(
         f"stage_{entity.name}",
@@ -84,6 +88,7 @@ def stage_rows(conn: sa.Connection, entity: Entity, frame: pl.DataFrame, extra_k
 
 
 def _match(target: sa.Table, stage: sa.Table, brand: str, key: list[str]) -> sa.ColumnElement[bool]:
+    """Rows of `target` with a staged row's key (`key` as `match_key` names it)."""
     return sa.and_(target.c.brand == brand, *[target.c[k] == stage.c[k] for k in key])
 
 
@@ -103,7 +108,8 @@ def upsert(
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
-    `frame` holds only the columns this write owns; other columns of existing rows are kept.
+    `frame` holds only the columns this write owns; other columns of existing rows are kept. Keys
+    match whatever the case of their refs; a ref sent in another case is a change of the row.
     Rows are stamped with `file`, or, when it is None, with the frame's own `_file` column; rows
     held are recorded as sent by `source`'s `file`, or by the frame's `_source` and `_file`.
     A dry run counts what would happen and writes nothing. With `all_new` the caller knows no
@@ -122,6 +128,7 @@ def upsert(
     frame = frame.drop(SOURCE, strict=False)  # it names the delivery, not a column of the table
     extra_key = tuple(k for k in key if k not in entity.column_names)
     stage = stage_rows(conn, entity, frame, extra_key)
+    key = match_key(entity, key)
     if hold_unresolved and not dry_run:
         _hold_unresolved(conn, entity, brand, stage, waiting, unknown, source, file)
     values = [c.name for c in stage.columns if c.name not in (LINE, KEY, FILE, *key)]
@@ -175,13 +182,12 @@ def refresh_statistics(conn: sa.Connection, target: sa.Table, changed: int) -> N
 
 def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: sa.Table, brand: str) -> int:
     """A file's rows are the complete set for each product it names: drop the product's other rows."""
-    in_file = sa.select(stage.c[entity.replace_set_by[0]])
-    same_set = sa.and_(*[target.c[k] == stage.c[k] for k in entity.replace_set_by])
-    still_sent = sa.exists().where(same_set, *[target.c[k] == stage.c[k] for k in entity.key])
+    by = match_key(entity, entity.replace_set_by)
+    in_file = sa.select(stage.c[by[0]])
+    same_set = sa.and_(*[target.c[k] == stage.c[k] for k in by])
+    still_sent = sa.exists().where(same_set, *[target.c[k] == stage.c[k] for k in match_key(entity)])
     result = conn.execute(
-        sa.delete(target).where(
-            target.c.brand == brand, target.c[entity.replace_set_by[0]].in_(in_file), ~still_sent
-        )
+        sa.delete(target).where(target.c.brand == brand, target.c[by[0]].in_(in_file), ~still_sent)
     )
     return result.rowcount
 
@@ -199,12 +205,12 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.
     if rows.is_empty():
         return
     entity_of = {r.column: r.entity for r in entity.references}
-    missing = {column: set(values.to_list()) for column, values in unknown.items()}
+    missing = {c: (~_known(entity, rows, c, values)).to_list() for c, values in unknown.items()}
     stamp = now()
     conn.execute(held.insert(), [
         _held(brand, entity, r, (source, file) if file is not None else (r[SOURCE], r[FILE]), "reference", "; ".join(
-            f"{c} {r[c]!r} is not a known {entity_of[c]} record yet" for c in missing if r[c] in missing[c]), stamp)
-        for r in rows.iter_rows(named=True)
+            f"{c} {r[c]!r} is not a known {entity_of[c]} record yet" for c in missing if missing[c][i]), stamp)
+        for i, r in enumerate(rows.iter_rows(named=True))
     ])
 
 
@@ -216,19 +222,26 @@ def _held(brand: str, entity: Entity, row: dict, delivery: tuple[str | None, str
     return {
         "brand": brand, "entity": entity.name, "key": row[KEY], "source": source, "file": file, "line": row[LINE],
         "cause": cause, "reason": reason, "held_at": stamp,
-        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE)}, default=str),
+        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE, *folded_columns(entity))},
+                              default=str),
     }
 
 
-def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]],
+                        latest: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per key from every source's rows: each attribute from its most trusted source.
 
     An attribute's value comes from the first source in its owner list that sent a row for
     the key and sends that attribute at all; a source outside the list never touches it, so
-    it cannot blank it. Returns (complete rows, rows still missing a required attribute).
+    it cannot blank it. Keys match whatever the case of their refs; a ref is written as `latest`
+    (the source whose delivery is being applied) sent it, else as the first row does. Returns
+    (complete rows, rows still missing a required attribute), with the keys' folded copies.
     """
-    key = list(entity.key)
-    merged = rows.select(key).unique(maintain_order=True)
+    key = match_key(entity)
+    rows = with_folded(entity, rows)
+    sent = [k for k in entity.key if k not in key]
+    first = rows.sort(pl.col("source") != latest, maintain_order=True) if latest else rows
+    merged = first.select(*key, *sent).unique(subset=key, keep="first", maintain_order=True)
     for attribute in entity.attributes:
         candidates = [s for s in owners[attribute] if attribute in provided.get(s, set())]
         if not candidates:
@@ -264,12 +277,13 @@ def apply_rows(
     if not owners:
         return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe, source=source)
     by_source = BY_SOURCE_TABLES[entity_name]
-    key = list(entity.key)
     upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
-           ["source", *key], hold_unresolved=False)
+           ["source", *entity.key], hold_unresolved=False)
+    key = match_key(entity)
+    frame = with_folded(entity, frame)
     keys = frame.select(key).unique()
     stage = stage_rows(conn, entity, keys.with_columns(pl.lit(0).alias(LINE), pl.lit("").alias(KEY)))
-    cols = [c for c in by_source.columns if c.name not in ("brand", "_file", "_updated_at")]
+    cols = [c for c in by_source.columns if c.name not in ("brand", "_file", "_updated_at", *folded_columns(entity))]
     query = sa.select(*cols).join(stage, sa.and_(*[by_source.c[k] == stage.c[k] for k in key])).where(by_source.c.brand == brand)
     rows = pl.DataFrame(
         [{k: decimal_text(v) if isinstance(v, Decimal) else v for k, v in r._mapping.items()} for r in conn.execute(query)],
@@ -278,10 +292,12 @@ def apply_rows(
     stage.drop(conn)
     if rows.is_empty():
         return Counts()
-    complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {})
+    # The refs as this delivery sent them: the last sent, whichever source sent the others. (Rows
+    # a source resends unchanged were set aside before this: they leave the stored casing as it is.)
+    complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {}, latest=source)
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
-    counts = upsert(conn, entity, target, brand, complete, file, key, observe=observe, source=source)
+    counts = upsert(conn, entity, target, brand, complete, file, list(entity.key), observe=observe, source=source)
     counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True),
                                     (source, file), owners)
     return counts
@@ -350,13 +366,15 @@ def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict
 
 def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame | pl.LazyFrame) -> dict[str, pl.Series]:
     """For each reference the rows carry, the values among theirs that name no known shopper or
-    product (yet). The distinct values go to the database once; it answers in one join."""
+    product (yet), as the target's key matches them (a product_ref folded). The distinct values go
+    to the database once; it answers in one join."""
     unknown = {}
     columns = frame.collect_schema().names()
     for ref in entity.references:
         if ref.column not in columns:
             continue
-        distinct = frame.lazy().select(pl.col(ref.column).drop_nulls().unique().alias("value")).collect(engine="streaming")
+        values = _as_matched(entity, ref.column, pl.col(ref.column))
+        distinct = frame.lazy().select(values.drop_nulls().unique().alias("value")).collect(engine="streaming")
         if distinct.is_empty():
             continue
         wanted = sa.Table("wanted_refs", sa.MetaData(), sa.Column("value", sa.Text), prefixes=["TEMPORARY"])
@@ -364,8 +382,9 @@ def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: p
         wanted.create(conn)
         bulk.load(conn, wanted, distinct)
         referenced = ENTITY_TABLES[ref.entity]
+        (target,) = match_key(ENTITIES[ref.entity], [ref.target_column])
         missing = conn.execute(sa.select(wanted.c.value).where(~sa.exists().where(
-            referenced.c.brand == brand, referenced.c[ref.target_column] == wanted.c.value))).scalars().all()
+            referenced.c.brand == brand, referenced.c[target] == wanted.c.value))).scalars().all()
         wanted.drop(conn)
         unknown[ref.column] = pl.Series(missing, dtype=pl.Utf8)
     return unknown
@@ -379,8 +398,20 @@ def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFram
     ok = pl.repeat(True, frame.height, eager=True)
     for column, values in unknown.items():
         if column in frame.columns and not values.is_empty():
-            ok &= ~frame[column].is_in(values.implode()).fill_null(False)
+            ok &= _known(entity, frame, column, values)
     return ok
+
+
+def _as_matched(entity: Entity, column: str, values: pl.Expr) -> pl.Expr:
+    """A reference's values as its target's key matches them: folded where that ignores case."""
+    ref = next(r for r in entity.references if r.column == column)
+    return fold(values) if ENTITIES[ref.entity].column(ref.target_column).case_insensitive else values
+
+
+def _known(entity: Entity, frame: pl.DataFrame, column: str, unknown: pl.Series) -> pl.Series:
+    """For each row, whether its `column` names none of the `unknown` values (from `unknown_references`)."""
+    named = _as_matched(entity, column, pl.col(column)).is_in(unknown.implode()).fill_null(False)
+    return ~frame.select(named).to_series()
 
 
 def held_count(conn: sa.Connection, brand: str, entity_name: str) -> int:

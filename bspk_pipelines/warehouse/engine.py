@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
-from bspk_pipelines.warehouse.schema import FILLED_WHEN_ADDED, SCHEMA_VERSION, ExactDecimal, files, metadata, schema_version
+from bspk_pipelines.warehouse.schema import (
+    FILLED_WHEN_ADDED, FOLDED_KEYS, SCHEMA_VERSION, ExactDecimal, files, metadata, schema_version,
+)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -87,6 +89,7 @@ def migrate(engine: sa.Engine) -> None:
             # One migrator at a time when several runs start together.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
         metadata.create_all(conn)
+        _folded_keys(conn)
         inspector = sa.inspect(conn)
         added = []
         for table in metadata.sorted_tables:
@@ -104,6 +107,53 @@ def migrate(engine: sa.Engine) -> None:
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
+
+
+def _folded_keys(conn: sa.Connection) -> None:
+    """Tables made before refs were stored as sent (schema version 2: product_ref and sku
+    lower-cased, in the primary key themselves) take their folded copies into the primary key.
+    Each stored ref was lower-cased: it is its own folded copy, and stays as it is. PostgreSQL
+    adds the columns and changes the primary key in place; SQLite cannot change a primary key:
+    the table is copied into a new one."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        stored = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        missing = {h: sent for h, sent in FOLDED_KEYS.get(table.name, {}).items() if h not in stored}
+        if not missing:
+            continue
+        if conn.dialect.name == "sqlite":
+            _copy_table(conn, table, stored, {h: f'"{sent}"' for h, sent in missing.items()})
+            continue
+        quoted = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+        for h, sent in missing.items():
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{h}" TEXT')
+            conn.exec_driver_sql(f'UPDATE "{table.name}" SET "{h}" = "{sent}"')
+            conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{h}" SET NOT NULL')
+        old = inspector.get_pk_constraint(table.name)["name"]
+        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{old}", ADD PRIMARY KEY ({quoted})')
+
+
+def _copy_table(conn: sa.Connection, table: sa.Table, stored: dict[str, sa.types.TypeEngine],
+                values: dict[str, str]) -> None:
+    """SQLite: `table` made anew as the schema defines it, holding the stored table's rows: each
+    column from `values` (SQL over the stored columns), else the stored column of its name (a
+    decimal stored as a number as that number's text: see `_exact_decimals`)."""
+    for index in sa.inspect(conn).get_indexes(table.name):
+        conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+    copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__copy")
+    copy.create(conn)
+
+    def value(c: sa.Column) -> str:
+        if c.name in values:
+            return values[c.name]
+        numeric = isinstance(c.type, ExactDecimal) and isinstance(stored[c.name], sa.Numeric)
+        return f'CAST("{c.name}" AS TEXT)' if numeric else f'"{c.name}"'
+
+    columns = [c for c in table.columns if c.name in values or c.name in stored]
+    names, selected = ", ".join(f'"{c.name}"' for c in columns), ", ".join(value(c) for c in columns)
+    conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({names}) SELECT {selected} FROM "{table.name}"')
+    conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')
 
 
 def _exact_decimals(conn: sa.Connection) -> None:
@@ -124,32 +174,20 @@ def _exact_decimals(conn: sa.Connection) -> None:
             for c in old:
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ALTER COLUMN "{c}" TYPE numeric')
             continue
-        _sqlite_copy(conn, table, {c: f'CAST("{c}" AS TEXT)' for c in old})
+        _copy_table(conn, table, stored, {})
 
 
 def _files_by_entity(conn: sa.Connection) -> None:
     """A warehouse made before a file could feed several entities (schema version 2) keys `files`
     by brand, source and name: the entity joins the key, '' where a record fed none."""
-    if "entity" in sa.inspect(conn).get_pk_constraint("files")["constrained_columns"]:
+    inspector = sa.inspect(conn)
+    if "entity" in inspector.get_pk_constraint("files")["constrained_columns"]:
         return
     if conn.dialect.name == "sqlite":
-        _sqlite_copy(conn, files, {"entity": "COALESCE(\"entity\", '')"})
+        stored = {c["name"]: c["type"] for c in inspector.get_columns("files")}
+        _copy_table(conn, files, stored, {"entity": "COALESCE(\"entity\", '')"})
         return
-    constraint = sa.inspect(conn).get_pk_constraint("files")["name"]
+    constraint = inspector.get_pk_constraint("files")["name"]
     conn.exec_driver_sql("UPDATE files SET entity = '' WHERE entity IS NULL")
     conn.exec_driver_sql(f'ALTER TABLE files DROP CONSTRAINT "{constraint}", ALTER COLUMN entity SET NOT NULL, '
                          "ALTER COLUMN entity SET DEFAULT '', ADD PRIMARY KEY (brand, source, name, entity)")
-
-
-def _sqlite_copy(conn: sa.Connection, table: sa.Table, values: dict[str, str]) -> None:
-    """SQLite cannot change a column's type or a table's key: the table is copied into one made as
-    the schema says, each column as is or as the SQL `values` gives, and takes its place."""
-    for index in sa.inspect(conn).get_indexes(table.name):
-        conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
-    copy = table.to_metadata(sa.MetaData(), name=f"{table.name}__copy")
-    copy.create(conn)
-    columns = ", ".join(f'"{c.name}"' for c in table.columns)
-    selected = ", ".join(values.get(c.name, f'"{c.name}"') for c in table.columns)
-    conn.exec_driver_sql(f'INSERT INTO "{copy.name}" ({columns}) SELECT {selected} FROM "{table.name}"')
-    conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
-    conn.exec_driver_sql(f'ALTER TABLE "{copy.name}" RENAME TO "{table.name}"')

@@ -7,14 +7,16 @@ adds columns a newer version of the project declares (filling them for existing 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
+from functools import cache
 
 import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.model.entities import ENTITIES, Entity, Kind
 
-SCHEMA_VERSION = 3  # 2: decimals exact (ExactDecimal); 3: a file's record per entity it feeds
+SCHEMA_VERSION = 3  # 2: decimals exact (ExactDecimal); 3: refs as sent (keys on their folded copy), a file's record per entity it feeds
 
 metadata = sa.MetaData()
 
@@ -73,8 +75,38 @@ _POLARS = {
 }
 
 
+# Refs that ignore case (product_ref, sku) are stored as the brand last sent them, and matched on
+# a hidden copy folded to lower case (`_product_ref_key`), which takes their place in the primary
+# key. So every join and lookup stays a plain `=` on key columns, served by the primary key's
+# index on both databases, and the fold is polars' alone (`fold`), written beside the sent value.
+# lower() in each join instead would need expression indexes to be fast, and SQLite's lower()
+# folds ASCII only: SQLite, PostgreSQL and a file's duplicate check would disagree on `É-1`.
+def fold(expr: pl.Expr) -> pl.Expr:
+    """A ref as it is matched: lower case, whatever case the brand or a caller writes it in."""
+    return expr.str.to_lowercase()
+
+
+@cache
+def folded_columns(entity: Entity) -> dict[str, str]:
+    """Hidden folded column -> the key column it folds, for the entity's case-insensitive key columns."""
+    return {f"_{c.name}_key": c.name for c in entity.columns if c.case_insensitive and c.name in entity.key}
+
+
+def match_key(entity: Entity, key: Sequence[str] | None = None) -> list[str]:
+    """The columns a key (the entity's, or `key`, which may add e.g. `source`) is matched on in tables
+    and frames: each case-insensitive column's folded copy in its place."""
+    hidden = {c: h for h, c in folded_columns(entity).items()}
+    return [hidden.get(k, k) for k in (entity.key if key is None else key)]
+
+
+def with_folded(entity: Entity, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """`frame` with the folded copies of the case-insensitive key columns it carries (written anew)."""
+    present = frame.collect_schema().names()
+    return frame.with_columns(fold(pl.col(c)).alias(h) for h, c in folded_columns(entity).items() if c in present)
+
+
 def column_type(entity: Entity, name: str) -> sa.types.TypeEngine:
-    if name in entity.optional_key:
+    if name in entity.optional_key or name in folded_columns(entity):
         return sa.Text()
     return _TYPES.get(entity.column(name).kind, sa.Text())
 
@@ -86,10 +118,15 @@ def polars_schema(entity: Entity) -> dict[str, pl.DataType]:
     }
 
 
-def _entity_columns(entity: Entity) -> list[sa.Column]:
+def _entity_columns(entity: Entity, *leading: str) -> list[sa.SchemaItem]:
+    """The entity's columns as sent, then their folded copies; the primary key is `brand`,
+    `leading` and the key, each case-insensitive column by its folded copy."""
+    key = match_key(entity, [c.name for c in entity.columns if c.name in entity.key])
     return [
-        sa.Column(c.name, column_type(entity, c.name), primary_key=c.name in entity.key, nullable=c.name not in entity.key)
-        for c in entity.columns
+        *[sa.Column(c.name, column_type(entity, c.name), nullable=c.name not in entity.key) for c in entity.columns],
+        *[sa.Column(h, sa.Text, nullable=False, comment=f"{c} in lower case: what the key matches on")
+          for h, c in folded_columns(entity).items()],
+        sa.PrimaryKeyConstraint("brand", *leading, *key),
     ]
 
 
@@ -97,7 +134,7 @@ def _entity_table(entity: Entity) -> sa.Table:
     return sa.Table(
         entity.name,
         metadata,
-        sa.Column("brand", sa.Text, primary_key=True),
+        sa.Column("brand", sa.Text, nullable=False),
         *_entity_columns(entity),
         sa.Column("_file", sa.Text, nullable=False, comment="file that last changed the row"),
         sa.Column("_updated_at", sa.DateTime, nullable=False),
@@ -109,9 +146,9 @@ def _by_source_table(entity: Entity) -> sa.Table:
     return sa.Table(
         f"{entity.name}__by_source",
         metadata,
-        sa.Column("brand", sa.Text, primary_key=True),
-        sa.Column("source", sa.Text, primary_key=True),
-        *_entity_columns(entity),
+        sa.Column("brand", sa.Text, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        *_entity_columns(entity, "source"),
         sa.Column("_file", sa.Text, nullable=False),
         sa.Column("_updated_at", sa.DateTime, nullable=False),
         comment=f"each source's latest {entity.name} rows, before precedence picks attribute owners",
@@ -120,6 +157,11 @@ def _by_source_table(entity: Entity) -> sa.Table:
 
 ENTITY_TABLES: dict[str, sa.Table] = {name: _entity_table(e) for name, e in ENTITIES.items()}
 BY_SOURCE_TABLES: dict[str, sa.Table] = {name: _by_source_table(e) for name, e in ENTITIES.items()}
+# Each table's folded key columns and the column each folds: what `engine.migrate` fills them from.
+FOLDED_KEYS: dict[str, dict[str, str]] = {
+    tables[name].name: folded_columns(e)
+    for tables in (ENTITY_TABLES, BY_SOURCE_TABLES) for name, e in ENTITIES.items() if folded_columns(e)
+}
 # Month rebuilds find a month's rows by this index. References are checked against the
 # referenced table's primary key, so no index on the referring column is needed to load.
 for _name, _e in ENTITIES.items():

@@ -303,8 +303,8 @@ def _history_asset(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.As
 
 def _uniqueness_violations(conn: sa.Connection, entity_name: str, scope: sa.ColumnElement[bool]) -> dict[str, int]:
     """Values that must be unique per record, shared. Keys need no look: the table's primary key
-    keeps equal keys apart, and refs that ignore case are stored lower-cased (`typed`), so keys
-    that differ only in case are equal keys."""
+    keeps equal keys apart, and holds each ref that ignores case by its folded copy
+    (`schema.match_key`), so keys that differ only in case are equal keys."""
     entity = ENTITIES[entity_name]
     table = ENTITY_TABLES[entity_name]
     found = {}
