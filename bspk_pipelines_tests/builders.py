@@ -101,23 +101,31 @@ class Harness:
         return path
 
     def contribute(self, name: str, source: str = "main") -> tuple[str, ...]:
-        """Land, validate and map one dropped file for each entity it feeds, as its run does
-        (FileFailure if it cannot be read); returns those entities. Sales go on into the month store."""
+        """Land, validate and map one dropped file for each entity it feeds, as its run does (the
+        first FileFailure raised once every entity was tried, as a run's other steps go on); returns
+        those entities. Sales go on into the month store."""
         delivery = classify(self.brand, source, name)
         land(self.engine, self.layout, self.brand, delivery)
+        failure = None
         for entity in delivery.entities:
-            validate_file(self.engine, self.layout, self.brand, source, entity, name)
+            try:
+                validate_file(self.engine, self.layout, self.brand, source, entity, name)
+            except FileFailure as e:
+                failure = failure or e
+                continue
             map_file(self.engine, self.layout, self.brand, source, entity, name)
+        if failure:
+            raise failure
         return delivery.entities
 
     def ingest(self, name: str, source: str = "main") -> dict:
         """Land, validate, map and apply one dropped file; returns what the `files` table says
         (of its first entity)."""
         try:
-            entities = self.contribute(name, source)
+            self.contribute(name, source)
         except FileFailure:
-            return self.file(name, source)
-        for entity in entities:
+            pass
+        for entity in self.brand.entities:
             if not ENTITIES[entity].month_column:
                 apply_pending(self.engine, self.layout, self.brand, entity)
         self.rebuild_pending_months()
@@ -137,10 +145,12 @@ class Harness:
                     done[month] = rebuild_month(self.engine, self.layout.data_dir, self.brand.brand, entity.name, month)
         return done
 
-    def file(self, name: str, source: str = "main") -> dict:
+    def file(self, name: str, source: str = "main", entity: str | None = None) -> dict:
+        """The delivery's `files` record of `entity` (default: its first, by entity name)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.text("select * from files where brand=:b and source=:s and name=:n"),
-                               {"b": self.brand.brand, "s": source, "n": name}).mappings().first()
+            row = conn.execute(sa.text("select * from files where brand=:b and source=:s and name=:n "
+                                       "and (:e is null or entity = :e) order by entity"),
+                               {"b": self.brand.brand, "s": source, "n": name, "e": entity}).mappings().first()
         return dict(row) if row else {}
 
     def rows(self, table: str, order_by: str = "1") -> list[dict]:

@@ -1,4 +1,4 @@
-"""`bspk`: check brand configs, sync drop folders once, backfill months, write extracts, manage webhooks, run the demo."""
+"""`bspk`: check brand configs, sync drop folders once, retry failed files, backfill months, write extracts, manage webhooks, run the demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 COMMANDS = {
     "check-config": "bspk_pipelines.cli.check_config",
     "sync": "bspk_pipelines.cli.sync",
+    "retry": "bspk_pipelines.cli.retry",
     "backfill": "bspk_pipelines.cli.backfill",
     "extract": "bspk_pipelines.cli.extract",
     "webhooks": "bspk_pipelines.cli.webhooks",
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
     p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing (default 1)")
     p.add_argument("--allow-failed", action="store_true", help="exit 0 even if a file failed")
+    p = sub.add_parser("retry", help="run a brand's failed deliveries again with its current config")
+    p.add_argument("--brand", required=True, help="brand id")
+    p.add_argument("--file", help="only the deliveries under this name (a file name, or a delivery such as name@2)")
     p = sub.add_parser("backfill", help="rebuild a range of months of a brand's sales history")
     p.add_argument("--brand", required=True)
     p.add_argument("--from", dest="start", required=True, type=_month, help="first month, YYYY-MM")

@@ -13,6 +13,7 @@ from bspk_pipelines.cli.environment import deployment
 from bspk_pipelines.cli.instance import QUIET, add_partitions, each_brand, failure, resource
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
+from bspk_pipelines.ingest.ledger import failed
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER
 from bspk_pipelines.settings import Settings
@@ -20,11 +21,13 @@ from bspk_pipelines.warehouse.schema import files, held, months
 
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """Sync the wanted brands (default: all), then print the summary; non-zero if a file failed,
-    unless `allow_failed`. `settings` are the deployment's unless given (`bspk demo` gives its own)."""
+    """Sync the wanted brands (default: all), then print the summary. Exit 0 when every delivery is
+    applied (or a duplicate), 1 when one failed, now or before and not retried yet (0 with
+    `allow_failed`), 2 for a config error. `settings` are the deployment's unless given (`bspk demo` gives its own)."""
     def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
         print(f"{brand.brand}:")
-        return all(r.success for r in sync_brand(defs, brand, instance, args.settle))
+        ran = all([r.success for r in sync_brand(defs, brand, instance, args.settle)])
+        return still_failed(resource(defs, "warehouse").engine, brand) == 0 and ran
 
     defs, brands, ok = each_brand(settings or deployment(), args.brand, step)
     print()
@@ -56,19 +59,35 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
                 continue  # as a sensor would: one run per run key (a failed one waits for a fix)
             done.add(request.run_key)
             ran = True
-            job = defs.resolve_job_def(request.job_name)
-            result = job.execute_in_process(
-                instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
-                tags=request.tags, raise_on_error=False, run_config=QUIET,
-            )
-            results.append(result)
-            outcome = "ok" if result.success else "FAILED: " + failure(result)
-            out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
+            results.append(execute(defs, instance, request, out))
         cursor = plan.cursor
         if not ran and not plan.settling:
             break
         time.sleep(settle_seconds)
     return results
+
+
+def still_failed(engine: sa.Engine, brand: Brand, out=print) -> int:
+    """One line for each of the brand's deliveries that failed and wait for a fix, with how to
+    retry it; how many there are."""
+    with engine.connect() as conn:
+        waiting = failed(conn, brand.brand)
+    for r in waiting:
+        out(f"  failed: {r.error}" + (f" [{r.entity}]" if r.entity else ""))
+    if waiting:
+        out(f"  fix the file or {brand.brand}.yaml, then: bspk retry --brand {brand.brand} [--file NAME]")
+    return len(waiting)
+
+
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, out=print) -> dg.ExecuteInProcessResult:
+    """Run what a sensor would request, in this process, recorded in the instance; one line out."""
+    result = defs.resolve_job_def(request.job_name).execute_in_process(
+        instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+        tags=request.tags, raise_on_error=False, run_config=QUIET,
+    )
+    outcome = "ok" if result.success else "FAILED: " + failure(result)
+    out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
+    return result
 
 
 def _what(request: dg.RunRequest) -> str:

@@ -16,6 +16,10 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.engine import writing
 
+class NotRetried(Exception):
+    """A failed delivery that is not retried, and why (a later one was applied since)."""
+
+
 def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, expected_sha: str | None = None,
          run_id: str = "") -> StepResult:
     """Copy the delivered file, unchanged, into the landing zone and claim it for this run: record
@@ -33,11 +37,13 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
     with brand_lock(engine, brand.brand):
         with writing(engine) as conn:
             existing = delivery_rows(conn, brand.brand, source, name)
-            retried = retry(conn, brand.brand, source, name) if existing else []
+            retried, refused = retry(conn, brand.brand, source, name) if existing else ([], {})
             if existing and all(r["entity"] == "" and r["status"] in ("failed", REFUSED) for r in existing):
                 forget_unlanded(conn, brand.brand, source, name)
                 existing = []
         first = existing[0] if existing else None
+        if refused and not retried:
+            raise NotRetried("; ".join(refused.values()))
         if retried:
             return StepResult("received", f"retried: {', '.join(retried)} checked again from the landed copy",
                               sha256=first["sha256"], size=first["size"])

@@ -199,15 +199,27 @@ def still_there(conn: sa.Connection, brand: str, source: str, name: str, seen: S
     so later looks need not hash it again."""
     _set(conn, brand, source, name, None, dropped_mtime_ns=seen.mtime_ns)
 
-def retry(conn: sa.Connection, brand: str, source: str, name: str) -> list[str]:
+def retry(conn: sa.Connection, brand: str, source: str, name: str) -> tuple[list[str], dict[str, str]]:
     """A failed landed delivery's records go back to `received` for its steps to run again, with
-    the brand's current config; the entities retried. A delivery that was applied is never
-    retried: only failed records move."""
-    retried = [r["entity"] for r in delivery_rows(conn, brand, source, name) if r["status"] == "failed" and r["entity"]]
-    for entity in retried:
-        advance(conn, brand, source, name, entity, ("failed",), status="received", error=None, rows_read=None,
+    the brand's current config: (the entities retried, why each other failed one is not). One is
+    not when a later delivery of the source's entity was applied since: the older values would
+    overwrite the newer. A delivery that was applied is never retried: only failed records move."""
+    f = files.c
+    retried, refused = [], {}
+    for r in delivery_rows(conn, brand, source, name):
+        if r["status"] != "failed" or not r["entity"]:
+            continue
+        later = conn.execute(sa.select(f.name).where(
+            f.brand == brand, f.source == source, f.entity == r["entity"], f.status == "applied",
+            f.sort_key > r["sort_key"]).order_by(f.sort_key.desc()).limit(1)).scalar()
+        if later:
+            refused[r["entity"]] = (f"a later delivery of {r['entity']}, {later}, was applied since: retried now, {name} "
+                                    "would put its older values over it; send the rows still wanted in a new delivery")
+            continue
+        advance(conn, brand, source, name, r["entity"], ("failed",), status="received", error=None, rows_read=None,
                 rejected=None, superseded=None)
-    return retried
+        retried.append(r["entity"])
+    return retried, refused
 
 def failed(conn: sa.Connection, brand: str, name: str | None = None) -> list[sa.Row]:
     """The brand's failed deliveries (source, key, entity, error), oldest first; with `name`, those

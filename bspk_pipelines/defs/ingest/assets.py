@@ -19,7 +19,7 @@ from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
 from bspk_pipelines.ingest.precedence import owned_columns, provided_columns
-from bspk_pipelines.ingest.land import land
+from bspk_pipelines.ingest.land import NotRetried, land
 from bspk_pipelines.ingest.ledger import rejected_rows
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
@@ -44,9 +44,14 @@ def file_partitions(brand: Brand, source: str) -> dg.DynamicPartitionsDefinition
 
 
 def _delivery(brand: Brand, layout, source: str, key: str):
-    """The delivery a partition key stands for, classified by its drop folder name."""
+    """The delivery a partition key stands for, classified by its drop folder name (a landed one
+    retried needs no drop file: its place in the queue is recorded)."""
     dropped = dropped_name(key)
-    delivery = classify(brand, source, dropped, (layout.drop(brand, source) / dropped).lstat().st_mtime)
+    try:
+        mtime = (layout.drop(brand, source) / dropped).lstat().st_mtime
+    except FileNotFoundError:
+        mtime = 0.0
+    delivery = classify(brand, source, dropped, mtime)
     return delivery if key == dropped else delivery.again(delivery_number(key))
 
 
@@ -73,6 +78,8 @@ def build_raw_asset(brand: Brand, source: str) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"{dropped_name(key)} is not in {b}'s {source} drop folder", metadata={"file": key}) from None
         except FileNameError as e:
             raise dg.Failure(description=str(e), metadata={"file": key, "status": "failed"}) from None
+        except NotRetried as e:
+            raise dg.Failure(description=f"{key}: not retried: {e}", metadata={"file": key, "status": "failed"}) from None
         except (Changed, Refused) as e:
             raise dg.Failure(description=f"{key}: {e}" if isinstance(e, Refused) else str(e),
                              metadata={"file": key, "status": "refused" if isinstance(e, Refused) else "not ready"}) from None
