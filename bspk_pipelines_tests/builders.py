@@ -121,11 +121,12 @@ class Harness:
     def ingest(self, name: str, source: str = "main") -> dict:
         """Land, validate, map and apply one dropped file; returns what the `files` table says
         (of its first entity)."""
+        entities = classify(self.brand, source, name).entities
         try:
             self.contribute(name, source)
         except FileFailure:
             pass
-        for entity in self.brand.entities:
+        for entity in entities:
             if not ENTITIES[entity].month_column:
                 apply_pending(self.engine, self.layout, self.brand, entity)
         self.rebuild_pending_months()

@@ -196,7 +196,7 @@ def test_variants_with_options_need_a_source_that_sends_their_language(tmp_path,
     err = capsys.readouterr().err
     assert "sources.pim.files[0]: maps option_1_value of product_variants, but no source sends language_code" in err
     assert "language_code: {constant: fr}" in err
-    write(tmp_path, "acme", variants + "          language_code: {constant: fr}\n")
+    write(tmp_path, "acme", variants + "          language_code: {constant: fr}\n          published: {constant: \"TRUE\"}\n")
     assert main(["check-config", "--mappings", str(tmp_path)]) == 0
 
 
@@ -234,3 +234,65 @@ def test_a_sync_whose_reader_leaves_early_still_syncs_everything(tmp_path):
     with sqlite3.connect(tmp_path / "data" / "warehouse.sqlite") as db:
         assert db.execute("select status from files").fetchall() == [("applied",)]
         assert db.execute("select count(*) from shoppers").fetchone() == (1,)  # S2's country XX is a reject
+
+
+ERP_YAML = """brand: acme
+company_name: Acme
+sources:
+  erp:
+    format: csv
+    drop: drop/acme/erp
+    dialect: {delimiter: ";"}
+    files:
+      - pattern: ARTICLES_*.csv
+        entities:
+          products:
+            columns:
+              product_ref: {from: ART}
+              name: {from: NAME}
+              published: {constant: "TRUE"}
+          product_prices:
+            columns:
+              product_ref: {from: ART}
+              sku: {constant: "*"}
+              price: {from: PREIS}
+              currency_code: {from: CUR}
+"""
+
+
+def test_a_required_column_no_source_maps_is_a_config_error(tmp_path, capsys):
+    write(tmp_path, "acme", ERP_YAML.replace('              published: {constant: "TRUE"}\n', ""))
+    assert main(["check-config", "--mappings", str(tmp_path)]) == 1
+    [problem, count] = capsys.readouterr().err.splitlines()
+    assert problem.startswith(f"{tmp_path / 'acme.yaml'}: sources.erp.files[0]: published of products is required by "
+                              "the platform and no source maps it, so every row would be rejected"), problem
+    assert "published: {constant: ...}" in problem and count == "1 problem(s) found"
+
+
+def test_check_config_sample_checks_each_from_column_against_a_real_header(tmp_path, capsys, monkeypatch):
+    mappings, data = tmp_path / "mappings", tmp_path / "data"
+    mappings.mkdir()
+    write(mappings, "acme", ERP_YAML)
+    monkeypatch.setenv("BSPK_DATA_DIR", str(data))
+    sample = tmp_path / "ARTICLES_20260101.csv"
+    sample.write_text("ART;NAME;PRICE;CUR\nA-1;Bag;100.00;EUR\n")
+    assert main(["check-config", "--mappings", str(mappings)]) == 0  # the YAML alone is fine
+    capsys.readouterr()
+    assert main(["check-config", "--mappings", str(mappings), "--sample", str(sample)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["acme.yaml: sources.erp.files[0] (ARTICLES_*.csv), product_prices: sample ARTICLES_20260101.csv: "
+                   "line 1: the header does not fit: missing column PREIS", "1 problem(s) found"]
+    # With no FILE: the newest file of each pattern in the drop folders.
+    drop = data / "drop" / "acme" / "erp"
+    drop.mkdir(parents=True)
+    (drop / "ARTICLES_20260101.csv").write_text("ART;NAME;PREIS;CUR\n")
+    assert main(["check-config", "--mappings", str(mappings), "--sample"]) == 0
+    newer = drop / "ARTICLES_20260102.csv"
+    newer.write_text("ART;NOM;PREIS;CUR\n")
+    os.utime(newer, (time.time() + 60, time.time() + 60))
+    assert main(["check-config", "--mappings", str(mappings), "--sample"]) == 1
+    assert "products: sample ARTICLES_20260102.csv: line 1: the header does not fit: missing column NAME" in capsys.readouterr().err
+    other = tmp_path / "stock.csv"
+    other.write_text("x\n")
+    assert main(["check-config", "--mappings", str(mappings), "--sample", str(other)]) == 1
+    assert "stock.csv: matches no file pattern of any brand" in capsys.readouterr().err

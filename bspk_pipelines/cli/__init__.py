@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check-config", help="validate every brand file in the mappings folder")
     p.add_argument("--mappings", help="folder of brand YAML files (default: $BSPK_MAPPINGS_DIR or mappings/)")
+    p.add_argument("--sample", nargs="?", action="append", const="newest", metavar="FILE",
+                   help="check the file mappings' columns against FILE's header (repeatable); with no FILE, against "
+                        "the newest file of each pattern in the drop folders")
     p = sub.add_parser("sync", help="process everything pending in brands' drop folders once")
     p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
     p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing (default 1)")

@@ -1,19 +1,26 @@
-"""`bspk check-config`: every brand file validated, without Dagster, so it answers at once."""
+"""`bspk check-config`: every brand file validated, without Dagster, so it answers at once; with
+`--sample`, each file mapping's columns checked against the header of a real file."""
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 from pathlib import Path
 
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.brand_file import ConfigError, load_brands
 from bspk_pipelines.settings import SettingError, Settings
 
+NEWEST = "newest"
+
 
 def run(args: argparse.Namespace) -> int:
-    """Report every mistake in the brand files with file, key path, expected and found."""
+    """Report every mistake in the brand files with file, key path, expected and found: exit 0
+    when there is none, 1 when there are, 2 when the settings themselves are wrong."""
     try:
-        brands = load_brands(Path(args.mappings) if args.mappings else Settings.from_env().mappings_dir)
+        settings = Settings.from_env()
+        brands = load_brands(Path(args.mappings) if args.mappings else settings.mappings_dir)
     except SettingError as e:  # as `environment.checked` does, without that module's imports (SQLAlchemy, outbound)
         print(e, file=sys.stderr)
         return 2
@@ -22,6 +29,52 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(e.problems)} problem(s) found", file=sys.stderr)
         return 1
+    problems = []
+    for sample in args.sample or []:
+        problems += check_samples(brands, settings.data_dir, None if sample == NEWEST else Path(sample))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
     for b in brands:
         print(f"{b.brand}: ok ({', '.join(f'{s} ({src.format})' for s, src in b.sources.items())}; entities: {', '.join(b.entities)})")
     return 0
+
+
+def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> list[str]:
+    """Each file mapping's `from` columns against the header of `sample` (the mappings whose
+    pattern its name matches), or else of the newest file of its pattern in its drop folder: one
+    message per entity whose columns the header lacks."""
+    from bspk_pipelines.ingest.layout import Layout
+    from bspk_pipelines.ingest.mapping import source_columns
+    from bspk_pipelines.ingest.parse import FileFailure, read_batches
+
+    problems, checked = [], 0
+    for brand in brands:
+        for sid, source in brand.sources.items():
+            for i, file_map in enumerate(source.files):
+                path = sample if sample else _newest(Layout(data_dir).drop(brand, sid), file_map.pattern)
+                if path is None or not fnmatch.fnmatchcase(path.name, file_map.pattern):
+                    continue
+                checked += 1
+                for entity, entity_map in file_map.feeds.items():
+                    try:
+                        next(read_batches(path, source.dialect, source_columns(entity_map), batch_rows=1), None)
+                    except FileFailure as e:
+                        problems.append(f"{brand.brand}.yaml: sources.{sid}.files[{i}] ({file_map.pattern}), {entity}: "
+                                        f"sample {e}")
+                    except OSError as e:
+                        problems.append(f"{path}: cannot be read as a sample: {e.strerror or e}")
+    if sample and not checked:
+        problems.append(f"{sample.name}: matches no file pattern of any brand: nothing to check it against")
+    return problems
+
+
+def _newest(folder: Path, pattern: str) -> Path | None:
+    """The newest regular file of the pattern in a drop folder, if any (links are never followed)."""
+    try:
+        found = [p for p in folder.iterdir() if fnmatch.fnmatchcase(p.name, pattern) and p.is_file() and not p.is_symlink()]
+    except FileNotFoundError:
+        return None
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)

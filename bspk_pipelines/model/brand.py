@@ -407,6 +407,28 @@ class Brand(Strict):
                         "column, or a constant (language_code: {constant: fr})")
         return self
 
+    @model_validator(mode="after")
+    def _required_columns_sent(self) -> Brand:
+        """A column the platform requires must come from some source that sends the entity, or
+        every row would be refused: one message per such column."""
+        problems = []
+        for entity_name in self.entities:
+            maps = [(sid, i, f.feeds[entity_name]) for sid in self.sources_of(entity_name)
+                    for i, f in enumerate(self.sources[sid].files) if entity_name in f.feeds]
+            if any(self.sources[sid].format == "bspk" for sid in self.sources_of(entity_name)):
+                continue
+            entity = ENTITIES[entity_name]
+            for c in entity.columns:
+                if c.required and c.default is None and not any(c.name in m.columns for _, _, m in maps):
+                    sid, i, _ = maps[0]
+                    problems.append(
+                        f"sources.{sid}.files[{i}]: {c.name} of {entity_name} is required by the platform and no source "
+                        f"maps it, so every row would be rejected: map it ({c.name}: {{from: <column>}}) or give it a "
+                        f"constant ({c.name}: {{constant: ...}}); see `bspk entities {entity_name}`")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def sources_of(self, entity: str) -> list[str]:
         """Source ids that send files for `entity`."""
         return [
