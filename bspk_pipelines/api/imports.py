@@ -69,6 +69,7 @@ from bspk_pipelines.ingest.drop import (
     delivery_number,
     dropped_name,
     is_candidate,
+    route,
     safe_name,
 )
 from bspk_pipelines.outbound.events import iso
@@ -104,23 +105,6 @@ def _brand(service: Service, key: ApiKey) -> Brand:
     if brand is None:
         raise HTTPException(422, f"brand {key.brand} has no configuration here, so no drop folder to import into")
     return brand
-
-
-def route(brand: Brand, name: str, source: str | None) -> Delivery:
-    """Which source and entity the file name belongs to, or a 422 saying why none (or several)."""
-    if source is not None and source not in brand.sources:
-        raise HTTPException(422, f"source: {brand.brand} has no source {source!r}; it has {', '.join(brand.sources)}")
-    found, problems = [], []
-    for sid in [source] if source else list(brand.sources):
-        try:
-            found.append(classify(brand, sid, name))
-        except FileNameError as e:
-            problems.append(f"source {sid}: {e}")
-    if not found:
-        raise HTTPException(422, "the file name fits none of the brand's naming rules: " + "; ".join(problems))
-    if len(found) > 1:
-        raise HTTPException(422, f"{name} fits sources {', '.join(d.source for d in found)}: send `source` to choose")
-    return found[0]
 
 
 class Checker:

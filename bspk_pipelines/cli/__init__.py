@@ -1,4 +1,4 @@
-"""`bspk`: check brand configs, sync drop folders once, retry failed files, backfill months, write extracts, manage webhooks, run the demo."""
+"""`bspk`: check brand configs, preview a file, sync drop folders once, retry failed files, backfill months, write extracts, manage webhooks, run the demo."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ COMMANDS = {
     "check-config": "bspk_pipelines.cli.check_config",
     "sync": "bspk_pipelines.cli.sync",
     "retry": "bspk_pipelines.cli.retry",
+    "preview": "bspk_pipelines.cli.preview",
     "backfill": "bspk_pipelines.cli.backfill",
     "extract": "bspk_pipelines.cli.extract",
     "webhooks": "bspk_pipelines.cli.webhooks",
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("retry", help="run a brand's failed deliveries again with its current config")
     p.add_argument("--brand", required=True, help="brand id")
     p.add_argument("--file", help="only the deliveries under this name (a file name, or a delivery such as name@2)")
+    p = sub.add_parser("preview", help="dry-run one file by a brand's config: mapped rows, rejects, what it would "
+                                        "set; writes nothing")
+    p.add_argument("--brand", required=True, help="brand id")
+    p.add_argument("file", help="the file, wherever it is (its name says which source and entities it feeds)")
+    p.add_argument("--source", help="the brand's source, when the name fits several")
+    p.add_argument("--rows", type=int, default=5, help="mapped rows shown per entity (default 5)")
     p = sub.add_parser("backfill", help="rebuild a range of months of a brand's sales history")
     p.add_argument("--brand", required=True)
     p.add_argument("--from", dest="start", required=True, type=_month, help="first month, YYYY-MM")
@@ -83,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", help="an entity or file type (default: all, as docs/entities.md)")
     p.add_argument("--write", metavar="PATH", help="write the text to PATH instead of printing it")
     args = parser.parse_args(argv)
+    from bspk_pipelines.model.brand_file import ConfigError
+
     stdout, sys.stdout = sys.stdout, _ReaderMayLeave(sys.stdout)
     try:
         return importlib.import_module(COMMANDS[args.command]).run(args)
+    except ConfigError as e:
+        # A mistake in a brand file: each on one line, as check-config says them; exit status 2.
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 2
     finally:
         sys.stdout.flush()  # what is still buffered, while a reader gone is still taken quietly
         sys.stdout = stdout

@@ -8,6 +8,8 @@ import fnmatch
 import hashlib
 import shutil
 import sys
+import tempfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from bspk_pipelines.ingest.ledger import StepResult, advance, file_row, nothing_
 from bspk_pipelines.ingest.mapping import lineage, source_columns, to_platform
 from bspk_pipelines.ingest.months import split_by_month
 from bspk_pipelines.ingest.parse import LINE, FileFailure, RowProblem, read_batches
+from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.ingest.rules import validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model import entities as entities_code
@@ -209,3 +212,43 @@ def rules_fingerprint() -> str:
                     for module in (entities_code, parse_code, mapping_code, rules_code, precedence_code, unchanged_code,
                                    sys.modules[__name__]))
     return hashlib.sha256(code).hexdigest()
+
+@dataclass
+class DryRun:
+    """What checking a file for one entity would give, written nowhere: rows read, the valid
+    rows' first few, the rejects, and the attributes the source would set under precedence."""
+
+    entity: str
+    rows_read: int
+    valid: int
+    preview: pl.DataFrame | None
+    rejects: list[RowProblem]
+    sets: list[str]
+    left_to_others: list[str]
+
+def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int = 5) -> DryRun:
+    """Read, map and check a file for the entity as validation would (FileFailure if it cannot be
+    read), in a temporary folder: the warehouse, the landing zone and Dagster are not touched."""
+    entity = ENTITIES[entity_name]
+    with tempfile.TemporaryDirectory(prefix="bspk-preview-") as tmp:
+        layout = Layout(Path(tmp))
+        landed = layout.landed(brand.brand, source, path.name)
+        landed.parent.mkdir(parents=True)
+        landed.symlink_to(path.resolve())
+        out = Path(tmp) / "parts"
+        out.mkdir()
+        read, preview, problems = 0, None, []
+        for i, (valid, found, n) in enumerate(_checked_batches(layout, brand, source, entity_name, path.name, BATCH_ROWS, None)):
+            valid.write_parquet(out / f"part-{i:05d}.parquet")
+            read, problems = read + n, problems + found
+            preview = valid.head(rows) if preview is None or preview.is_empty() else preview
+        parts = parquet_parts(out)
+        if parts:
+            problems += _deduplicate(entity, parts, [], mapping_of(brand, source, entity_name, path.name)[1])[0]
+        valid = count_rows(parts)
+    file_map, _ = mapping_of(brand, source, entity_name, path.name)
+    sent = set(file_map.columns) if file_map else set(entity.column_names)
+    owned = set(owned_columns(brand, source, entity_name))
+    attributes = [a for a in entity.attributes if a in sent]
+    return DryRun(entity_name, read, valid, preview, sorted(problems, key=lambda p: (p.line, p.column)),
+                  [a for a in attributes if a in owned], [a for a in attributes if a not in owned])

@@ -135,6 +135,25 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
     raise FileNameError(f"{name}: matches none of source {source_id}'s file patterns ({patterns})")
 
 
+def route(brand: Brand, name: str, source: str | None = None) -> Delivery:
+    """The delivery a file name is to the brand: of `source`, or of the one source whose naming
+    rule it follows; FileNameError saying why none (or several)."""
+    if source is not None and source not in brand.sources:
+        raise FileNameError(f"source: {brand.brand} has no source {source!r}; it has {', '.join(brand.sources)}")
+    found, problems = [], []
+    for sid in [source] if source else list(brand.sources):
+        try:
+            found.append(classify(brand, sid, name))
+        except FileNameError as e:
+            problems.append(f"source {sid}: {e}")
+    if not found:
+        raise FileNameError("the file name fits none of the brand's naming rules: " + "; ".join(problems))
+    if len(found) > 1:
+        raise FileNameError(f"{name} fits sources {', '.join(d.source for d in found)}: name the source to choose "
+                            "(an upload's `source` field, `bspk preview --source`)")
+    return found[0]
+
+
 # Bytes read at a time from a dropped file: memory stays flat whatever its size.
 CHUNK = 1 << 20
 
