@@ -5,7 +5,13 @@
   (`mappings/maison.yaml`): the POS writes French columns in cp1252 with `;`, decimal commas,
   day-first dates and Paris time; the ERP writes English columns in UTF-8 with a BOM.
 
-Each brand gets a full load, then a later delta that updates about 5% of its shoppers and adds
+- `nordhaus` is a German retailer onboarded from the exports its systems already write
+  (`mappings/nordhaus.yaml`): its ERP's article file carries, on one row, a product, its price
+  and its image (`;`, decimal commas, thousands dots, day-first dates); its POS always writes
+  the same two file names, overwritten at each export; its warehouse system writes stock with a
+  column per store.
+
+Acme and Maison get a full load, then a later delta that updates about 5% of its shoppers and adds
 sales. A few sales of the full load name shoppers that only arrive in the delta, so they are
 held and then released, and a few rows are deliberately bad so the demo shows rejects. The
 files depend on the seed alone (stdlib `random` and `csv`), never on the clock.
@@ -34,6 +40,14 @@ LATE_SHOPPERS = 3
 ACME_FULL, ACME_DELTA = "202601050200", "202601120200"
 MAISON_ERP_FULL = "20260105T0200"
 MAISON_POS_FULL, MAISON_POS_DELTA = "20260105_0300", "20260112_0300"
+NORDHAUS_ERP, NORDHAUS_WMS = "20260105", "20260105_0600"
+# The POS exports under fixed names, overwritten each time.
+NORDHAUS_POS_ARTICLES, NORDHAUS_POS_STORES = "pos_artikel.csv", "pos_filialen.csv"
+NORDHAUS_STORES = [("BER", "Nordhaus Berlin Mitte", "Berlin"), ("HAM", "Nordhaus Hamburg", "Hamburg"),
+                   ("MUC", "Nordhaus München", "München")]
+NORDHAUS_LINES = [("Wollmantel", "Mäntel"), ("Strickpullover", "Strick"), ("Lederstiefel", "Schuhe"),
+                  ("Schal", "Accessoires"), ("Daunenjacke", "Jacken")]
+NORDHAUS_PRODUCTS = 20
 
 FIRST_F = ["Emma", "Olivia", "Ava", "Sophia", "Mia", "Amelia", "Grace", "Chloe", "Zoe", "Lily", "Hannah", "Nora"]
 FIRST_M = ["Liam", "Noah", "James", "Lucas", "Henry", "Leo", "Jack", "Owen", "Ethan", "Samuel", "Daniel", "Adam"]
@@ -58,7 +72,18 @@ def generate_samples(data_dir: Path, seed: int = 7) -> dict[str, list[Path]]:
         # One generator per brand: changing one brand's sample leaves the other's bytes alone.
         "acme": _acme(drop / "acme" / "main", random.Random(f"{seed}:acme")),
         "maison": _maison(drop / "maison", random.Random(f"{seed}:maison")),
+        "nordhaus": _nordhaus(drop / "nordhaus", random.Random(f"{seed}:nordhaus")),
     }
+
+
+def redeliver_samples(data_dir: Path) -> dict[str, list[Path]]:
+    """The exports a sample brand writes again under the same names, a day later: Nordhaus's POS
+    article file, two names changed at the till. Each is the next delivery under its name."""
+    pos = Path(data_dir) / "drop" / "nordhaus" / "pos"
+    articles = _nordhaus_pos_articles()
+    for row in articles[:2]:
+        row["kurzname"] = row["kurzname"] + " (Neu)"
+    return {"nordhaus": [_write(pos / NORDHAUS_POS_ARTICLES, list(articles[0]), articles)]}
 
 
 def _write(path: Path, header: list[str], rows: list[dict], *, encoding: str = "utf-8",
@@ -470,4 +495,47 @@ def _maison(folder: Path, rng: random.Random) -> list[Path]:
         _write(pos / f"TICKETS_{MAISON_POS_FULL}.csv", ticket_header, sales, **cp1252),
         _write(pos / f"CLIENTS_{MAISON_POS_DELTA}.csv", client_header, updates + late, **cp1252),
         _write(pos / f"TICKETS_{MAISON_POS_DELTA}.csv", ticket_header, delta_sales, **cp1252),
+    ]
+
+
+def _german(amount: float) -> str:
+    """An amount as a German spreadsheet writes it: 1.250,00."""
+    return f"{amount:,.2f}".replace(",", "X").replace(".", ",").replace("X", ".")
+
+
+def _nordhaus_refs() -> list[str]:
+    return [f"NH-{10000 + n}" for n in range(NORDHAUS_PRODUCTS)]
+
+
+def _nordhaus_pos_articles() -> list[dict]:
+    return [{"artikel": ref, "kurzname": f"{NORDHAUS_LINES[n % len(NORDHAUS_LINES)][0]} {n // len(NORDHAUS_LINES) + 1}"}
+            for n, ref in enumerate(_nordhaus_refs())]
+
+
+def _nordhaus(folder: Path, rng: random.Random) -> list[Path]:
+    erp, pos, wms = folder / "erp", folder / "pos", folder / "wms"
+    articles = []
+    for n, ref in enumerate(_nordhaus_refs()):
+        line, group = NORDHAUS_LINES[n % len(NORDHAUS_LINES)]
+        price = rng.choice([89, 149, 249, 1250, 1490]) + rng.choice([0, 0.5])
+        articles.append({
+            "Artikelnummer": ref, "Bezeichnung": f"{line} Modell {n // len(NORDHAUS_LINES) + 1}".upper(),
+            "Langtext": f"{line} aus unserer Winterkollektion 2026.", "Warengruppe": group,
+            "VK_Preis": _german(price), "Waehrung": "EUR", "Gueltig_ab": "01.01.2026",
+            # Articles photographed yet, and those not: a blank image URL is no image, not a reject.
+            "Bild_URL": f"https://bilder.nordhaus.example/{ref}.jpg" if n % 4 else "",
+            "Status": "gesperrt" if n == 7 else "aktiv",
+        })
+    # Bad row: a price written as text in the ERP.
+    articles[11]["VK_Preis"] = "auf Anfrage"
+    stores = [{"filiale": code, "name": name, "stadt": city, "waehrung": "EUR"} for code, name, city in NORDHAUS_STORES]
+    stock = [{"Artikelnummer": ref, "Stand": "05.01.2026 06:00",
+              **{f"Lager_{code}": str(rng.randint(0, 12)) for code, _, _ in NORDHAUS_STORES}} for ref in _nordhaus_refs()]
+    pos_articles = _nordhaus_pos_articles()
+    german = {"delimiter": ";"}
+    return [
+        _write(erp / f"ARTIKEL_{NORDHAUS_ERP}.csv", list(articles[0]), articles, **german),
+        _write(pos / NORDHAUS_POS_STORES, list(stores[0]), stores),
+        _write(pos / NORDHAUS_POS_ARTICLES, list(pos_articles[0]), pos_articles),
+        _write(wms / f"BESTAND_{NORDHAUS_WMS}.csv", list(stock[0]), stock, **german),
     ]
