@@ -140,3 +140,52 @@ def test_maison_samples_ingest(engine, tmp_path):
     assert sale["shopper_ref"] == ticket["NUM_CLIENT"].lstrip("0")
     # The amount exactly as the POS wrote it, in the platform's decimal form (SQLite gives its text).
     assert str(sale["price"]) == ticket["PRIX_UNITAIRE"].replace(".", "").replace(",", ".")
+
+
+def test_nordhaus_samples_ingest_with_a_redelivery_under_a_fixed_name(warehouse_url, tmp_path, dagster_home):
+    """The third sample brand, through Dagster as `make demo` runs it: the ERP's article file lands
+    once and feeds products, prices and images (articles without a photo skipped, a price written
+    as text rejected); stock arrives one column per store; the POS's fixed-name article file,
+    written again, is the next delivery under its name and its names win."""
+    import dagster as dg
+
+    from bspk_pipelines.cli.sync import sync_brand
+    from bspk_pipelines.defs.project import build_definitions
+    from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+    from bspk_pipelines.demo.samples import NORDHAUS_PRODUCTS, NORDHAUS_STORES, redeliver_samples
+
+    brand = sample_brand("nordhaus")
+    data = tmp_path / "data"
+    defs = build_definitions([brand], {"warehouse": WarehouseResource(url=warehouse_url),
+                                       "folders": BrandFoldersResource(data_dir=str(data))})
+    generate_samples(data)
+    with dg.DagsterInstance.get() as instance:
+        assert all(r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None))
+        redeliver_samples(data)
+        lines = []
+        assert all(r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append))
+    assert [line.split(":")[0].strip() for line in lines] == ["pos_artikel.csv@2"]
+    engine = sa.create_engine(warehouse_url)
+    with engine.connect() as conn:
+        files = {(r.name, r.entity): r for r in conn.execute(sa.text("select * from files where brand = 'nordhaus'"))}
+        rows = lambda table: conn.execute(sa.text(f"select * from {table} where brand = 'nordhaus'")).mappings().all()  # noqa: E731
+        products, prices, images, stock = rows("products"), rows("product_prices"), rows("product_images"), rows("product_inventory")
+    engine.dispose()
+    article = "ARTIKEL_20260105.csv"
+    assert {e for (n, e) in files if n == article} == {"products", "product_prices", "product_images"}
+    assert len({files[(article, e)].claim for e in ("products", "product_prices", "product_images")}) == 1
+    assert files[(article, "product_prices")].rejected == 1
+    assert files[(article, "product_images")].skipped == NORDHAUS_PRODUCTS // 4  # every fourth has no photo
+    assert len(products) == NORDHAUS_PRODUCTS and len(prices) == NORDHAUS_PRODUCTS - 1
+    assert len(images) == NORDHAUS_PRODUCTS - NORDHAUS_PRODUCTS // 4
+    # German amounts (1.250,50) read as the platform's decimals (1250.50), exactly.
+    sent = read_csv(data / "drop" / "nordhaus" / "erp" / article, "utf-8", ";")
+    expected = {r["Artikelnummer"]: r["VK_Preis"].replace(".", "").replace(",", ".") for r in sent
+                if r["VK_Preis"] != "auf Anfrage"}
+    assert {p["product_ref"]: str(p["price"]) for p in prices} == expected
+    assert any(float(v) > 1000 for v in expected.values())
+    assert len(stock) == NORDHAUS_PRODUCTS * len(NORDHAUS_STORES)
+    assert {s["store_ref"] for s in stock} == {code for code, _, _ in NORDHAUS_STORES}
+    names = {p["product_ref"]: p["name"] for p in products}
+    assert names["NH-10000"] == "Wollmantel 1 (Neu)" and names["NH-10002"] == "Lederstiefel 1"  # the POS's, latest
+    assert files[("pos_artikel.csv@2", "products")].status == "applied"

@@ -16,7 +16,7 @@ from bspk_pipelines.cli.instance import open_instance, resource
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import default_resources
 from bspk_pipelines.demo.receiver import Receiver
-from bspk_pipelines.demo.samples import generate_samples
+from bspk_pipelines.demo.samples import generate_samples, redeliver_samples
 from bspk_pipelines.demo.simulate import simulate
 from bspk_pipelines.engagement.activity import Platform
 from bspk_pipelines.model.brand import Brand
@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"Sample drop files written under {settings.data_dir / 'drop'}: "
           + ", ".join(f"{b} ({len(p)} files)" for b, p in written.items()))
     code = sync.run(argparse.Namespace(brand=None, settle=args.settle, allow_failed=True), settings)
+    again = redeliver_samples(settings.data_dir)
+    print("\nA day later, exports written again under the same names: "
+          + ", ".join(f"{b} ({', '.join(p.name for p in paths)})" for b, paths in again.items()))
+    code = max(code, sync.run(argparse.Namespace(brand=list(again), settle=args.settle, allow_failed=True), settings))
     brands = load_brands(settings.mappings_dir)
     _demo_outbound(build_definitions(brands, default_resources(settings)), brands, webhooks)
     print(
