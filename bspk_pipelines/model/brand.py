@@ -17,7 +17,7 @@ import phonenumbers
 import polars as pl
 from croniter import croniter
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator,
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator,
 )
 
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES, Kind
@@ -79,6 +79,9 @@ def regex(v: str) -> str:
     return v
 
 
+Regex = Annotated[str, AfterValidator(regex)]
+
+
 class Phone(Strict):
     """Phone numbers in E.164; a number written without +country is read in this region."""
 
@@ -117,13 +120,8 @@ class Replace(Strict):
     """Every match of a regular expression replaced; `$1` in `with` is the first group's text."""
 
     class Spec(Strict):
-        pattern: str = Field(min_length=1)
+        pattern: Regex = Field(min_length=1)
         with_: str = Field("", alias="with")
-
-        @field_validator("pattern")
-        @classmethod
-        def _regex(cls, v: str) -> str:
-            return regex(v)
 
     replace: Spec
 
@@ -389,12 +387,7 @@ class SkipRule(Strict):
     column: str | None = None
     in_: list[str] | None = Field(None, alias="in", min_length=1)
     not_in: list[str] | None = Field(None, min_length=1)
-    matches: str | None = None
-
-    @field_validator("matches")
-    @classmethod
-    def _regex(cls, v: str | None) -> str | None:
-        return regex(v) if v is not None else v
+    matches: Regex | None = None
 
     @model_validator(mode="after")
     def _one_test(self) -> SkipRule:
@@ -424,14 +417,9 @@ class Unpivot(Strict):
     other columns are the line's. Rows from one line keep its line number."""
 
     columns: list[str] | None = Field(None, min_length=1)
-    matching: str | None = None
+    matching: Regex | None = None
     name: str = Field(min_length=1)
     value: str = Field(min_length=1)
-
-    @field_validator("matching")
-    @classmethod
-    def _regex(cls, v: str | None) -> str | None:
-        return regex(v) if v is not None else v
 
     @model_validator(mode="after")
     def _columns_or_matching(self) -> Unpivot:
