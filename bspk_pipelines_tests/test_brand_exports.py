@@ -167,6 +167,14 @@ def test_an_inventory_file_with_a_column_per_store_gives_a_row_per_store(engine,
     assert [r[:4] for r in rejects(h, name, "product_inventory")] == [(4, "STOCK_PARIS", "beaucoup", "integer")]
 
 
+def test_a_file_without_the_columns_its_unpivot_reads_fails_naming_them(engine, tmp_path):
+    h = exports(engine, tmp_path, ARTICLES, STOCK)
+    name = "STOCK_20260102.csv"
+    h.drop(name, "SKU;REF;AT;LAGER_PARIS\nK1;A1;2026-01-02T08:00:00;3\n", "erp")
+    f = h.ingest(name, "erp")
+    assert (f["status"], f["error"]) == ("failed", f"{name}: line 1: no column of the header matches the unpivot's '^STOCK_'")
+
+
 def test_a_duplicate_cell_is_rejected_without_losing_its_lines_other_cells(engine, tmp_path):
     h = exports(engine, tmp_path, ARTICLES, PRICES)
     ingest_articles(h)

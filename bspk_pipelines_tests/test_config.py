@@ -68,12 +68,14 @@ MAPPING_MISTAKES = [
     (pos_file("{" + STORE + ", city: {template: '{VILLE:>5}'}}"),
      f"{PATH}.columns.city.template: placeholders naming a column of the file, such as {{CODE}}; found {{VILLE:>5}} "
      "in '{VILLE:>5}'"),
-    (pos_file("{name: {from: NOM}, currency_code: {constant: EUR}, active: {constant: 'TRUE'}}"),
-     f"{PATH}: a mapping for every key column of stores; missing store_ref"),
 ]
 
 
-@pytest.mark.parametrize("text, expected", MAPPING_MISTAKES)
+@pytest.mark.parametrize("text, expected", [
+    *MAPPING_MISTAKES,
+    (pos_file("{name: {from: NOM}, currency_code: {constant: EUR}, active: {constant: 'TRUE'}}"),
+     f"{PATH}: a mapping for every key column of stores; missing store_ref"),
+])
 def test_a_mapping_mistake_is_one_line(tmp_path, capsys, text, expected):
     """One message per mistake (not one per kind of transform), on one line (no dump of the mapping)."""
     write(tmp_path, "acme", text)
