@@ -387,6 +387,7 @@ def test_a_boolean_not_true_or_false_hints_the_values_to_map(value, hint):
     (Dialect(), "31/12/2024", '; set date_format: "%d/%m/%Y" on the source\'s dialect or the column'),
     (Dialect(), "01/02/2024", '; set date_format: "%d/%m/%Y" or "%m/%d/%Y" on the source\'s dialect or the column'),
     (Dialect(date_format="%d/%m/%Y"), "12/31/2024", '; set date_format: "%m/%d/%Y" on the source'),
+    (Dialect(), "31.12.24", '; set date_format: "%d.%m.%y" on the source\'s dialect or the column'),  # not the year 24
     (Dialect(date_format="%d/%m/%Y"), "31/02/2024", ""),  # no such day in any format
     (Dialect(), "demain", ""),
 ])

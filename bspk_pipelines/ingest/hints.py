@@ -91,7 +91,8 @@ def _formats(values: list[str], current: str, candidates: tuple[str, ...], setti
         if fmt == current:
             continue
         parsed = series.str.to_date(fmt, strict=False) if date else series.str.to_datetime(fmt, strict=False)
-        for value, ok in zip(values, parsed.is_not_null().to_list()):
+        # %Y reads 24 as the year 24: a two-digit year is %y's.
+        for value, ok in zip(values, (parsed.dt.year() >= 1000).fill_null(False).to_list()):
             if ok:
                 reading.setdefault(value, []).append(fmt)
     return {v: f"; set {setting}: " + " or ".join(_quoted(f) for f in fmts[:2]) + f" {WHERE}"
