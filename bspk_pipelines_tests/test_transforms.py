@@ -157,6 +157,9 @@ def test_a_lookup_file_beside_the_brand_file_is_read_when_the_brand_loads(tmp_pa
     ("{file: stores.csv}", "code,ref\n", "key and value: the lookup file's columns holding"),
     ("{file: stores.csv, key: code, value: ref, values: {a: b}}", "code,ref\n", "either values (the table, inline) or file"),
     ("{key: code, value: ref}", None, "key and value name the columns of a lookup file: give its file too"),
+    # Only files beside the brand file: a brand file names no other file of the machine.
+    ("{file: /etc/passwd, key: root, value: x}", None, "file: a CSV file beside the brand file, named from its folder"),
+    ("{file: ../secrets.csv, key: code, value: ref}", None, "found '../secrets.csv'"),
     ("{default: X}", None, "values ({value in the file: value for the platform}) or file, key and value"),
 ])
 def test_a_lookup_file_that_cannot_be_used_is_a_config_error(tmp_path, lookup, csv_text, expected):

@@ -160,8 +160,11 @@ class Lookup(Strict):
             if not data.get("key") or not data.get("value"):
                 raise ValueError("key and value: the lookup file's columns holding the file's value and the "
                                  "platform's")
-            folder = Path((info.context or {}).get("folder") or ".")
-            path = folder / str(data["file"])
+            folder = Path((info.context or {}).get("folder") or ".").resolve()
+            path = (folder / str(data["file"])).resolve()
+            if Path(str(data["file"])).is_absolute() or not path.is_relative_to(folder):
+                raise ValueError(f"file: a CSV file beside the brand file, named from its folder (stores.csv, "
+                                 f"lookups/stores.csv); found {str(data['file'])[:200]!r}")
             return {**data, "values": _lookup_table(path, str(data["key"]), str(data["value"]),
                                                     str(data.get("delimiter", ",")))}
 
@@ -194,7 +197,7 @@ def _lookup_table(path: Path, key: str, value: str, delimiter: str) -> dict[str,
             missing = [c for c in (key, value) if c not in header]
             if missing:
                 raise ValueError(f"file: {path.name} has no column {' or '.join(missing)}; its header names "
-                                 f"{', '.join(header) or 'nothing'} (delimiter {delimiter!r})")
+                                 f"{', '.join(header)[:200] or 'nothing'} (delimiter {delimiter!r})")
             k, v = header.index(key), header.index(value)
             for line, row in enumerate(reader, start=2):
                 if not any(field.strip() for field in row):
