@@ -30,9 +30,65 @@ def test_check_config_accepts_the_minimum_native_brand(tmp_path, capsys):
     assert "acme: ok (main (bspk)" in capsys.readouterr().out
 
 
+def pos_file(columns: str, extra: str = "", entity: str = "stores") -> str:
+    """A brand whose pos source sends one file of `entity` mapped by `columns` (YAML flow)."""
+    return ("brand: acme\ncompany_name: Acme\nsources:\n  pos:\n    format: csv\n    drop: d\n    files:\n"
+            f"      - {{pattern: 'C_*.csv', entity: {entity}, columns: {columns}{extra}}}\n")
+
+
+STORE = "store_ref: {from: CODE}, name: {from: NOM}, currency_code: {constant: EUR}, active: {constant: 'TRUE'}"
+PRICE = "product_ref: {from: REF}, sku: {from: SKU}, currency_code: {constant: EUR}"
+PATH = "acme.yaml: sources.pos.files[0]"
+# Mistakes in a mapping's transforms and rules: each is one message naming its key path.
+MAPPING_MISTAKES = [
+    (pos_file("{" + STORE + ", city: {from: VILLE, transforms: [uppr]}}"),
+     f"{PATH}.columns.city.transforms[0]: a transform: trim, upper, lower, title, {{phone: FR}}, "
+     "{strip_prefix: 'CLI-'}, {strip_leading: '0'}, {split: {sep: '/', index: 0}}, {replace: {pattern: REGEX, with: TEXT}}, "
+     "{list: ','}, {lookup: {values: {...}} or {file: codes.csv, key: COLUMN, value: COLUMN}}; found 'uppr' (did you mean upper?)"),
+    (pos_file("{" + STORE + ", city: {from: VILLE, transforms: [{uper: true}]}}"),
+     "a transform: trim, upper, lower, title, {phone: FR}, {strip_prefix: 'CLI-'}, {strip_leading: '0'}, {split: {sep: '/', "
+     "index: 0}}, {replace: {pattern: REGEX, with: TEXT}}, {list: ','}, {lookup: {values: {...}} or {file: codes.csv, key: "
+     "COLUMN, value: COLUMN}}; found {'uper': True} (did you mean upper?)"),
+    (pos_file("{" + STORE + ", phone: {from: TEL, transforms: [{phone: USA}]}}"),
+     f"{PATH}.columns.phone.transforms[0].phone: an ISO 3166 alpha-2 region such as FR or US, for numbers written "
+     "without +country; found 'USA'"),
+    (pos_file("{" + STORE + ", city: {from: VILLE, transforms: [{split: {sep: '', index: 0}}]}}"),
+     f"{PATH}.columns.city.transforms[0].split.sep: String should have at least 1 character; found ''"),
+    (pos_file("{" + STORE + ", city: {from: VILLE, transforms: [{replace: {pattern: '(abc', with: x}}]}}"),
+     f"{PATH}.columns.city.transforms[0].replace.pattern: a regular expression as polars reads it (Rust syntax, "
+     "no look-around): unclosed group; found '(abc'"),
+    (pos_file("{" + PRICE + ", price: {from: PRIX, divide: 0}}", entity="product_prices"),
+     f"{PATH}.columns.price.divide: a number other than 0, such as 100; found 0"),
+    (pos_file("{" + STORE + "}", ", skip: [{column: CODE, matches: '[a-'}]"),
+     f"{PATH}.skip[0].matches: a regular expression as polars reads it (Rust syntax, no look-around): unclosed "
+     "character class; found '[a-'"),
+    (pos_file("{" + STORE + "}", ", skip: [{column: CODE}]"),
+     f"{PATH}.skip[0]: a skip rule: {{blank: COLUMN}}, {{column: COLUMN, in: [VALUES]}}, {{column: COLUMN, not_in: "
+     "[VALUES]} or {column: COLUMN, matches: REGEX}; found the keys column"),
+    (pos_file("{" + STORE + ", city: {template: '{VILLE:>5}'}}"),
+     f"{PATH}.columns.city.template: placeholders naming a column of the file, such as {{CODE}}; found {{VILLE:>5}} "
+     "in '{VILLE:>5}'"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [
+    *MAPPING_MISTAKES,
+    (pos_file("{name: {from: NOM}, currency_code: {constant: EUR}, active: {constant: 'TRUE'}}"),
+     f"{PATH}: a mapping for every key column of stores; missing store_ref"),
+])
+def test_a_mapping_mistake_is_one_line(tmp_path, capsys, text, expected):
+    """One message per mistake (not one per kind of transform), on one line (no dump of the mapping)."""
+    write(tmp_path, "acme", text)
+    assert main(["check-config", "--mappings", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == "1 problem(s) found", err
+    assert err[0].endswith(expected), err[0]
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
+        *MAPPING_MISTAKES,
         ("brand: acme\ncompany_name: acme corp\nsources:\n  main: {format: bspk, drop: d}\n",
          "acme.yaml: company_name: a CamelCase name of letters and digits, as in the file names; found 'acme corp'"),
         ("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: sftp, drop: d}\n",

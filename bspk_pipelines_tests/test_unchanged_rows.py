@@ -93,9 +93,9 @@ def checked_rows(monkeypatch):
     seen = []
     real = check_step.validate
 
-    def spy(entity, rows, where):
+    def spy(entity, rows, *args):
         seen.append(rows.height)
-        return real(entity, rows, where)
+        return real(entity, rows, *args)
 
     monkeypatch.setattr(check_step, "validate", spy)
     return seen

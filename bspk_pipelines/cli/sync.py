@@ -98,13 +98,15 @@ def _what(request: dg.RunRequest) -> str:
 
 
 def summary(engine: sa.Engine, brands: list[str]) -> str:
-    """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, held, and
-    files failed, duplicate or refused (a refused entry feeds no entity: it counts as `(unknown)`)."""
+    """Per brand and entity: files, rows read, inserted, updated, unchanged, rejected, skipped (by
+    the mapping's skip rules), held, and files failed, duplicate or refused (a refused entry feeds
+    no entity: it counts as `(unknown)`)."""
     f = files.c
     query = (
         sa.select(
             f.brand, f.entity, sa.func.count().label("files"),
-            *[sa.func.coalesce(sa.func.sum(c), 0).label(c.name) for c in (f.rows_read, f.inserted, f.updated, f.unchanged, f.rejected)],
+            *[sa.func.coalesce(sa.func.sum(c), 0).label(c.name)
+              for c in (f.rows_read, f.inserted, f.updated, f.unchanged, f.rejected, f.skipped, f.superseded)],
             sa.func.sum(sa.case((f.status == "failed", 1), else_=0)).label("failed"),
             sa.func.sum(sa.case((f.status == "duplicate", 1), else_=0)).label("duplicate"),
             sa.func.sum(sa.case((f.status == "refused", 1), else_=0)).label("refused"),
@@ -121,13 +123,15 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
         rebuilt = {(r.brand, r.entity): r for r in conn.execute(by_month)}
         holds = dict(((r.brand, r.entity), r.n) for r in conn.execute(
             sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
-    cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "held", "failed", "duplicate", "refused"]
+    cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "skipped", "held", "failed", "duplicate",
+            "refused"]
     lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
     for r in sorted(rows, key=lambda r: (r["brand"], DEPENDENCY_ORDER.get(r["entity"], 99))):
         values = r | {"held": holds.get((r["brand"], r["entity"]), 0)}
         if (r["brand"], r["entity"]) in rebuilt:
             month = rebuilt[(r["brand"], r["entity"])]
             values |= {"inserted": month.inserted, "updated": month.updated}
-            values["unchanged"] = max(0, r["rows_read"] - r["rejected"] - month.inserted - month.updated - values["held"])
+            values["unchanged"] = max(0, r["rows_read"] - r["rejected"] - r["skipped"] - r["superseded"] - month.inserted
+                                      - month.updated - values["held"])
         lines.append(f"{r['brand']:<8} {r['entity'] or '(unknown)':<18} " + " ".join(f"{int(values[c]):>9,}" for c in cols))
     return "\n".join(lines)

@@ -52,15 +52,21 @@ def split_by_month(
     """Rows grouped by month; rows outside the brand's history (before history_start, after
     this month) are rejects, as no month partition can hold them."""
     col = entity.month_column
-    rows = rows.with_columns(pl.col(col).dt.strftime(MONTH).alias("_month"))
-    outside = rows.filter((pl.col("_month") < brand.history_start) | (pl.col("_month") > current_month()))
+    outside = rows.filter(outside_history(brand, entity))
     problems = [
         RowProblem(r[LINE], where, str(r[col]), "outside_history",
                    f"{col} is outside the brand's sales history ({brand.history_start} to {current_month()})")
         for r in outside.iter_rows(named=True)
     ]
-    inside = rows.filter(~pl.col(LINE).is_in(outside[LINE].implode()))
+    # By the rows themselves, not their lines: the rows an unpivoted line gives share its line.
+    inside = rows.filter(~outside_history(brand, entity)).with_columns(pl.col(col).dt.strftime(MONTH).alias("_month"))
     return {m: part.drop("_month") for (m,), part in inside.group_by("_month")}, problems
+
+
+def outside_history(brand: Brand, entity: Entity) -> pl.Expr:
+    """Rows no month partition holds: dated before the brand's history_start or after this month."""
+    month = pl.col(entity.month_column).dt.strftime(MONTH)
+    return ((month < brand.history_start) | (month > current_month())).fill_null(False)
 
 
 def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entity, rows: pl.DataFrame,

@@ -7,6 +7,8 @@ entity specs; nothing here knows a particular entity.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -14,7 +16,7 @@ import pandera.polars as pa
 import polars as pl
 import pycountry
 
-from bspk_pipelines.model.entities import Column, Entity, Kind
+from bspk_pipelines.model.entities import CELL, Column, Entity, Kind
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 
 EMAIL = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
@@ -22,6 +24,9 @@ URL = r"^https?://[^\s]+$"
 E164 = r"^\+[1-9][0-9]{6,14}$"
 BOOL = ("TRUE", "FALSE")
 DATE = r"^\d{4}-\d{2}-\d{2}$"
+WHOLE = r"^-?\d+$"
+DECIMAL = r"^-?\d+(\.\d+)?$"
+NUMBER = re.compile(DECIMAL)
 # ISO 8601 as the platform's files write it: a date, or date and time, optionally Z or an offset.
 DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 
@@ -104,7 +109,7 @@ def checks_for(c: Column) -> list[pa.Check]:
         case Kind.ENUM:
             checks.append(_check("enum", col.is_in(list(c.choices))))
         case Kind.INT | Kind.DECIMAL:
-            pattern = r"^-?\d+$" if c.kind is Kind.INT else r"^-?\d+(\.\d+)?$"
+            pattern = WHOLE if c.kind is Kind.INT else DECIMAL
             checks.append(_check("integer" if c.kind is Kind.INT else "decimal", col.str.contains(pattern)))
             digits = col.str.strip_chars_start("-").str.split(".").list.first().str.strip_chars_start("0")
             checks.append(_check("overflow", digits.str.len_chars() <= c.max_digits))
@@ -115,6 +120,19 @@ def checks_for(c: Column) -> list[pa.Check]:
         case Kind.DATETIME:
             checks.append(_check("datetime", col.str.contains(DATETIME) & pl.col(parsed(c.name)).is_not_null()))
     return checks
+
+
+def sent(name: str) -> str:
+    """The hidden column holding a mapped column's value as the file sent it (`mapping.map_rows`),
+    which a reject shows."""
+    return f"__sent_{name}"
+
+
+def label(where: dict[str, str], name: str, cell: str | None = None) -> str:
+    """The column of the delivered file a value of `name` came from, as a reject names it; in a
+    row unpivoted from a column (`cell`), that column stands for `_cell`."""
+    text = where.get(name, name)
+    return text if cell is None else "+".join(cell if part == CELL else part for part in text.split("+"))
 
 
 def parsed(name: str) -> str:
@@ -204,7 +222,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
             # Part of the key even when blank: canonical text, '' for blank (see column_type).
             col = (col if c.kind in (Kind.TEXT, Kind.LIST) else pl.col(name)).fill_null("")
         exprs.append(col.alias(name))
-    return frame.with_columns(exprs).select(*[c for c in frame.columns if c in entity.column_names or c == LINE])
+    return frame.with_columns(exprs).select(*[c for c in frame.columns if c in entity.column_names or c in (LINE, CELL)])
 
 
 @dataclass
@@ -213,11 +231,18 @@ class Validated:
     rejects: list[RowProblem]
 
 
-def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str] | None = None) -> Validated:
+# What to change so a rejected value reads: given a column, the rule it broke and its values as
+# sent, a text to add to each message ("" for none). See `ingest.hints`.
+Hint = Callable[[str, str, pl.Series], pl.Series]
+
+
+def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str] | None = None,
+             hint: Hint | None = None) -> Validated:
     """Check rows (platform columns as text, plus `_line`) against the entity's rules.
 
     `source_columns` names, for each platform column, the column of the delivered file it came
-    from, so a reject points at what the brand can see in its own file.
+    from, so a reject points at what the brand can see in its own file; a reject shows the value
+    as the file sent it where the frame carries it (`sent`), and what `hint` says to change.
     """
     frame = frame.with_columns(
         pl.col(c.name).fill_null(c.default) for c in entity.columns if c.default is not None and c.name in frame.columns
@@ -232,14 +257,20 @@ def validate(entity: Entity, frame: pl.DataFrame, source_columns: dict[str, str]
     except pa.errors.SchemaErrors as e:
         cases = e.failure_cases.filter(pl.col("index").is_not_null())
         lines = frame[LINE]
-        for case in cases.iter_rows(named=True):
-            idx, name, rule = case["index"], case["column"], case["check"]
-            bad_idx.add(idx)
-            value = case["failure_case"]
-            rejects.append(RowProblem(
-                lines[idx], where.get(name, name), "" if value in (None, "null") and rule == "not_nullable" else str(value)[:200],
-                "required" if rule == "not_nullable" else rule, _message(entity.column(name), rule),
-            ))
+        cells = frame[CELL] if CELL in frame.columns else None
+        for (name, check), group in cases.group_by("column", "check", maintain_order=True):
+            rule = "required" if check == "not_nullable" else check
+            idx = group["index"].cast(pl.Int64)
+            # A missing value is shown blank; with the mapping's copy, any value as the file sent it.
+            value = pl.repeat("", len(idx), eager=True) if check == "not_nullable" else group["failure_case"].cast(pl.Utf8)
+            if sent(name) in frame.columns:
+                value = pl.select(pl.coalesce(frame[sent(name)].gather(idx), value)).to_series()
+            extra = hint(name, rule, value) if hint else pl.repeat("", len(value), eager=True)
+            message = _message(entity.column(name), check)
+            for i, v, more in zip(idx.to_list(), value.to_list(), extra.to_list()):
+                bad_idx.add(i)
+                rejects.append(RowProblem(lines[i], label(where, name, cells[i] if cells is not None else None),
+                                          (v or "")[:200], rule, message + more))
     # Required columns missing from this source's rows altogether are checked at merge time.
     good = frame.with_row_index("_idx").filter(~pl.col("_idx").is_in(list(bad_idx))).drop("_idx")
     good, more = _row_rules(entity, good, where)
@@ -267,6 +298,7 @@ def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tu
     rejects = []
     for cond, col, rule, message in broken:
         hit = frame.filter(cond)
-        rejects += [RowProblem(r[LINE], where.get(col, col), r[col] or "", rule, message) for r in hit.iter_rows(named=True)]
+        rejects += [RowProblem(r[LINE], label(where, col, r.get(CELL)), r.get(sent(col)) or r[col] or "", rule, message)
+                    for r in hit.iter_rows(named=True)]
         frame = frame.filter(~cond)
     return frame, rejects

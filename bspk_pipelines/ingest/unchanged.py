@@ -17,7 +17,7 @@ from bspk_pipelines.ingest.ledger import last_applied
 from bspk_pipelines.ingest.parse import LINE
 from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.model.entities import CELL, ENTITIES
 
 DIGEST = ["_h1", "_h2"]
 
@@ -37,7 +37,9 @@ class UnchangedRows:
     and unique values. The next file of the same source and entity sets aside each row whose
     digest is among them before splitting it into fields and mapping it; the key and
     unique values of the rows set aside still take part in the file's duplicate checks, so rejects
-    and duplicates are reported exactly as if every row had been checked. Only the source's last
+    and duplicates are reported exactly as if every row had been checked. A line a mapping
+    unpivots into several rows leaves one digest for each of them (with its cell), and only if
+    none of them was rejected or skipped. Only the source's last
     applied file counts (a row changed, then changed back, is applied); if another file of the
     source is applied in between, the file is checked again, against that one, before it applies. The
     digests' folder name carries the file's header, the source's settings, the attributes it
@@ -117,10 +119,20 @@ class UnchangedRows:
         if "digests" not in self.state or not parquet_parts(self.work / "digests"):
             return
         parts = parquet_parts(self.work)
-        kept = [c for c in pl.read_parquet_schema(parts[0]) if c in _dedup_columns(ENTITIES[self.entity])] if parts else []
-        passed = pl.scan_parquet(parquet_parts(self.work / "digests")).join(pl.scan_parquet(parts).select(LINE, *kept), on=LINE)
+        schema = pl.read_parquet_schema(parts[0]) if parts else {}
+        kept = [c for c in schema if c in _dedup_columns(ENTITIES[self.entity])]
+        cell = [CELL] if CELL in schema else []
+        passed = pl.scan_parquet(parquet_parts(self.work / "digests")).join(
+            pl.scan_parquet(parts).select(LINE, *cell, *kept), on=LINE)
         aside = [pl.scan_parquet(self.aside_parts())] if self.aside_parts() else []
-        digests = pl.concat([passed, *aside], how="diagonal").select(*DIGEST, *kept).unique(DIGEST)
+        rows = pl.concat([passed, *aside], how="diagonal")
+        # A line that gave rows (unpivoted) of which one was rejected or skipped is read again next
+        # time: set aside whole, its rows would all count as unchanged.
+        unsettled = [pl.scan_parquet(found).select(pl.col("line").alias(LINE))
+                     for found in (parquet_parts(self.work / "rejects"), parquet_parts(self.work / "skipped")) if found]
+        if unsettled:
+            rows = rows.join(pl.concat(unsettled), on=LINE, how="anti")
+        digests = rows.select(*DIGEST, *cell, *kept).unique([*DIGEST, *cell])
         path = self._digests_of(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.part")

@@ -32,11 +32,13 @@ class ConfigError(Exception):
 
 def _key_path(loc: tuple[Any, ...]) -> str:
     path = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
         elif part in ("str", "function-after[_interval(), nullable[str]]") or "[" in str(part):
             continue  # pydantic's names for union branches are noise to a brand engineer
+        elif i and isinstance(loc[i - 1], int) and loc[i + 1:i + 2] == (part,):
+            continue  # the tag of a transform (`transforms[0].split.split.sep`): its key follows
         else:
             path += f".{part}" if path else str(part)
     return path
@@ -56,6 +58,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"no such key (a typo?); found {found}"
     if "found" in msg:
         return msg
+    if err["type"] == "value_error" and isinstance(err.get("input"), dict):
+        return msg  # a check across keys names what it found: the whole mapping would bury it
     return f"{msg}; found {found}"
 
 
@@ -118,7 +122,8 @@ def load_brand(path: Path) -> Brand:
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: (top level): expected a mapping of keys; found {type(raw).__name__}"])
     try:
-        brand = Brand.model_validate(raw)
+        # Lookup files are read now, beside the brand file.
+        brand = Brand.model_validate(raw, context={"folder": path.parent})
     except ValidationError as e:
         # Checks across keys (precedence) name their own key path in the message.
         dedup = dict.fromkeys(

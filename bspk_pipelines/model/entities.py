@@ -13,6 +13,9 @@ from enum import Enum
 # The column that carries each row's line in its file, from reading to rejects, held rows and the
 # month store: every layer names a row's origin by it.
 LINE = "_line"
+# Beside `_line` where a mapping unpivots a line into one row per column (`Unpivot`): the column
+# of the file the row came from. A row is then known by its line and its cell.
+CELL = "_cell"
 
 
 class Kind(str, Enum):

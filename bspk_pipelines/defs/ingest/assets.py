@@ -11,7 +11,7 @@ from bspk_pipelines.model.brand import Brand, duration
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
-from bspk_pipelines.model.entities import ENTITIES, referenced
+from bspk_pipelines.model.entities import CELL, ENTITIES, referenced
 from bspk_pipelines.ingest.drop import Changed, FileNameError, Refused, classify, delivery_number, dropped_name
 from bspk_pipelines.ingest.parse import LINE, FileFailure
 from bspk_pipelines.ingest.months import MONTH, rebuild_months, rows_at_rebuild
@@ -30,7 +30,7 @@ PREVIEW_ROWS = 5
 def _md(frame: pl.DataFrame | None) -> dg.MetadataValue:
     if frame is None or frame.is_empty():
         return dg.MetadataValue.md("_no rows_")
-    frame = frame.drop(LINE, strict=False).head(PREVIEW_ROWS)
+    frame = frame.drop(LINE, CELL, strict=False).head(PREVIEW_ROWS)
     cols = frame.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.iter_rows():
@@ -111,7 +111,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
                                        description=f"share of rows rejected stays at or below {brand.reject_rate_threshold:.0%}")],
         description=f"{b}'s {source} {entity} rows parsed with the source's CSV dialect, mapped to the "
         "platform's columns and checked against the platform's rules. Each bad row is kept in "
-        "`rejects` with its line, column, value and rule; a file that cannot be read fails whole.",
+        "`rejects` with its line, column, value as sent and rule; rows the mapping's skip rules leave out "
+        "are counted as skipped, with their rule; a file that cannot be read fails whole.",
     )
     def validated_rows(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
         name = context.partition_key
@@ -122,17 +123,20 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         if result.status == "missing":
             raise dg.Failure(description=f"{name}: {result.message} for {entity} (does the file feed {entity}?)",
                              metadata={"file": name})
-        read = result.rows + result.rejected
-        rate = result.rejected / read if read else 0.0
+        checked = result.rows + result.rejected
+        # Of the rows checked: a row the mapping skips is neither applied nor rejected.
+        rate = result.rejected / checked if checked else 0.0
         # Shares are shown as percentages, as a data engineer reads them (4.2, not 0.042).
         percent = round(100 * rate, 2)
         rejects = pl.DataFrame([r.__dict__ for r in result.rejects[:PREVIEW_ROWS]]) if result.rejects else None
+        skips = pl.DataFrame(result.skips[:PREVIEW_ROWS]) if result.skips else None
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
-                "rows_read": read, "dagster/partition_row_count": result.rows, "rows_unchanged": result.unchanged,
-                "rejected": result.rejected,
+                "rows_read": checked + result.skipped, "dagster/partition_row_count": result.rows,
+                "rows_unchanged": result.unchanged, "rows_skipped": result.skipped, "rejected": result.rejected,
                 "rejected_percent": percent, "preview": _md(result.preview), "rejects_preview": _md(rejects),
+                "skipped_preview": _md(skips),
             },
             check_results=[dg.AssetCheckResult(
                 check_name="reject_rate", passed=rate <= brand.reject_rate_threshold,
