@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,7 +38,9 @@ def _everything(tmp_path: Path, warehouse_url: str) -> tuple:
 
 def test_preview_shows_each_entity_and_writes_nothing(warehouse_url, tmp_path):
     (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / "acme.yaml").write_text(yaml.safe_dump(ERP))
+    skipping = json.loads(json.dumps(ERP))
+    skipping["sources"]["erp"]["files"][0]["entities"]["product_images"]["skip"] = [{"blank": "IMG"}]
+    (tmp_path / "mappings" / "acme.yaml").write_text(yaml.safe_dump(skipping))
     drop = tmp_path / "data" / "drop" / "acme" / "erp"
     drop.mkdir(parents=True)
     (drop / "ARTICLES_20251201.csv").write_text(ROWS)
@@ -50,10 +53,12 @@ def test_preview_shows_each_entity_and_writes_nothing(warehouse_url, tmp_path):
     assert shown.returncode == 0 and shown.stderr == "", shown.stdout + shown.stderr
     out = shown.stdout
     assert out.startswith(f"{ARTICLES}: source erp of acme, feeds products, product_prices, product_images (a dry run")
-    assert "products: 2 rows read, 2 valid, 0 rejected\n  sets: name, published" in out
-    assert "product_prices: 2 rows read, 1 valid, 1 rejected\n  sets: price" in out
-    assert "  line 2, column PRICE, value " in out and "decimal" in out
-    assert "product_images: 2 rows read, 1 valid, 1 rejected" in out and "line 3, column IMG, value '': required" in out
+    assert "products: 2 rows read, 2 valid, 0 rejected, 0 skipped\n  sets: name, published" in out
+    assert "product_prices: 2 rows read, 1 valid, 1 rejected, 0 skipped\n  sets: price" in out
+    # The value as sent, and what to change.
+    assert "  line 2, column PRICE, value '1 250,00': decimal: not a number such as 399.99; set" in out
+    assert "product_images: 2 rows read, 1 valid, 0 rejected, 1 skipped" in out
+    assert "  skipped: line 3, column IMG, value '': blank: IMG" in out
     assert "Belt" in out and "https://img.example/a1.jpg" in out  # the first mapped rows
     assert _everything(tmp_path, warehouse_url) == before
 

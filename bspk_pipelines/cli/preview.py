@@ -1,6 +1,7 @@
 """`bspk preview`: a dry run of one file by a brand's config. It is read, mapped and checked for
 each entity it feeds, and shown: the first mapped rows, counts, rejects with line, column, value,
-rule and hint, and the attributes its source would set under precedence. Nothing is written to
+rule and hint, the rows its skip rules leave out with their rule, and the attributes its source
+would set under precedence. Nothing is written to
 the warehouse, the landing zone or the Dagster instance."""
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 def report(result: DryRun) -> str:
     """A dry run for one entity as text: counts, what the source sets, the first rows, the rejects."""
     rejected = len({p.line for p in result.rejects})
-    lines = [f"{result.entity}: {result.rows_read:,} rows read, {result.valid:,} valid, {rejected:,} rejected",
+    lines = [f"{result.entity}: {result.rows_read:,} rows read, {result.valid:,} valid, {rejected:,} rejected, "
+             f"{result.skipped:,} skipped",
              f"  sets: {', '.join(result.sets) or 'nothing but the key'}"]
     if result.left_to_others:
         lines.append(f"  sends but does not set (another source owns them by precedence): {', '.join(result.left_to_others)}")
@@ -61,4 +63,8 @@ def report(result: DryRun) -> str:
         lines.append(f"  line {p.line}, column {p.column}, value {p.value!r}: {p.rule}: {p.message}")
     if len(result.rejects) > SHOWN_REJECTS:
         lines.append(f"  ... and {len(result.rejects) - SHOWN_REJECTS:,} more rejects")
+    for s in result.skips:
+        lines.append(f"  skipped: line {s['line']}, column {s['column']}, value {s['value'] or ''!r}: {s['rule']}")
+    if result.skipped > len(result.skips):
+        lines.append(f"  ... and {result.skipped - len(result.skips):,} more skipped")
     return "\n".join(lines)

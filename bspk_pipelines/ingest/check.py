@@ -277,6 +277,10 @@ class DryRun:
     sets: list[str]
     left_to_others: list[str]
     skipped: int = 0  # rows the mapping's skip rules leave out
+    skips: list[dict] = field(default_factory=list)  # the first of them: line, column, value, rule
+
+# Skipped rows a dry run shows with their rule.
+SHOWN_SKIPS = 20
 
 def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int = 5) -> DryRun:
     """Read, map and check a file for the entity as validation would (FileFailure if it cannot be
@@ -289,10 +293,11 @@ def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int =
         landed.symlink_to(path.resolve())
         out = Path(tmp) / "parts"
         out.mkdir()
-        read, skipped, preview, problems = 0, 0, None, []
+        read, skipped, preview, problems, skips = 0, 0, None, [], []
         for i, batch in enumerate(_checked_batches(layout, brand, source, entity_name, path.name, BATCH_ROWS, None)):
             batch.rows.write_parquet(out / f"part-{i:05d}.parquet")
             read, skipped, problems = read + batch.read, skipped + batch.skipped.height, problems + batch.problems
+            skips += batch.skipped.head(SHOWN_SKIPS - len(skips)).to_dicts()
             preview = batch.rows.head(rows) if preview is None or preview.is_empty() else preview
         parts = parquet_parts(out)
         if parts:
@@ -303,4 +308,4 @@ def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int =
     owned = set(owned_columns(brand, source, entity_name))
     attributes = [a for a in entity.attributes if a in sent]
     return DryRun(entity_name, read, valid, preview, sorted(problems, key=lambda p: (p.line, p.column)),
-                  [a for a in attributes if a in owned], [a for a in attributes if a not in owned], skipped)
+                  [a for a in attributes if a in owned], [a for a in attributes if a not in owned], skipped, skips)
