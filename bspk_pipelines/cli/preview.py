@@ -16,6 +16,7 @@ from bspk_pipelines.cli.environment import chosen_brands, deployment
 from bspk_pipelines.ingest.check import DryRun, dry_run
 from bspk_pipelines.ingest.drop import FileNameError, route
 from bspk_pipelines.ingest.parse import LINE, FileFailure
+from bspk_pipelines.model.entities import CELL
 
 SHOWN_REJECTS = 20
 
@@ -58,7 +59,7 @@ def report(result: DryRun) -> str:
     if result.preview is not None and not result.preview.is_empty():
         with pl.Config(tbl_rows=len(result.preview), tbl_cols=-1, tbl_width_chars=160, fmt_str_lengths=40,
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-            lines += ["  " + line for line in str(result.preview.drop(LINE, strict=False)).splitlines()]
+            lines += ["  " + line for line in str(result.preview.drop(LINE, CELL, strict=False)).splitlines()]
     for p in result.rejects[:SHOWN_REJECTS]:
         lines.append(f"  line {p.line}, column {p.column}, value {p.value!r}: {p.rule}: {p.message}")
     if len(result.rejects) > SHOWN_REJECTS:
