@@ -177,8 +177,9 @@ def test_a_file_rewritten_after_its_import_is_the_next_delivery_under_its_name(d
         assert conn.execute(sa.text("select _file from shoppers where shopper_ref = 'S3'")).scalar() == f"{SHOPPER_FILE}@2"
 
 
-def test_a_file_touched_but_not_changed_is_not_delivered_again(defs_and_folder, dagster_home):
-    """Same bytes, a new modification time (a copy tool, `touch`): the same delivery still there."""
+def test_a_file_touched_is_the_same_delivery_and_rewritten_at_the_same_size_the_next(defs_and_folder, dagster_home):
+    """Same bytes, a new modification time (a copy tool, `touch`): the same delivery still there.
+    Then other bytes of the same size: the next delivery under the name, and nothing more after it."""
     defs, brand, drop = defs_and_folder
     path = drop / SHOPPER_FILE
     path.write_text(TWO_SHOPPERS)
@@ -188,7 +189,13 @@ def test_a_file_touched_but_not_changed_is_not_delivered_again(defs_and_folder, 
         os.utime(path, ns=(later, later))
         lines = []
         assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lines.append) == []
-    assert lines == [] and _files(defs) == {SHOPPER_FILE: ("applied", None)}
+        assert lines == [] and _files(defs) == {SHOPPER_FILE: ("applied", None)}
+        path.write_text(TWO_SHOPPERS.replace("Marie", "Maria"))
+        assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
+        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None) == []  # nothing more to run
+    assert _files(defs) == {SHOPPER_FILE: ("applied", None), f"{SHOPPER_FILE}@2": ("applied", None)}
+    with defs.resources["warehouse"].engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from shoppers where first_name = 'Maria'")).scalar() == 1
 
 
 def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_folder, dagster_home):
@@ -219,20 +226,6 @@ def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         hash_delivered(tmp_path / SHOPPER_FILE)
-
-
-def test_a_file_rewritten_after_its_import_with_the_same_size_is_delivered_once_more(defs_and_folder, dagster_home):
-    defs, brand, drop = defs_and_folder
-    path = drop / SHOPPER_FILE
-    path.write_text(TWO_SHOPPERS)
-    with dg.DagsterInstance.get() as instance:
-        sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)
-        path.write_text(TWO_SHOPPERS.replace("Marie", "Maria"))
-        assert [r.success for r in sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None)] == [True]
-        assert sync_brand(defs, brand, instance, settle_seconds=0.05, out=lambda *_: None) == []  # nothing more to run
-    assert _files(defs) == {SHOPPER_FILE: ("applied", None), f"{SHOPPER_FILE}@2": ("applied", None)}
-    with defs.resources["warehouse"].engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from shoppers where first_name = 'Maria'")).scalar() == 1
 
 
 def test_a_drop_folder_replaced_by_a_link_is_refused_whole(defs_and_folder, tmp_path):
