@@ -169,3 +169,22 @@ def test_a_warehouse_keyed_by_file_name_alone_is_carried_forward(warehouse_url, 
         conn.execute(sa.text("insert into files (brand, source, name, entity, sha256, size, received_at, sort_key, status) "
                              "values ('acme', 'main', 'SHOPPER_V3_Acme_202401010000.csv', 'products', :s, 10, :t, 'x', 'applied')"),
                      {"s": "a" * 64, "t": stamp})
+
+
+def test_a_file_whose_name_matched_no_pattern_is_taken_once_the_config_has_one(engine, tmp_path):
+    """Never landed (its name fitted no mapping): recorded as failed; once the brand's YAML maps
+    that name, its retry takes the file from the drop folder and applies it."""
+    from bspk_pipelines.ingest.land import land
+
+    without = json.loads(json.dumps(ERP))
+    without["sources"]["erp"]["files"][0]["pattern"] = "ARTIKEL_*.csv"
+    h = brand_harness(without, engine, tmp_path)
+    h.drop(ARTICLES, ROWS, "erp")
+    assert h.planned() == []
+    assert (h.file(ARTICLES, "erp")["status"], h.file(ARTICLES, "erp")["entity"]) == ("failed", "")
+    fixed = brand_harness(ERP, engine, tmp_path)
+    assert land(engine, fixed.layout, fixed.brand, classify(fixed.brand, "erp", ARTICLES)).status == "received"
+    assert fixed.ingest(ARTICLES, "erp")["status"] == "applied"
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("select entity, status from files")).all()) == [
+            ("product_images", "applied"), ("product_prices", "applied"), ("products", "applied")]
