@@ -32,6 +32,10 @@ def test_sample_brand_files_load():
     assert maison.attribute_owners("products", "name") == ["pos", "erp"]
     assert maison.attribute_owners("products", "description") == ["erp", "pos"]
     assert maison.attribute_owners("products", "published") == ["erp", "pos"]
+    nordhaus = sample_brand("nordhaus")
+    [articles] = nordhaus.sources["erp"].files
+    assert list(articles.feeds) == ["products", "product_prices", "product_images"]
+    assert nordhaus.attribute_owners("products", "name") == ["pos", "erp"]
 
 
 def test_same_seed_writes_the_same_bytes(tmp_path):

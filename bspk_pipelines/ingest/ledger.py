@@ -217,7 +217,7 @@ def retry(conn: sa.Connection, brand: str, source: str, name: str) -> tuple[list
                                     "would put its older values over it; send the rows still wanted in a new delivery")
             continue
         advance(conn, brand, source, name, r["entity"], ("failed",), status="received", error=None, rows_read=None,
-                rejected=None, superseded=None)
+                rejected=None, superseded=None, skipped=None)
         retried.append(r["entity"])
     return retried, refused
 
