@@ -59,7 +59,8 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookS
     print("\nAssociates at work (simulated):")
     for brand in brands:
         done = simulate(Platform(engine, brand.brand), actions=60)
-        print(f"  {brand.brand}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(done.items())))
+        print(f"  {brand.brand}: " + (", ".join(f"{n} {kind}" for kind, n in sorted(done.items()))
+                                      or "nothing: the brand sends no shoppers or associates"))
     receivers = []
     for brand in brands:
         for endpoint in brand.webhooks.endpoints:
