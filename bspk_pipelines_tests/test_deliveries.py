@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import yaml
 
 from bspk_pipelines.ingest.drop import FileNameError, classify, delivery_key, dropped_name
+from bspk_pipelines.ingest.ledger import failed
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.engine import engine_for
@@ -143,6 +144,9 @@ def test_an_older_failed_delivery_is_not_retried_over_a_later_applied_one(engine
     with pytest.raises(NotRetried, match="a later delivery of product_prices, ARTICLES_20260201.csv, was applied since"):
         land(engine, later.layout, later.brand, classify(later.brand, "erp", ARTICLES))
     assert later.file(ARTICLES, "erp", "product_prices")["status"] == "failed"
+    # Replaced by the later delivery: it waits for no fix, so `bspk sync` does not keep failing for it.
+    with engine.connect() as conn:
+        assert failed(conn, "acme") == []
     assert sorted(str(r["price"]) for r in later.rows("product_prices")) == ["120.00", "50.00"]
 
 
