@@ -11,7 +11,7 @@ import pytest
 
 from bspk_pipelines.ingest.mapping import lineage, source_columns, to_e164, to_platform
 from bspk_pipelines.ingest.parse import LINE
-from bspk_pipelines.model.brand import Dialect, FileMap
+from bspk_pipelines.model.mapping import Dialect, FileMap
 from bspk_pipelines.model.brand_file import load_brand
 from bspk_pipelines.model.entities import ENTITIES
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.model.mapping import Dialect
 from bspk_pipelines.ingest import parse
 from bspk_pipelines.ingest.parse import _plain, read_batches
 
@@ -104,7 +104,7 @@ def test_a_long_header_or_a_long_quote_never_closed_fails_the_file(tmp_path, con
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.model.mapping import Dialect
 from bspk_pipelines.ingest.parse import read_batches
 path, before = Path(sys.argv[1]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

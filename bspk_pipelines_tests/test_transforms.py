@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from bspk_pipelines.ingest.hints import hints
 from bspk_pipelines.ingest.mapping import lineage, map_rows, skipping, source_columns, times, to_platform, unpivot_problem
 from bspk_pipelines.ingest.rules import label, sent, validate
-from bspk_pipelines.model.brand import Brand, Dialect, FileMap
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.mapping import Dialect, FileMap
 from bspk_pipelines.model.brand_file import ConfigError, load_brand
 from bspk_pipelines.model.entities import CELL, ENTITIES, LINE
 from bspk_pipelines_tests.test_mapping import file_map, mapped, source_rows

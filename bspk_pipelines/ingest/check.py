@@ -33,7 +33,8 @@ from bspk_pipelines.ingest.rules import label, validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model import entities as entities_code
 from bspk_pipelines.ingest.drop import dropped_name
-from bspk_pipelines.model.brand import Brand, EntityMap
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.mapping import EntityMap
 from bspk_pipelines.model.entities import CELL, ENTITIES, LINE
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse import bulk

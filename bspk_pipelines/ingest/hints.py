@@ -16,7 +16,7 @@ import pycountry
 import polars as pl
 
 from bspk_pipelines.ingest.rules import DECIMAL, WHOLE, countries, currencies, languages
-from bspk_pipelines.model.brand import ColumnMap, Dialect, EntityMap, Phone
+from bspk_pipelines.model.mapping import ColumnMap, Dialect, EntityMap, Phone
 from bspk_pipelines.model.entities import Entity, Kind
 
 THOUSANDS = ("", ",", ".", " ", "'")

@@ -19,9 +19,7 @@ import phonenumbers
 import polars as pl
 
 from bspk_pipelines.ingest.rules import NUMBER, sent
-from bspk_pipelines.model.brand import (
-    ColumnMap, Dialect, EntityMap, Lookup, Phone, Replace, SkipRule, SplitPart, StripLeading, StripPrefix, ToList,
-)
+from bspk_pipelines.model.mapping import ColumnMap, Dialect, EntityMap, Lookup, Phone, Replace, SkipRule, SplitPart, StripLeading, StripPrefix, ToList
 from bspk_pipelines.model.entities import CELL, LINE, Entity, Kind
 
 ISO_DATE = "%Y-%m-%d"

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import polars as pl
 
-from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.model.mapping import Dialect
 from bspk_pipelines.model.entities import LINE
 
 # Given the header and a batch's rows, the rows to read on (see `read_batches`).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bspk_pipelines.model.brand import Dialect
+from bspk_pipelines.model.mapping import Dialect
 from bspk_pipelines.model.constraints import LISTS, is_key, is_unique, value_rule
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES, BY_FILE_TYPE, Column, Entity, Kind, dependents
 
