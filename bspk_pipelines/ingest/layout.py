@@ -22,7 +22,10 @@ class Layout:
     data_dir: Path
 
     def drop(self, brand: Brand, source: str) -> Path:
-        path = Path(brand.sources[source].drop)
+        drop = brand.sources[source].drop
+        if drop is None:  # a Shopify source's pulls write into a folder of their own
+            return self.data_dir / brand.brand / "shopify" / source
+        path = Path(drop)
         return path if path.is_absolute() else self.data_dir / path
 
     def landed(self, brand: str, source: str, name: str) -> Path:

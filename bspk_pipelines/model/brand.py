@@ -7,13 +7,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
 from bspk_pipelines.model.mapping import EMPTY, Dialect, FileMap, Strict
+from bspk_pipelines.model.shopify import ShopifySource
 
 BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -146,7 +147,7 @@ class Brand(Strict):
     company_name: str
     # Who answers for the brand's data: shown as the owners of its assets in Dagster's UI.
     owners: list[str] = []
-    sources: dict[str, Source] = Field(min_length=1)
+    sources: dict[str, Annotated[Source | ShopifySource, Field(discriminator="format")]] = Field(min_length=1)
     precedence: dict[str, dict[str, list[str]]] = {}
     reject_rate_threshold: float = Field(0.05, ge=0, le=1)
     sync: Sync = Sync()
@@ -183,7 +184,7 @@ class Brand(Strict):
 
     @field_validator("sources")
     @classmethod
-    def _source_ids(cls, v: dict[str, Source]) -> dict[str, Source]:
+    def _source_ids(cls, v: dict[str, Source | ShopifySource]) -> dict[str, Source | ShopifySource]:
         bad = [s for s in v if not BRAND_ID.match(s)]
         if bad:
             raise ValueError(f"source ids of lower-case letters, digits and _; found {', '.join(bad)}")

@@ -215,7 +215,7 @@ def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:
     @dg.sensor(
         name=names.drop_sensor(brand.brand), jobs=jobs, minimum_interval_seconds=1,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Watches {brand.brand}'s drop folders ({', '.join(s.drop for s in brand.sources.values())}) "
+        description=f"Watches {brand.brand}'s drop folders ({', '.join(s.drop or f'{brand.brand}/shopify/{sid}' for sid, s in brand.sources.items())}) "
         "and requests one run per file once it has stopped growing or has a .done marker.",
     )
     def drop_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
