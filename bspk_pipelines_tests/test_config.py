@@ -92,7 +92,7 @@ def test_a_mapping_mistake_is_one_line(tmp_path, capsys, text, expected):
         ("brand: acme\ncompany_name: acme corp\nsources:\n  main: {format: bspk, drop: d}\n",
          "acme.yaml: company_name: a CamelCase name of letters and digits, as in the file names; found 'acme corp'"),
         ("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: sftp, drop: d}\n",
-         "acme.yaml: sources.main.format: Input should be 'bspk' or 'csv'; found 'sftp'"),
+         "acme.yaml: sources.main.format: one of bspk, csv, shopify; found 'sftp'"),
         ("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: bspk}\n",
          "acme.yaml: sources.main.drop: a value is required; found nothing"),
         ("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: bspk, drop: d, dorp: e}\n",

@@ -30,6 +30,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+SOURCE_FORMATS = ("bspk", "csv", "shopify")
+
+
 def _key_path(loc: tuple[Any, ...]) -> str:
     path = ""
     for i, part in enumerate(loc):
@@ -39,9 +42,16 @@ def _key_path(loc: tuple[Any, ...]) -> str:
             continue  # pydantic's names for union branches are noise to a brand engineer
         elif i and isinstance(loc[i - 1], int) and loc[i + 1:i + 2] == (part,):
             continue  # the tag of a transform (`transforms[0].split.split.sep`): its key follows
+        elif i == 2 and loc[0] == "sources" and part in SOURCE_FORMATS:
+            continue  # the format a source's keys were read as (`sources.pos.csv.files`): the file says it
         else:
             path += f".{part}" if path else str(part)
     return path
+
+
+def _located(err: dict[str, Any]) -> tuple[Any, ...]:
+    """Where a mistake is: a source's unknown format is at its `format` key."""
+    return (*err["loc"], "format") if err["type"] in ("union_tag_invalid", "union_tag_not_found") else err["loc"]
 
 
 def _cut(text: str, limit: int) -> str:
@@ -56,6 +66,9 @@ def _describe(err: dict[str, Any]) -> str:
         return "a value is required; found nothing"
     if err["type"] == "extra_forbidden":
         return f"no such key (a typo?); found {found}"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = err.get("ctx", {}).get("tag")
+        return f"one of {', '.join(SOURCE_FORMATS)}; found {_cut(repr(tag), 200) if tag else 'nothing'}"
     if "found" in msg:
         return msg
     if err["type"] == "value_error" and isinstance(err.get("input"), dict):
@@ -127,7 +140,7 @@ def load_brand(path: Path) -> Brand:
     except ValidationError as e:
         # Checks across keys (precedence) name their own key path in the message.
         dedup = dict.fromkeys(
-            f"{path}: {_key_path(err['loc'])}: {_describe(err)}" if err["loc"] else f"{path}: {_describe(err)}"
+            f"{path}: {_key_path(_located(err))}: {_describe(err)}" if err["loc"] else f"{path}: {_describe(err)}"
             for err in e.errors()
         )
         raise ConfigError(list(dedup)) from None
