@@ -17,18 +17,19 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bspk_pipelines.api import extraction, imports, platform
+from bspk_pipelines.api import extraction, imports, platform, shopify
 from bspk_pipelines.api.auth import Refusal
 from bspk_pipelines.api.deps import Service
+from bspk_pipelines.api.responses import error_response
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.settings import ApiSettings, Settings
+from bspk_pipelines.shopify.webhooks import Pulls
 from bspk_pipelines.warehouse.engine import engine_for
 
 log = logging.getLogger("bspk.api")
@@ -37,14 +38,6 @@ API_PREFIX = "/api/"
 IMPORTS_PATH = "/api/platform/v1/imports"
 # Room for the multipart envelope around an upload of the largest allowed size.
 MULTIPART_ALLOWANCE = 64 * 1024
-
-
-def error_body(status: int, message: str) -> dict:
-    return {"error": {"status": status, "message": message}}
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
 
 class Gate:
@@ -192,6 +185,7 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     app.include_router(extraction.router())
     app.include_router(platform.router(webhooks))
     app.include_router(imports.router())
+    app.include_router(shopify.router(Pulls(service.engine, service.layout, service.brands)))
     app.add_middleware(Gate, service=service)
     app.add_middleware(PublicHost, public_url=service.settings.public_url)  # outermost: before anything builds a URL
     return app

@@ -8,9 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Response
+from fastapi.responses import JSONResponse
 from starlette.datastructures import URL
 
 from bspk_pipelines.api.models import Error
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error as every answer of the service writes it: `{"error": {"status", "message"}}`."""
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
 def _error(description: str) -> dict[str, Any]:

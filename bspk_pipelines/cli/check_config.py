@@ -53,6 +53,8 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
     problems, checked = [], 0
     for brand in brands:
         for sid, source in brand.sources.items():
+            if source.format == "shopify":
+                continue  # its deliveries are the pulls' own JSONL, read by the built-in mapping
             for i, file_map in enumerate(source.files):
                 path = sample if sample else _newest(Layout(data_dir).drop(brand, sid), file_map.pattern)
                 if path is None or not fnmatch.fnmatchcase(path.name, file_map.pattern):

@@ -1,5 +1,6 @@
-"""`bspk sync`: what is pending in brands' drop folders processed once, through the jobs the
-sensor launches, and a summary of what the warehouse holds from it."""
+"""`bspk sync`: what changed in brands' shops pulled, what is pending in their drop folders
+processed once, through the jobs the schedules and the sensor launch, and a summary of what the
+warehouse holds from it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bspk_pipelines.defs.ingest.sensors import load_cursor, plan_runs
 from bspk_pipelines.ingest.ledger import failed
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER
+from bspk_pipelines.model.shopify import ShopifySource
 from bspk_pipelines.settings import Settings
 from bspk_pipelines.warehouse.schema import files, held, months
 
@@ -26,13 +28,36 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     `allow_failed`), 2 for a config error. `settings` are the deployment's unless given (`bspk demo` gives its own)."""
     def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
         print(f"{brand.brand}:")
+        pulled = all([r.success for r in pull_shops(defs, brand, instance)])
         ran = all([r.success for r in sync_brand(defs, brand, instance, args.settle)])
-        return still_failed(resource(defs, "warehouse").engine, brand) == 0 and ran
+        return still_failed(resource(defs, "warehouse").engine, brand) == 0 and ran and pulled
 
     defs, brands, ok = each_brand(settings or deployment(), args.brand, step)
     print()
     print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
     return 0 if ok or args.allow_failed else 1
+
+
+def pull_shops(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, only: str | None = None,
+               full: bool = False, out=print) -> list[dg.ExecuteInProcessResult]:
+    """Pull what changed in each of the brand's Shopify sources (or `only` that one; everything
+    through bulk operations with `full`) into their drop folders, through the pull job the
+    schedule runs; what each pull did, a line per object."""
+    results = []
+    for sid, source in brand.sources.items():
+        if not isinstance(source, ShopifySource) or only not in (None, sid):
+            continue
+        job = defs.resolve_job_def(names.pull_job(brand.brand, sid))
+        [op] = [node.name for node in job.graph.node_defs]
+        result = job.execute_in_process(instance=instance, tags={names.BRAND_TAG: brand.brand}, raise_on_error=False,
+                                        run_config=QUIET | {"ops": {op: {"config": {"full": full}}}})
+        for record in instance.all_logs(result.run_id):
+            if not record.is_dagster_event and record.step_key:
+                out(f"  {sid}: {record.user_message}")
+        if not result.success:
+            out(f"  {sid}: pull FAILED: {failure(result)}")
+        results.append(result)
+    return results
 
 
 def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, settle_seconds: float = 1.0, out=print) -> list[dg.ExecuteInProcessResult]:

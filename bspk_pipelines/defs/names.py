@@ -83,3 +83,19 @@ def extract_schedule(brand: str) -> str:
 
 def webhook_sensor(brand: str) -> str:
     return f"{brand}__webhook_sensor"
+
+
+SHOPIFY = "shopify"
+
+
+def shopify_key(brand: str, source: str) -> dg.AssetKey:
+    """A Shopify source's objects as its pulls find them: upstream of the source's raw deliveries."""
+    return dg.AssetKey([brand, SHOPIFY, source])
+
+
+def pull_job(brand: str, source: str) -> str:
+    return f"{brand}__{source}__pull"
+
+
+def pull_schedule(brand: str, source: str) -> str:
+    return f"{brand}__{source}__pull_schedule"

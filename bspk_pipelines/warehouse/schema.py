@@ -275,6 +275,33 @@ months = sa.Table(
     sa.Column("rebuilt_at", sa.DateTime, nullable=False),
 )
 
+pulls = sa.Table(
+    "pulls",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("object", sa.Text, primary_key=True, comment="customers, products, orders or locations"),
+    sa.Column("watermark", sa.Text, comment="UTC, ISO 8601: nodes updated before it are delivered"),
+    sa.Column("digest", sa.Text, comment="sha256 of the last snapshot of an object read whole (locations)"),
+    sa.Column("pulled_at", sa.DateTime, nullable=False),
+    sa.Column("delivery", sa.Text, comment="the last delivery the pull wrote"),
+    comment="where each API pull of a source stands: the next one asks for what changed since",
+)
+
+shopify_webhooks = sa.Table(
+    "shopify_webhooks",
+    metadata,
+    sa.Column("brand", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("webhook_id", sa.Text, primary_key=True, comment="X-Shopify-Webhook-Id: one per delivery, kept on retries"),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("resource", sa.Text, comment="the id of the object the webhook is about"),
+    sa.Column("triggered_at", sa.Text, comment="X-Shopify-Triggered-At, as sent"),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("action", sa.Text, nullable=False, comment="what it asked for: a pull of an object, a deletion, nothing"),
+    comment="Shopify webhooks taken, so a delivery Shopify sends again is taken once",
+)
+
 schema_version = sa.Table(
     "schema_version",
     metadata,

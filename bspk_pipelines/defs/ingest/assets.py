@@ -12,6 +12,7 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import CELL, ENTITIES, referenced
+from bspk_pipelines.model.shopify import ShopifySource
 from bspk_pipelines.ingest.drop import Changed, FileNameError, Refused, classify, delivery_number, dropped_name
 from bspk_pipelines.ingest.parse import LINE, FileFailure
 from bspk_pipelines.ingest.months import MONTH, rebuild_months, rows_at_rebuild
@@ -60,9 +61,11 @@ def build_raw_asset(brand: Brand, source: str) -> dg.AssetsDefinition:
     b = brand.brand
     fed = [e for e in brand.entities if source in brand.sources_of(e)]
 
+    shopify = isinstance(brand.sources[source], ShopifySource)
+
     @dg.asset(
         key=names.raw_key(b, source), partitions_def=file_partitions(brand, source), group_name=names.group(b, names.RAW),
-        kinds={"csv"}, tags={"brand": b, "source": source}, owners=brand.owners,
+        deps=[names.shopify_key(b, source)] if shopify else [], kinds={"jsonl" if shopify else "csv"}, tags={"brand": b, "source": source}, owners=brand.owners,
         description=f"Files from {b}'s {source} ({', '.join(fed)}), copied unchanged into the landing zone with "
         "their size and sha256, one partition per delivery. A name that comes again with other bytes is a new "
         "delivery (`name@2`); the same bytes again are recorded as a duplicate and not applied. "

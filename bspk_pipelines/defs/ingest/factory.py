@@ -8,10 +8,12 @@ import sqlalchemy as sa
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table, build_raw_asset
+from bspk_pipelines.defs.ingest.pulls import build_pull
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.ingest.apply import entities_waiting
 from bspk_pipelines.model.entities import ENTITIES
+from bspk_pipelines.model.shopify import ShopifySource
 
 
 def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
@@ -21,8 +23,13 @@ def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
     whole = [e for e in brand.entities if e not in by_month]
     tables = [build_platform_table(brand, e, dialect) for e in whole] + [build_history_table(brand, e, dialect) for e in by_month]
     table_keys = [names.bspk_key(b, e) for e in whole]
-    file_assets, jobs = [], []
-    for source in brand.sources:
+    file_assets, jobs, pulls, pull_schedules = [], [], [], []
+    for source, spec in brand.sources.items():
+        if isinstance(spec, ShopifySource):
+            asset, job, schedules = build_pull(brand, source)
+            file_assets.append(asset)
+            pulls.append(job)
+            pull_schedules += schedules
         fed = [e for e in brand.entities if source in brand.sources_of(e)]
         file_assets.append(build_raw_asset(brand, source))
         for entity in fed:
@@ -47,9 +54,9 @@ def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
     )
     return dg.Definitions(
-        assets=[*file_assets, *tables], jobs=[*jobs, apply], sensors=[build_drop_sensor(brand, jobs)],
-        schedules=on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows",
-                                   waiting=lambda engine: _tables_waiting(brand, engine)),
+        assets=[*file_assets, *tables], jobs=[*jobs, *pulls, apply], sensors=[build_drop_sensor(brand, jobs)],
+        schedules=[*on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows",
+                                     waiting=lambda engine: _tables_waiting(brand, engine)), *pull_schedules],
     )
 
 

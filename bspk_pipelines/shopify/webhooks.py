@@ -1,0 +1,191 @@
+"""Shopify's webhooks, taken for near real time: verified, taken once, and turned into a pull.
+
+A webhook is only a signal. Its payload is Shopify's REST shape, not the GraphQL nodes the
+built-in mapping reads, and Shopify may drop or reorder deliveries; so a create or update of a
+customer, product or order asks for an incremental pull of that object (`Pulls`), which lands a
+delivery like any other and misses nothing the webhooks missed. A deletion, which no pull can
+see, is applied from the webhook itself.
+
+Order of work on a request (shared/reference/shopify.md section 5): the signature over the raw body
+first (`X-Shopify-Hmac-Sha256`, base64 HMAC-SHA256 with the app's secret, compared in constant
+time; during a rotation the secret variable holds the new and the old secret separated by a
+space), then `X-Shopify-Webhook-Id` taken once (Shopify delivers at least once), then the answer,
+well inside Shopify's 5 s, the pull running after it in the background.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from bspk_pipelines.engagement.clients import ClientError, delete_client
+from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.shopify import ShopifySource
+from bspk_pipelines.shopify.client import ShopifyError
+from bspk_pipelines.shopify.pull import pull_source
+from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
+from bspk_pipelines.warehouse.schema import shopify_webhooks
+
+log = logging.getLogger("bspk.shopify")
+
+# Shopify's webhook payloads are single resources: a body past this is not one.
+MAX_BODY_BYTES = 2 << 20
+# Topics whose object is pulled; the others are taken and recorded, and ask for nothing.
+PULLED = {"customers": "customers", "products": "products", "orders": "orders", "locations": "locations"}
+DELETIONS = ("customers/delete",)
+
+
+class Refused(Exception):
+    """A webhook not taken: its HTTP status and one line saying why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def shopify_source(brand: Brand, shop_domain: str) -> tuple[str, ShopifySource]:
+    """The brand's Shopify source for the shop that sent the webhook."""
+    for sid, source in brand.sources.items():
+        if isinstance(source, ShopifySource) and source.shop == shop_domain.strip().lower():
+            return sid, source
+    raise Refused(404, f"{brand.brand} has no Shopify source for the shop {shop_domain[:100]!r} "
+                       "(X-Shopify-Shop-Domain)")
+
+
+def verify(source_id: str, source: ShopifySource, body: bytes, signature: str) -> None:
+    """Refused (401) unless `signature` is the body's HMAC with one of the source's secrets."""
+    secrets = os.environ.get(source.webhook_secret_env or "", "").split()
+    if not secrets:
+        log.error("%s: a webhook came but %s is not set: it cannot be verified, so it is refused", source_id,
+                  source.webhook_secret_env or "webhook_secret_env")
+        raise Refused(401, "webhooks of this source cannot be verified: its secret is not set")
+    given = signature.strip().encode()
+    if not any(hmac.compare_digest(base64.b64encode(hmac.new(s.encode(), body, hashlib.sha256).digest()), given)
+               for s in secrets):
+        raise Refused(401, "the X-Shopify-Hmac-Sha256 signature does not match the body")
+
+
+@dataclass(frozen=True)
+class Received:
+    """A verified webhook, and what it asks for."""
+
+    brand: str
+    source: str
+    webhook_id: str
+    topic: str
+    resource: str | None
+    triggered_at: str | None
+
+    @property
+    def action(self) -> str:
+        if self.topic in DELETIONS:
+            return f"delete {self.topic.split('/')[0]}"
+        obj = PULLED.get(self.topic.split("/")[0])
+        return f"pull {obj}" if obj else "none"
+
+
+def received(brand: str, source: str, headers, body: bytes) -> Received:
+    """The webhook a verified request carries; Refused (400) when its headers or body are not Shopify's."""
+    webhook_id, topic = headers.get("x-shopify-webhook-id", "").strip(), headers.get("x-shopify-topic", "").strip()
+    if not webhook_id or not topic:
+        raise Refused(400, "a Shopify webhook carries X-Shopify-Webhook-Id and X-Shopify-Topic")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise Refused(400, "the body is not JSON") from None
+    resource = payload.get("id") if isinstance(payload, dict) else None
+    return Received(brand, source, webhook_id[:200], topic[:100], None if resource is None else str(resource)[:100],
+                    headers.get("x-shopify-triggered-at"))
+
+
+def take_once(engine: sa.Engine, hook: Received) -> bool:
+    """Record the webhook; False when its id was taken before (Shopify sent it again)."""
+    with writing(engine) as conn:
+        return insert_ignoring_conflicts(conn, shopify_webhooks, {
+            "brand": hook.brand, "source": hook.source, "webhook_id": hook.webhook_id, "topic": hook.topic,
+            "resource": hook.resource, "triggered_at": hook.triggered_at, "action": hook.action,
+            "received_at": datetime.now(timezone.utc).replace(tzinfo=None)})
+
+
+class Pulls:
+    """What webhooks ask for, done one at a time in a background thread: pulls of a source's
+    objects (requests for one source that wait together make one pull) and deletions."""
+
+    def __init__(self, engine: sa.Engine, layout: Layout, brands: dict[str, Brand]):
+        self.engine, self.layout, self.brands = engine, layout, brands
+        self._work: queue.Queue[Received | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.done = 0  # pulls and deletions finished, failed ones too
+
+    def ask(self, hook: Received) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shopify-webhook-pulls", daemon=True)
+                self._thread.start()
+        self._work.put(hook)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._work.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while (hook := self._work.get()) is not None:
+            batch = [hook]
+            while not self._work.empty():
+                more = self._work.get()
+                if more is None:
+                    self._work.put(None)
+                    break
+                batch.append(more)
+            for (brand, source), asked in _pulls_of(batch).items():
+                objects = [o for o in asked if o in self.brands[brand].sources[source].objects]
+                if objects:
+                    self._do(lambda: pull_source(self.engine, self.layout, self.brands[brand], source, objects=objects),
+                             f"{brand}: {source}: pull of {', '.join(objects)}")
+            for h in batch:
+                if h.topic in DELETIONS and h.resource:
+                    self._do(lambda: self._delete(h), f"{h.brand}: {h.source}: {h.topic} {h.resource}")
+
+    def _do(self, work, what: str) -> None:
+        try:
+            work()
+        except ShopifyError as e:
+            log.error("%s failed: %s", what, e)
+        except Exception:
+            log.exception("%s failed", what)
+        finally:
+            self.done += 1
+
+    def _delete(self, hook: Received) -> None:
+        """A customer deleted in Shopify: its client is marked deleted on the platform (kept,
+        and `client.deleted` goes out), as a deletion the brand's system made."""
+        with writing(self.engine) as conn:
+            try:
+                delete_client(conn, hook.brand, hook.resource, "import", f"shopify:{hook.source}",
+                              datetime.now(timezone.utc).replace(tzinfo=None))
+            except ClientError:
+                log.info("%s: %s: customer %s deleted in Shopify was never applied here", hook.brand, hook.source,
+                         hook.resource)
+
+
+def _pulls_of(batch: list[Received]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for h in batch:
+        if h.action.startswith("pull "):
+            objects = out.setdefault((h.brand, h.source), [])
+            if h.action[5:] not in objects:
+                objects.append(h.action[5:])
+    return out
