@@ -137,7 +137,7 @@ def read_batches(path: Path, entity_name: str, batch_rows: int) -> Iterator[Pars
     parents = _parents(path, nodes) if nodes.parent_fields else None
     derive = DERIVED[entity_name]() if entity_name in DERIVED else None
     try:
-        for batch in rows.collect_batches(chunk_size=batch_rows):
+        for batch in _at_least_one(rows, batch_rows):
             if parents is not None:
                 batch = batch.join(parents, on=PARENT_ID, how="left", maintain_order="left")
             if derive:
@@ -149,6 +149,16 @@ def read_batches(path: Path, entity_name: str, batch_rows: int) -> Iterator[Pars
             yield ParsedBatch(batch.select(pl.exclude(LINE), LINE), [])
     except pl.exceptions.PolarsError as e:
         raise _failure(path, e) from None
+
+
+def _at_least_one(rows: pl.LazyFrame, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The rows in batches; a file without any gives one empty batch, as a CSV file without rows does."""
+    empty = True
+    for batch in rows.collect_batches(chunk_size=batch_rows):
+        empty = False
+        yield batch
+    if empty:
+        yield rows.clear().collect()
 
 
 def _parents(path: Path, nodes: Nodes) -> pl.DataFrame:
