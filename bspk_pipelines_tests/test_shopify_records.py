@@ -94,10 +94,11 @@ def test_a_customer_is_a_row_of_text_columns_named_by_field_path(tmp_path):
                  jsonl(customer(1), customer(2, tags=[], defaultPhoneNumber=None, locale=None)))
     rows = rows_of(path, "shoppers")
     assert rows.schema[LINE] == pl.Int64 and all(t == pl.Utf8 for c, t in rows.schema.items() if c != LINE)
-    assert rows.to_dicts()[0] | {"id": None} == rows.to_dicts()[0] | {
-        "id": None, "defaultAddress.city": "Paris", "defaultPhoneNumber.phoneNumber": "+33612345671",
-        "emailMarketingConsent.marketingState": "SUBSCRIBED", "smsMarketingConsent.marketingState": None,
-        "tags": "vip;repeat", "shop.currencyCode": "EUR", LINE: 2}
+    expected = {"id": "gid://shopify/Customer/1", "defaultAddress.city": "Paris",
+                "defaultPhoneNumber.phoneNumber": "+33612345671", "emailMarketingConsent.marketingState": "SUBSCRIBED",
+                "smsMarketingConsent.marketingState": None, "tags": "vip;repeat", "shop.currencyCode": "EUR", LINE: 2}
+    first = rows.row(0, named=True)
+    assert {k: first[k] for k in expected} == expected
     second = rows.row(1, named=True)
     assert (second["tags"], second["defaultPhoneNumber.phoneNumber"], second["locale"], second[LINE]) == (None, None, None, 3)
 

@@ -81,7 +81,8 @@ class CheckedBatch:
 def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int,
                      unchanged: UnchangedRows | None) -> Iterator[CheckedBatch]:
     """The file's rows in batches, read, mapped and checked. With `unchanged`, lines as the
-    source's last applied file sent them are set aside there before mapping and checks."""
+    source's last applied file sent them are set aside there before mapping and checks (a CSV
+    file's; a Shopify delivery's are all checked)."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
