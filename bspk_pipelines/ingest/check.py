@@ -37,6 +37,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.mapping import EntityMap
 from bspk_pipelines.model.entities import CELL, ENTITIES, LINE
 from bspk_pipelines.outbound.events import file_finished
+from bspk_pipelines.shopify import records as shopify_records
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.apply import now
 from bspk_pipelines.warehouse.locks import brand_lock
@@ -59,7 +60,9 @@ def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[
 
 def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> tuple[list[str], list[str], bool]:
     """The file's header as validation reads it: (columns that must be there, columns that may,
-    whether any other column is refused)."""
+    whether any other column is refused). A Shopify delivery (JSONL) has none."""
+    if brand.sources[source].format == "shopify":
+        return [], [], False
     file_map, _ = mapping_of(brand, source, entity_name, name)
     if file_map is None:
         entity = ENTITIES[entity_name]
@@ -78,14 +81,18 @@ class CheckedBatch:
 def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int,
                      unchanged: UnchangedRows | None) -> Iterator[CheckedBatch]:
     """The file's rows in batches, read, mapped and checked. With `unchanged`, lines as the
-    source's last applied file sent them are set aside there before mapping and checks."""
+    source's last applied file sent them are set aside there before mapping and checks (a CSV
+    file's; a Shopify delivery's are all checked)."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
     path = layout.landed(brand.brand, source, name)
     file_map, where = mapping_of(brand, source, entity_name, name)
-    expected, optional, exact = expected_header(brand, source, entity_name, name)
-    batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows,
-                           set_aside=unchanged.set_aside_rows if unchanged else None)
+    if src.format == "shopify":
+        batches = shopify_records.read_batches(path, entity_name, batch_rows)
+    else:
+        expected, optional, exact = expected_header(brand, source, entity_name, name)
+        batches = read_batches(path, src.dialect, expected, optional, exact=exact, batch_rows=batch_rows,
+                               set_aside=unchanged.set_aside_rows if unchanged else None)
     hint = hints(entity, file_map, src.dialect) if file_map else None
     for batch in batches:
         skipped = pl.DataFrame(schema=SKIPPED_SCHEMA)

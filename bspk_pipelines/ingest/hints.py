@@ -3,7 +3,8 @@ setting a number needs, the `values` a yes/no column needs, the `date_format` a 
 transform a code's case needs. Looked at once per distinct value rejected, never per row.
 
 A hint is added to a reject's message ("not a number such as 399.99; set thousands: " " on the
-source's dialect or the column"); it says nothing where no change of the mapping would help.
+source's dialect or the column"); it says nothing where no change of the mapping would help. A
+required value that is missing gets the column's own `missing` text, where its mapping has one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def hints(entity: Entity, emap: EntityMap, dialect: Dialect) -> Callable[[str, s
 
     def hint(column: str, rule: str, values: pl.Series) -> pl.Series:
         cm = emap.columns.get(column)
+        if cm is not None and rule == "required" and cm.missing:
+            return pl.repeat(f"; {cm.missing}", len(values), eager=True, dtype=pl.Utf8)
         explain = _EXPLAIN.get(rule)
         if cm is None or explain is None:
             return pl.repeat("", len(values), eager=True, dtype=pl.Utf8)

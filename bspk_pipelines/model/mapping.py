@@ -281,7 +281,8 @@ class ColumnMap(Strict):
     """How one platform column is made from a source row: its origin (one of `from`, `constant`,
     `concat`, `coalesce`, `template`), its `transforms` in order, then `values`, then numbers and
     dates read as the column (or else the source's dialect) writes them, then `divide` or
-    `multiply`, and `default` where no value is left."""
+    `multiply`, and `default` where no value is left. `missing` is what a reject of a row the
+    column gives no value says to do (the source's own reason a value can be missing)."""
 
     source: str | None = Field(None, alias="from")
     constant: str | None = None
@@ -299,6 +300,7 @@ class ColumnMap(Strict):
     divide: Decimal | None = None
     multiply: Decimal | None = None
     default: str | None = None
+    missing: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_origin(self) -> ColumnMap:
