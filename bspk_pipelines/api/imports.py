@@ -166,6 +166,9 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
         if not is_candidate(name):
             raise FileNameError(f"{name!r}: the drop folder ignores hidden names and .part/.tmp/.done files")
         delivery = route(brand, name, source)
+        if brand.sources[delivery.source].format == "shopify":
+            raise FileNameError(f"{name}: source {delivery.source} is a Shopify shop: its deliveries are its pulls "
+                                f"(`bspk sync`, `bspk backfill --source {delivery.source}`), not uploads")
     except FileNameError as e:
         raise HTTPException(422, str(e)) from None
     with service.engine.connect() as conn:

@@ -1,0 +1,135 @@
+"""Shopify's webhooks at `bspk serve`: the stand-in sends them as Shopify does (signed, with its
+headers) to the real service on 127.0.0.1; what they do is read back from the warehouse and the
+drop folder."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bspk_pipelines.api.app import create_app
+from bspk_pipelines.demo.shopify_standin import ShopifyStandin
+from bspk_pipelines.shopify.pull import pull_source
+from bspk_pipelines.settings import ApiSettings
+from bspk_pipelines.warehouse.engine import migrate
+from bspk_pipelines_tests.builders import brand_harness, serving
+
+TOKEN, SECRET = "shpat_hooks", "hook-secret"
+
+
+def config(url: str) -> dict:
+    return {"brand": "lune", "company_name": "Lune", "sources": {"shop": {
+        "format": "shopify", "shop": "bspk-demo.myshopify.com", "api_version": "2026-01", "token_env": "LUNE_TOKEN",
+        "endpoint": url, "webhook_secret_env": "LUNE_HOOK_SECRET", "objects": ["customers"]}}}
+
+
+@pytest.fixture
+def setup(monkeypatch, tmp_path, engine):
+    monkeypatch.setenv("LUNE_TOKEN", TOKEN)
+    monkeypatch.setenv("LUNE_HOOK_SECRET", SECRET)
+    with ShopifyStandin(TOKEN) as shop:
+        shop.now = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        harness = brand_harness(config(shop.url), engine, tmp_path)
+        migrate(engine)
+        app = create_app(engine, [harness.brand], harness.layout.data_dir, ApiSettings())
+        with serving(app) as base:
+            yield shop, harness, f"{base}/webhooks/shopify/lune"
+
+
+def taken(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text("select webhook_id, topic, resource, action from shopify_webhooks"))]
+
+
+def wait_for(condition, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail("not within the time")
+
+
+def drop_files(harness) -> list:
+    folder = harness.layout.drop(harness.brand, "shop")
+    return sorted(p for p in folder.iterdir() if p.suffix == ".jsonl") if folder.exists() else []
+
+
+def test_a_signed_webhook_is_answered_at_once_and_pulls_in_the_background(setup):
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Marie", email="marie@example.com")
+    shop.slow_next(3, 1.5)  # the shop is slow: the answer must not wait for the pull
+    started = time.monotonic()
+    answer = shop.send_webhook(url, "customers/create", shop.rest_payload(customer), SECRET, "wh-1")
+    assert time.monotonic() - started < 1.0
+    assert answer.status_code == 200 and answer.json() == {"taken": True, "duplicate": False, "action": "pull customers"}
+    [delivery] = wait_for(lambda: drop_files(harness))
+    assert customer in delivery.read_text()
+    assert taken(harness.engine) == [("wh-1", "customers/create", customer.rsplit("/", 1)[1], "pull customers")]
+
+
+def test_a_webhook_sent_again_is_taken_once(setup):
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Once")
+    first = shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET, "wh-same")
+    again = shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET, "wh-same")
+    assert first.json()["taken"] and again.status_code == 200 and again.json()["duplicate"]
+    assert len(taken(harness.engine)) == 1
+
+
+@pytest.mark.parametrize("tamper, secret", [(True, SECRET), (False, "not-the-secret")])
+def test_a_bad_signature_is_refused_before_anything(setup, tamper, secret):
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Forged")
+    answer = shop.send_webhook(url, "customers/update", shop.rest_payload(customer), secret, "wh-forged", tamper=tamper)
+    assert answer.status_code == 401 and "signature" in answer.json()["error"]["message"]
+    assert taken(harness.engine) == [] and drop_files(harness) == []
+
+
+def test_the_old_secret_still_verifies_during_a_rotation(setup, monkeypatch):
+    shop, harness, url = setup
+    monkeypatch.setenv("LUNE_HOOK_SECRET", f"new-secret {SECRET}")
+    customer = shop.add_customer(firstName="Rotated")
+    assert shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET).status_code == 200
+
+
+def test_a_webhook_of_another_shop_or_brand_is_not_found(setup):
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Elsewhere")
+    shop.domain = "another-shop.myshopify.com"
+    assert shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET).status_code == 404
+    shop.domain = "bspk-demo.myshopify.com"
+    assert shop.send_webhook(url.replace("/lune", "/nobody"), "customers/update", shop.rest_payload(customer),
+                             SECRET).status_code == 404
+
+
+def test_a_deleted_customer_is_deleted_on_the_platform(setup):
+    """customers/delete, which no pull can see: the client applied from Shopify is marked deleted."""
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Gone", email="gone@example.com")
+    [pulled], _ = pull_source(harness.engine, harness.layout, harness.brand, "shop")
+    harness.ingest(pulled.delivery, "shop")
+    ref = customer.rsplit("/", 1)[1]
+    [client] = harness.rows("clients")
+    assert client["shopper_ref"] == ref and client["deleted_at"] is None
+    payload = {"id": int(ref)}
+    shop.delete_customer(customer)
+    assert shop.send_webhook(url, "customers/delete", payload, SECRET).json()["action"] == "delete customers"
+    wait_for(lambda: harness.rows("clients")[0]["deleted_at"] is not None)
+
+
+def test_a_shopify_delivery_cannot_be_uploaded(setup, tmp_path):
+    """The upload API routes a file by its name: a Shopify source's names are its pulls'."""
+    shop, harness, url = setup
+    from bspk_pipelines_tests.builders import make_world
+
+    world = make_world(harness.engine, tmp_path / "world", extra=[harness.brand])
+    answer = world.post("lune", "/api/platform/v1/imports",
+                        files={"file": ("customers_pull_20260101T000000000000Z.jsonl", b"{}\n")})
+    assert answer.status_code == 422 and "Shopify shop" in answer.json()["error"]["message"]
+    assert isinstance(answer, httpx.Response)
