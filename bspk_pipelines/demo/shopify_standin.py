@@ -58,6 +58,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -680,6 +681,11 @@ class Bucket:
             self._available -= cost
             return True
 
+    def fill(self) -> None:
+        """Full now, as after a quiet while (after `monotonic` is replaced, say)."""
+        with self._lock:
+            self._available, self._at = self.maximum_available, self.monotonic()
+
     def refund(self, points: int) -> None:
         with self._lock:
             self._available = min(self.maximum_available, self._level() + points)
@@ -874,7 +880,8 @@ class ShopifyStandin:
     def __init__(self, token: str = "shpat_standin", *, scopes: list[str] | tuple[str, ...] = DEFAULT_SCOPES,
                  name: str = "BSPK Demo Store", domain: str = "bspk-demo.myshopify.com", currency: str = "USD",
                  timezone: str = "America/New_York", maximum_available: float = 1000, restore_rate: float = 50,
-                 monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], datetime] | None = None):
+                 monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], datetime] | None = None,
+                 port: int = 0):
         self.token, self.scopes = token, list(scopes)
         self.name, self.domain, self.currency, self.timezone = name, domain, currency, timezone
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -892,7 +899,7 @@ class ShopifyStandin:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="shopify-standin-"))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._serving = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="shopify-standin", daemon=True)
         self._serving.start()
@@ -1388,6 +1395,10 @@ def _handler(shop: ShopifyStandin) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args: Any) -> None:
             pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The Date header from the shop's clock, as Shopify's answers carry its own time."""
+            return formatdate(shop.clock().timestamp() if timestamp is None else timestamp, usegmt=True)
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             try:

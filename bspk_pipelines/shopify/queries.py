@@ -58,7 +58,8 @@ def page_query(obj: str) -> str:
         args = f"first: {PAGE_SIZE[obj]}, after: $cursor, query: $q, sortKey: UPDATED_AT"
         params = "($cursor: String, $q: String)"
     else:
-        args, params = f"first: {PAGE_SIZE[obj]}, after: $cursor", "($cursor: String)"
+        # Shopify leaves deactivated locations out unless asked: the platform keeps them, inactive.
+        args, params = f"first: {PAGE_SIZE[obj]}, after: $cursor, includeInactive: true", "($cursor: String)"
     return f"query Page{params} {{ {root}({args}) {{ nodes {{ {fields} {_nested(obj, True)} }} {PAGE_INFO} }} }}"
 
 

@@ -3,8 +3,6 @@ writes it as deliveries into the source's drop folder, a job and a schedule on t
 interval. The drop sensor then lands each delivery as it does any file, so lineage reads
 shop -> raw deliveries -> validated -> mapped -> platform tables."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from bspk_pipelines.defs import names
@@ -21,7 +19,7 @@ class PullConfig(dg.Config):
     full: bool = False
 
 
-def build_pull(brand: Brand, source: str) -> tuple[dg.AssetsDefinition, dg.UnresolvedAssetJobDefinition, list]:
+def build_pull(brand: Brand, source: str) -> tuple[dg.AssetsDefinition, object, list[dg.ScheduleDefinition]]:
     b = brand.brand
     shop = brand.sources[source]
 
