@@ -13,6 +13,10 @@ export MAISON_WEBHOOK_SECRET ?= whsec_c2FtcGxlLW1haXNvbi1zZWNyZXQtMjAyNg==
 # and the network of the demo's receivers, which webhooks may reach only because it is allowed here.
 export BSPK_WEBHOOK_ENCRYPTION_KEYS ?= _UAZoFt6ZBNtxgniYiEYG4j8QTEj-9G4qkjtubierVQ=
 export BSPK_WEBHOOK_ALLOW_NETWORKS ?= 127.0.0.0/8
+# The sample brand Lune's Shopify shop is the stand-in on 127.0.0.1:8470: its Admin API token and
+# webhook secret (a real shop's live in the deployment's secret store).
+export LUNE_SHOPIFY_TOKEN ?= shpat_lune_sample_token
+export LUNE_SHOPIFY_WEBHOOK_SECRET ?= lune-sample-webhook-secret
 
 .PHONY: demo test check-defs dev check-config docs clean
 

@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 import sqlalchemy as sa
 
 from ingest import timed  # noqa: E402 (benchmarks/, beside this script)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import ExitStack
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -16,6 +17,7 @@ from bspk_pipelines.cli.instance import open_instance, resource
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import default_resources
 from bspk_pipelines.demo.receiver import Receiver
+from bspk_pipelines.demo.shop import PORT, TOKEN_ENV, a_day_later, lune_shop
 from bspk_pipelines.demo.samples import generate_samples, redeliver_samples
 from bspk_pipelines.demo.simulate import simulate
 from bspk_pipelines.engagement.activity import Platform
@@ -34,15 +36,23 @@ def run(args: argparse.Namespace) -> int:
     webhooks = webhook_settings()  # before the long ingest, not after it
     settings = deployment(root=PROJECT_ROOT)
     home = ensure_dagster_home()
+    brands = load_brands(settings.mappings_dir)
     written = generate_samples(settings.data_dir)
     print(f"Sample drop files written under {settings.data_dir / 'drop'}: "
           + ", ".join(f"{b} ({len(p)} files)" for b, p in written.items()))
-    code = sync.run(argparse.Namespace(brand=None, settle=args.settle, allow_failed=True), settings)
-    again = redeliver_samples(settings.data_dir)
-    print("\nA day later, exports written again under the same names: "
-          + ", ".join(f"{b} ({', '.join(p.name for p in paths)})" for b, paths in again.items()))
-    code = max(code, sync.run(argparse.Namespace(brand=list(again), settle=args.settle, allow_failed=True), settings))
-    brands = load_brands(settings.mappings_dir)
+    with ExitStack() as stack:
+        shop = _start_shop(stack)
+        synced = [b.brand for b in brands if shop or b.brand != "lune"]
+        if shop:
+            print(f"lune's Shopify shop (the stand-in) on {shop.url}: its first pull is a bulk load")
+        code = sync.run(argparse.Namespace(brand=synced, settle=args.settle, allow_failed=True), settings)
+        again = redeliver_samples(settings.data_dir)
+        print("\nA day later, exports written again under the same names: "
+              + ", ".join(f"{b} ({', '.join(p.name for p in paths)})" for b, paths in again.items()))
+        if shop:
+            print(f"and in lune's shop, customers edited their profiles: {', '.join(a_day_later(shop))}")
+        code = max(code, sync.run(argparse.Namespace(brand=[*again, *(["lune"] if shop else [])], settle=args.settle,
+                                                     allow_failed=True), settings))
     _demo_outbound(build_definitions(brands, default_resources(settings)), brands, webhooks)
     print(
         f"\nRuns, asset lineage and metadata are in the Dagster instance at {home}; extracts are under "
@@ -50,6 +60,17 @@ def run(args: argparse.Namespace) -> int:
         "Open the UI on it with `make dev` (dagster dev) and browse http://127.0.0.1:3000."
     )
     return code
+
+
+def _start_shop(stack: ExitStack):
+    """Lune's shop, serving until the stack closes; None, said in one line, if it cannot start."""
+    try:
+        return stack.enter_context(lune_shop())
+    except OSError as e:
+        print(f"lune: its shop (the Shopify stand-in) cannot listen on 127.0.0.1:{PORT} ({e.strerror}); lune is left out")
+    except KeyError:
+        print(f"lune: {TOKEN_ENV} is not set (`make demo` sets it); lune is left out")
+    return None
 
 
 def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookSettings) -> None:

@@ -91,6 +91,8 @@ class Received:
     def action(self) -> str:
         if self.topic in DELETIONS:
             return f"delete {self.topic.split('/')[0]}"
+        if self.topic.endswith("/delete"):
+            return "none"  # no pull sees a deletion, and the platform has no other to apply
         obj = PULLED.get(self.topic.split("/")[0])
         return f"pull {obj}" if obj else "none"
 
