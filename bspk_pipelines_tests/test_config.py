@@ -238,7 +238,7 @@ def test_a_long_value_is_shown_cut_short(tmp_path, key, expected):
 
 def test_the_sample_brand_files_pass_check_config(capsys):
     assert main(["check-config", "--mappings", str(Path(__file__).resolve().parent.parent / "mappings")]) == 0
-    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["acme", "maison", "nordhaus"]
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["acme", "lune", "maison", "nordhaus"]
 
 
 def test_variants_with_options_need_a_source_that_sends_their_language(tmp_path, capsys):

@@ -89,7 +89,8 @@ def test_layers_are_groups_and_keys_keep_their_layer(tmp_path):
     graph = repository(sample_definitions(tmp_path)).asset_graph
     for key in graph.get_all_asset_keys():
         brand, layer = key.path[0], key.path[1]
-        expected = names.OUTBOUND if layer in ("extract", "webhooks") else layer
+        # A shop is where its raw deliveries come from: shown beside them.
+        expected = names.OUTBOUND if layer in ("extract", "webhooks") else names.RAW if layer == names.SHOPIFY else layer
         assert graph.get(key).group_name == names.group(brand, expected)
 
 
