@@ -33,9 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from ingest import timed  # noqa: E402 (benchmarks/, beside this script)
 from latency import Failed, free_port, percentile, stop, wait_until_ready  # noqa: E402
@@ -45,7 +47,9 @@ from bspk_pipelines.shopify import queries
 
 REPO = Path(__file__).resolve().parent.parent
 BRAND, TOKEN, SECRET = "bench", "shpat_bench", "bench-webhook-secret"
-ENV = {"BENCH_SHOPIFY_TOKEN": TOKEN, "BENCH_SHOPIFY_WEBHOOK_SECRET": SECRET}
+# `bspk serve` stores webhook signing secrets encrypted: it starts only with a key to do it with.
+ENV = {"BENCH_SHOPIFY_TOKEN": TOKEN, "BENCH_SHOPIFY_WEBHOOK_SECRET": SECRET,
+       "BSPK_WEBHOOK_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
 
 
 def write_brand(mappings: Path, shop: ShopifyStandin) -> None:
@@ -97,7 +101,20 @@ def shoppers(url: str) -> list[str]:
 
 
 def pulled_lines(output: str) -> list[str]:
-    return [line.strip() for line in output.splitlines() if re.search(r"shop: \w+: (bulk|pull|snapshot) of", line)]
+    return [line.strip() for line in output.splitlines()
+            if re.search(r"shop: (\w+: (bulk|pull|snapshot) of|waited .* for .* bucket)", line)]
+
+
+def serving(proc: subprocess.Popen, port: int, deadline: float) -> None:
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise Failed(f"bspk serve exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise Failed("bspk serve did not answer in time")
 
 
 def webhook_latency(args, env: dict[str, str], shop: ShopifyStandin, root: Path, url: str) -> list[float]:
@@ -117,6 +134,7 @@ def webhook_latency(args, env: dict[str, str], shop: ShopifyStandin, root: Path,
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
         wait_until_ready(procs[0], port, f"{BRAND}__drop_sensor", time.time() + 180)
+        serving(procs[1], api, time.time() + 60)
         engine = sa.create_engine(url)
         customers = shoppers(url)[-args.webhooks:]
         target = f"http://127.0.0.1:{api}/webhooks/shopify/{BRAND}"
@@ -192,6 +210,7 @@ def benchmark(args: argparse.Namespace, root: Path) -> int:
                 latencies = webhook_latency(args, env, shop, root, url)
             except Failed as e:
                 print(f"FAILED: {e}", file=sys.stderr)
+                print(*(root / "dev.log").read_text(errors="replace").splitlines()[-30:], sep="\n", file=sys.stderr)
                 return 1
             print(f"webhook to row: p50 {percentile(latencies, 50):.1f} s  p90 {percentile(latencies, 90):.1f} s  "
                   f"({len(latencies)} webhooks)")

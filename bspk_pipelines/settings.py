@@ -38,7 +38,7 @@ hold a password); the commands print it as it is. An empty variable counts as no
 
 Not settings of the deployment: a config endpoint's signing secret is in the variable its brand
 file names (`secret_env`), and `bspk webhooks receive` reads the one its `--secret-env` names
-(default `BSPK_WEBHOOK_SECRET`); `signing_secret` reads them, so that no other module reads
+(default `BSPK_WEBHOOK_SECRET`); `brand_secret` reads them, so that no other module reads
 the environment for the project. DAGSTER_HOME is Dagster's own (`cli.environment` defaults it).
 """
 
@@ -173,7 +173,8 @@ class WebhookSecurity:
         return cls(keys, environ.get(ALLOW_NETWORKS, ""))
 
 
-def signing_secret(variable: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The signing secret(s) in the environment variable a brand file's `secret_env` (or
-    `bspk webhooks receive --secret-env`) names; None when it is not set."""
+def brand_secret(variable: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The secret(s) in the environment variable a brand file names: a webhook endpoint's signing
+    secrets (`secret_env`, or `bspk webhooks receive --secret-env`), a Shopify source's access
+    token (`token_env`) and webhook secrets (`webhook_secret_env`); None when it is not set."""
     return environ.get(variable)

@@ -16,7 +16,7 @@ import pytest
 from bspk_pipelines import settings as s
 from bspk_pipelines.cli import main
 from bspk_pipelines.outbound.settings import WebhookSettings
-from bspk_pipelines.settings import ApiSettings, Settings, SettingError, WebhookSecurity, signing_secret
+from bspk_pipelines.settings import ApiSettings, Settings, SettingError, WebhookSecurity, brand_secret
 
 PACKAGE = Path(s.__file__).resolve().parent
 REPO = PACKAGE.parent
@@ -221,8 +221,8 @@ def test_the_webhook_settings_check_keys_and_networks_with_one_line(monkeypatch)
 
 
 def test_a_signing_secret_is_read_from_the_variable_named():
-    assert signing_secret("ACME_HOOK", {"ACME_HOOK": "whsec_abc"}) == "whsec_abc"
-    assert signing_secret("ACME_HOOK", {}) is None
+    assert brand_secret("ACME_HOOK", {"ACME_HOOK": "whsec_abc"}) == "whsec_abc"
+    assert brand_secret("ACME_HOOK", {}) is None
 
 
 # --- the commands -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ engineer would, from the drop folder and the `pulls` table."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -277,3 +278,34 @@ def test_locations_are_delivered_when_they_change(shop, world):
 def test_every_page_query_stays_under_the_cost_cap():
     for obj in queries.OBJECTS:
         assert queries.requested_cost(obj) <= 1000, obj
+
+
+def test_two_pulls_of_one_source_at_once_deliver_each_change_once(shop, world):
+    """A schedule's pull and a webhook's at the same moment: one waits for the other, then asks
+    from where the other left off."""
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    first_pull(shop, engine, layout, brand)
+    shop.now = ago(90)
+    ids = {shop.add_customer(firstName=f"Both{i}") for i in range(30)}
+    shop.now = ago(80)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pull_source(engine, layout, brand, "shop",
+                                                                          sleep=Sleeps())[0][0])) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(r.nodes for r in results) == [0, 30]
+    delivered = [n["id"] for p in deliveries(layout, brand) for n in lines(p)[1:]]
+    assert sorted(delivered) == sorted(ids)
+
+
+def test_a_shop_clock_that_goes_back_never_moves_the_watermark_back(shop, world):
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    first_pull(shop, engine, layout, brand)
+    mark = watermark(engine)
+    shop.now = ago(300)
+    pull_source(engine, layout, brand, "shop", sleep=Sleeps())
+    assert watermark(engine) == mark

@@ -26,7 +26,7 @@ from bspk_pipelines.model.brand_file import load_brands
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.webhooks.admin import delivery_counts
 from bspk_pipelines.outbound.webhooks.delivery import deliver
-from bspk_pipelines.settings import signing_secret
+from bspk_pipelines.settings import brand_secret
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +85,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookS
     receivers = []
     for brand in brands:
         for endpoint in brand.webhooks.endpoints:
-            url, secret = urlparse(endpoint.url), signing_secret(endpoint.secret_env)
+            url, secret = urlparse(endpoint.url), brand_secret(endpoint.secret_env)
             if url.hostname != "127.0.0.1" or not secret:
                 print(f"  {brand.brand}: no local receiver for {endpoint.url} ({endpoint.secret_env} "
                       f"{'set' if secret else 'not set: run `make demo`'})")

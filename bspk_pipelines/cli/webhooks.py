@@ -11,7 +11,7 @@ from bspk_pipelines.demo.receiver import Receiver, describe
 from bspk_pipelines.outbound.encryption import UnreadableSecret, reencrypt_secrets
 from bspk_pipelines.outbound.webhooks.admin import dead_letters, delivery_counts, enable_endpoint, endpoints, replay
 from bspk_pipelines.outbound.webhooks.delivery import deliver
-from bspk_pipelines.settings import signing_secret
+from bspk_pipelines.settings import brand_secret
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ def _rotate_key() -> int:
 
 
 def _receive(args: argparse.Namespace) -> int:
-    secret = signing_secret(args.secret_env)
+    secret = brand_secret(args.secret_env)
     if not secret:
         print(f"set {args.secret_env} to the endpoint's whsec_ secret", file=sys.stderr)
         return 2

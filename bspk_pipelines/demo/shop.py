@@ -7,12 +7,12 @@ Ctrl-C, so that `make dev`'s schedule can pull it. `mappings/lune.yaml` points i
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
 
 from bspk_pipelines.demo.shopify_standin import ShopifyStandin
+from bspk_pipelines.settings import brand_secret
 from bspk_pipelines.shopify.pull import SETTLE
 
 PORT = 8470
@@ -23,7 +23,10 @@ SCOPES = ["read_customers", "read_products", "read_orders", "read_all_orders", "
 
 def lune_shop(seed: int = 7) -> ShopifyStandin:
     """The shop, serving; OSError when its port is taken, KeyError when its token is not set."""
-    shop = ShopifyStandin(os.environ[TOKEN_ENV], scopes=SCOPES, name="Lune Paris", domain=DOMAIN, currency="EUR",
+    token = brand_secret(TOKEN_ENV)
+    if not token:
+        raise KeyError(TOKEN_ENV)
+    shop = ShopifyStandin(token, scopes=SCOPES, name="Lune Paris", domain=DOMAIN, currency="EUR",
                           timezone="Europe/Paris", port=PORT)
     shop.generate(customers=150, products=24, orders=400, lines_per_order=2, locations=3, seed=seed)
     return shop

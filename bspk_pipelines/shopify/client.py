@@ -10,7 +10,6 @@ Facts and their sources: shared/reference/shopify.md sections 1.1, 1.2 and 2.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import requests
 
 from bspk_pipelines.model.shopify import ShopifySource
+from bspk_pipelines.settings import brand_secret
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Client:
 
     @classmethod
     def of(cls, source_id: str, source: ShopifySource) -> Client:
-        token = os.environ.get(source.token_env, "").strip()
+        token = (brand_secret(source.token_env) or "").strip()
         if not token:
             raise ShopifyError(f"{source_id}: set {source.token_env} to {source.shop}'s Admin API access token "
                                "(Settings > Apps > Develop apps in the shop's admin)")

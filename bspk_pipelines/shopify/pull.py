@@ -103,7 +103,8 @@ def pull_source(engine: sa.Engine, layout: Layout, brand: Brand, source_id: str,
                 result = _bulk(client, drop, shop, obj, sleep)
             else:
                 result = _window(client, drop, shop, obj, state["watermark"], until)
-            result.until = until if obj in queries.INCREMENTAL else None
+            # A shop's clock that went back (or a window not yet begun) never moves the watermark back.
+            result.until = max(until, result.since or until) if obj in queries.INCREMENTAL else None
             if obj == "orders":
                 result.notes += _order_window(client)
             result.seconds = time.monotonic() - started

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from bspk_pipelines.engagement.clients import ClientError, delete_client
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.shopify import ShopifySource
+from bspk_pipelines.settings import brand_secret
 from bspk_pipelines.shopify.client import ShopifyError
 from bspk_pipelines.shopify.pull import pull_source
 from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
@@ -65,7 +65,7 @@ def shopify_source(brand: Brand, shop_domain: str) -> tuple[str, ShopifySource]:
 
 def verify(source_id: str, source: ShopifySource, body: bytes, signature: str) -> None:
     """Refused (401) unless `signature` is the body's HMAC with one of the source's secrets."""
-    secrets = os.environ.get(source.webhook_secret_env or "", "").split()
+    secrets = (brand_secret(source.webhook_secret_env) or "").split() if source.webhook_secret_env else []
     if not secrets:
         log.error("%s: a webhook came but %s is not set: it cannot be verified, so it is refused", source_id,
                   source.webhook_secret_env or "webhook_secret_env")

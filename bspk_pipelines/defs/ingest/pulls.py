@@ -41,6 +41,9 @@ def build_pull(brand: Brand, source: str) -> tuple[dg.AssetsDefinition, object, 
             context.log.info(str(pulled))
             for note in pulled.notes:
                 context.log.warning(f"{pulled.obj}: {note}")
+        if client.throttle.waits:
+            context.log.info(f"waited {client.throttle.waited_seconds:.1f} s in {client.throttle.waits} waits for "
+                             f"{shop.shop}'s query cost bucket")
         return dg.MaterializeResult(metadata={
             **{f"{p.obj}_nodes": p.nodes for p in done},
             **{f"{p.obj}_lines": p.lines for p in done},

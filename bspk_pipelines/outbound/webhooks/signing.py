@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from bspk_pipelines.outbound.encryption import SecretBox, UnreadableSecret
-from bspk_pipelines.settings import ENCRYPTION_KEYS, signing_secret
+from bspk_pipelines.settings import ENCRYPTION_KEYS, brand_secret
 
 
 class SecretError(ValueError):
@@ -42,7 +42,7 @@ def endpoint_secrets(origin: str, secret_env: str | None, stored: str | None, bo
     if origin == "config":
         if not secret_env:
             raise SecretError("config endpoint without secret_env")
-        return parse_secrets(signing_secret(secret_env), f"environment variable {secret_env}")
+        return parse_secrets(brand_secret(secret_env), f"environment variable {secret_env}")
     try:
         secret = box.decrypt(stored) if stored else None
     except UnreadableSecret:
