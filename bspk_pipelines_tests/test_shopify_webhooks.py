@@ -73,6 +73,18 @@ def test_a_signed_webhook_is_answered_at_once_and_pulls_in_the_background(setup)
     assert taken(harness.engine) == [("wh-1", "customers/create", customer.rsplit("/", 1)[1], "pull customers")]
 
 
+def test_the_change_a_webhook_tells_of_is_in_the_pull_it_asks_for(setup):
+    """Shopify sends the webhook the moment the change is made: the pull waits until the change
+    is inside its window (which ends a settling time before the shop's clock) before it asks."""
+    shop, harness, url = setup
+    customer = shop.add_customer(firstName="Before")
+    pull_source(harness.engine, harness.layout, harness.brand, "shop")
+    shop.clock = lambda: datetime.now(UTC)
+    shop.update_customer(customer, firstName="Just now")
+    assert shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET).status_code == 200
+    wait_for(lambda: any("Just now" in p.read_text() for p in drop_files(harness)))
+
+
 def test_a_webhook_sent_again_is_taken_once(setup):
     shop, harness, url = setup
     customer = shop.add_customer(firstName="Once")

@@ -22,7 +22,8 @@ import json
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.shopify import ShopifySource
 from bspk_pipelines.settings import brand_secret
 from bspk_pipelines.shopify.client import ShopifyError
-from bspk_pipelines.shopify.pull import pull_source
+from bspk_pipelines.shopify.pull import SETTLE, pull_source
 from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
 from bspk_pipelines.warehouse.schema import shopify_webhooks
 
@@ -86,6 +87,8 @@ class Received:
     topic: str
     resource: str | None
     triggered_at: str | None
+    # When it came (time.monotonic()): the change it tells of is at most this recent.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def action(self) -> str:
@@ -152,6 +155,9 @@ class Pulls:
                     self._work.put(None)
                     break
                 batch.append(more)
+            # A pull's window ends SETTLE before the shop's clock: the change a webhook tells of is
+            # in it once that long has passed (and a second more, as the shop's clock is in seconds).
+            time.sleep(max(0.0, max(h.at for h in batch) + SETTLE.total_seconds() + 1 - time.monotonic()))
             for (brand, source), asked in _pulls_of(batch).items():
                 objects = [o for o in asked if o in self.brands[brand].sources[source].objects]
                 if objects:
