@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bspk_pipelines.demo.shop import PORT as SHOP_PORT
+
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
 
@@ -72,6 +74,10 @@ def test_make_dev_stops_with_every_process_it_started(tmp_path, how):
     mappings = tmp_path / "mappings"
     mappings.mkdir()
     (mappings / "acme.yaml").write_text("brand: acme\ncompany_name: Acme\nsources:\n  main: {format: bspk, drop: drop/acme}\n")
+    # In a terminal, as a new user runs it, with the sample brands: Lune's shop is started beside them.
+    sample_shop = how == "ctrl_c_to_its_foreground_group"
+    if sample_shop:
+        (mappings / "lune.yaml").write_text((REPO / "mappings" / "lune.yaml").read_text())
     env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(tmp_path / "home"),
            "BSPK_DATA_DIR": str(tmp_path / "data"), "BSPK_MAPPINGS_DIR": str(mappings)}
     # The virtualenv running the tests stands for the project's; `-o` keeps make from installing into it.
@@ -94,6 +100,10 @@ def test_make_dev_stops_with_every_process_it_started(tmp_path, how):
         while not (answers(f"http://127.0.0.1:{ui}/server_info") and answers(f"http://127.0.0.1:{api}/openapi.json")):
             assert shell.poll() is None and time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
             time.sleep(1)
+        if sample_shop:
+            while port_is_free(SHOP_PORT):
+                assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
+                time.sleep(0.5)
         started = tree(make_pid)
         sessions = {sid for _, sid, _ in started.values()}
         # make, dagster dev, its webserver, daemon and code server, the API, and what starts them.
@@ -107,9 +117,10 @@ def test_make_dev_stops_with_every_process_it_started(tmp_path, how):
             time.sleep(0.5)
             left = {pid: p for pid, p in processes().items() if p[1] in sessions}
         assert left == {}, (left, (tmp_path / "dev.log").read_text())
-        assert port_is_free(ui) and port_is_free(api)
+        assert port_is_free(ui) and port_is_free(api) and port_is_free(SHOP_PORT)
         log = (tmp_path / "dev.log").read_text()
-        assert f"bspk dev: {signo.name} received: stopping dagster dev and bspk serve" in log, log
+        stopping = "dagster dev, bspk serve and the sample shop" if sample_shop else "dagster dev and bspk serve"
+        assert f"bspk dev: {signo.name} received: stopping {stopping}" in log, log
         assert "bspk dev: stopped" in log and "killed" not in log, log
     finally:
         # Only if the test failed: each session this test started leads a group of the same id.

@@ -1,4 +1,6 @@
-"""`bspk dev` (`make dev`): `dagster dev` and the REST API side by side, started and stopped together.
+"""`bspk dev` (`make dev`): `dagster dev` and the REST API side by side, started and stopped together;
+beside them, when a brand pulls the sample shop (Lune's, in `mappings/lune.yaml`), that shop on
+the Shopify stand-in, so its schedule has something to pull.
 
 Each runs in a session of its own, so that a signal reaches all of its processes (dagster dev's
 webserver, daemon, code server and the runs they start) and nothing else. SIGTERM or SIGINT
@@ -28,12 +30,28 @@ def run(args: argparse.Namespace) -> int:
     """The Dagster UI, daemon and sensors (`dagster dev`) and the REST API, until SIGTERM or Ctrl-C
     stops them all."""
     ensure_dagster_home()
-    return launch(PROJECT_ROOT / "workspace.yaml", args.host, args.port, args.api_port)
+    return launch(PROJECT_ROOT / "workspace.yaml", args.host, args.port, args.api_port, _pulls_sample_shop())
 
 
-def launch(workspace: Path, host: str, port: int, api_port: int) -> int:
-    """Run the Dagster UI on `port` and the REST API on `api_port` until a signal or either ends;
-    0 after a requested stop, else the exit code of the one that ended first."""
+def _pulls_sample_shop() -> bool:
+    """Whether a brand's Shopify source is the sample shop's (the stand-in on 127.0.0.1:8470)."""
+    from bspk_pipelines.demo.shop import PORT
+    from bspk_pipelines.model.brand_file import ConfigError, load_brands
+    from bspk_pipelines.model.shopify import ShopifySource
+    from bspk_pipelines.settings import SettingError, Settings
+
+    try:
+        brands = load_brands(Settings.from_env().mappings_dir)
+    except (ConfigError, SettingError):
+        return False  # dagster dev says what is wrong with them
+    return any(isinstance(s, ShopifySource) and (s.endpoint or "").startswith(f"http://127.0.0.1:{PORT}/")
+               for b in brands for s in b.sources.values())
+
+
+def launch(workspace: Path, host: str, port: int, api_port: int, sample_shop: bool = False) -> int:
+    """Run the Dagster UI on `port` and the REST API on `api_port` (and the sample shop) until a
+    signal or either of the first two ends; 0 after a requested stop, else the exit code of the
+    one that ended first."""
     received: list[int] = []
     # Installed before the children start, which get the default dispositions back (exec resets
     # handlers, not ignored signals): started in the background, this process inherits SIGINT
@@ -45,18 +63,25 @@ def launch(workspace: Path, host: str, port: int, api_port: int) -> int:
         "dagster dev": [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
         "bspk serve": [sys.executable, "-m", "bspk_pipelines.cli", "serve", "--host", host, "--port", str(api_port)],
     }
+    essential = list(commands)
+    if sample_shop:  # beside the others: if it cannot start (its port taken), they go on without it
+        commands["the sample shop"] = [sys.executable, "-m", "bspk_pipelines.demo.shop"]
     children = {name: subprocess.Popen(command, start_new_session=True) for name, command in commands.items()}
-    while not received and all(child.poll() is None for child in children.values()):
+    while not received and all(children[name].poll() is None for name in essential):
         time.sleep(0.2)
         _reap(children)
-    ended = None if received else next(name for name, child in children.items() if child.returncode is not None)
+    ended = None if received else next(name for name in essential if children[name].returncode is not None)
     _say(f"{ended} ended with {children[ended].returncode}: stopping" if ended else
-         f"{signal.Signals(received[0]).name} received: stopping dagster dev and bspk serve")
+         f"{signal.Signals(received[0]).name} received: stopping {_listed(list(commands))}")
     _stop(children, received[0] if received else signal.SIGTERM, received)
     if ended is None:
         return 0
     code = children[ended].returncode
     return code if code >= 0 else 128 - code
+
+
+def _listed(names: list[str]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _stop(children: dict[str, subprocess.Popen], signo: int, received: list[int]) -> None:
