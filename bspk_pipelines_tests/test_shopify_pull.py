@@ -56,7 +56,7 @@ def lines(path: Path) -> list[dict]:
 
 
 def deliveries(layout: Layout, brand: Brand) -> list[Path]:
-    return sorted(p for p in layout.drop(brand, "shop").iterdir() if not p.name.endswith(".part"))
+    return sorted(p for p in layout.drop(brand, "shop").iterdir() if p.suffix == ".jsonl")
 
 
 def watermark(engine, obj: str = "customers") -> str | None:
@@ -85,6 +85,7 @@ def test_first_pull_is_a_bulk_load_then_only_what_changed(shop, world):
     assert (first.how, first.nodes, first.lines) == ("bulk", 5, 5)
     [bulk] = deliveries(layout, brand)
     assert bulk.name.startswith("customers_bulk_") and bulk.name == first.delivery
+    assert (bulk.parent / f"{bulk.name}.done").exists()  # whole at once: the sensor need not watch it settle
     shop_line, *nodes = lines(bulk)
     assert shop_line["currencyCode"] == "USD" and shop_line["id"].startswith("gid://shopify/Shop/")
     assert sorted(n["id"] for n in nodes) == sorted(ids)

@@ -148,8 +148,8 @@ class _Writing:
 @contextmanager
 def _delivery(drop: Path, shop: dict[str, Any], result: Pulled, digest=None) -> Iterator[_Writing]:
     """A delivery being written, the shop's node on its first line: under a `.part` name the
-    drop folder ignores, renamed into place (`result.delivery`) when the block ends with `keep`
-    set, removed otherwise. With `digest`, what is written after the shop's line feeds it."""
+    drop folder ignores, renamed into place (`result.delivery`) with its `.done` marker when the
+    block ends with `keep` set, removed otherwise. With `digest`, what is written after the shop's line feeds it."""
     name = delivery_name(result.obj, "bulk" if result.how == "bulk" else "pull",
                          datetime.now(timezone.utc).strftime(STAMP))
     part = drop / f"{name}.part"
@@ -162,6 +162,8 @@ def _delivery(drop: Path, shop: dict[str, Any], result: Pulled, digest=None) -> 
             os.fsync(f.fileno())
         if writing.keep:
             os.replace(part, drop / name)
+            # Whole from the start: its `.done` marker lets the drop sensor take it at its first look.
+            (drop / f"{name}.done").touch()
             result.delivery = name
     finally:
         part.unlink(missing_ok=True)
