@@ -165,6 +165,17 @@ def webhook_latency(args, env: dict[str, str], shop: ShopifyStandin, root: Path,
             stop(proc)
 
 
+def phase(label: str, cmd: list[str], env: dict[str, str], root: Path, floor: float) -> bool:
+    """One timed phase, its line and what its pulls did; False (its output's end said) if it failed."""
+    m = timed(cmd, env, root / f"{label.replace(' ', '_').replace('%', '')}.log")
+    if m.code:
+        print(m.output[-3000:], file=sys.stderr)
+        return False
+    print(f"{label:<10} {m.wall:8.1f} s {m.rss_gib:6.2f} GiB {m.wall / floor:7.2f}x", flush=True)
+    print("  " + "\n  ".join(pulled_lines(m.output)), flush=True)
+    return True
+
+
 def benchmark(args: argparse.Namespace, root: Path) -> int:
     data, mappings = root / "data", root / "mappings"
     mappings.mkdir()
@@ -187,23 +198,15 @@ def benchmark(args: argparse.Namespace, root: Path) -> int:
         size = (root / "download.jsonl").stat().st_size
         print(f"{'download':<10} {floor.wall:8.1f} s {floor.rss_gib:6.2f} GiB {1:7.2f}x   "
               f"({size / 2**20:,.0f} MiB of JSONL)", flush=True)
-        load = timed([bspk, "backfill", "--brand", BRAND, "--source", "shop"], env, root / "bulk.log")
-        if load.code:
-            print(load.output[-3000:], file=sys.stderr)
+        if not phase("bulk load", [bspk, "backfill", "--brand", BRAND, "--source", "shop"], env, root, floor.wall):
             return 1
-        print(f"{'bulk load':<10} {load.wall:8.1f} s {load.rss_gib:6.2f} GiB {load.wall / floor.wall:7.2f}x", flush=True)
-        print("  " + "\n  ".join(pulled_lines(load.output)))
         print(f"  warehouse: {row_counts(url)}", flush=True)
         changed = [ref for i, ref in enumerate(shoppers(url)) if i % 100 == 0]
         for ref in changed:
             shop.update_customer(f"gid://shopify/Customer/{ref}", firstName="Changed")
         time.sleep(3)  # past the settling window, so the changes are in the next pull's window
-        delta = timed([bspk, "sync", "--brand", BRAND, "--settle", "0"], env, root / "delta.log")
-        if delta.code:
-            print(delta.output[-3000:], file=sys.stderr)
+        if not phase("1% delta", [bspk, "sync", "--brand", BRAND, "--settle", "0"], env, root, floor.wall):
             return 1
-        print(f"{'1% delta':<10} {delta.wall:8.1f} s {delta.rss_gib:6.2f} GiB {delta.wall / floor.wall:7.2f}x", flush=True)
-        print("  " + "\n  ".join(pulled_lines(delta.output)))
         print(f"throttled answers from the stand-in: {shop.throttled}")
         if args.webhooks:
             try:
