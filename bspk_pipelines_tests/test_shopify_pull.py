@@ -26,7 +26,7 @@ TOKEN = "shpat_test_token"
 def shop_brand(url: str, objects=("customers",), **extra) -> Brand:
     return Brand.model_validate({"brand": "lune", "company_name": "Lune", "sources": {"shop": {
         "format": "shopify", "shop": "bspk-demo.myshopify.com", "api_version": "2026-01", "token_env": "LUNE_TOKEN",
-        "endpoint": url, "objects": list(objects), **extra}}})
+        "endpoint": url, "objects": list(objects)} | extra}})
 
 
 @pytest.fixture
@@ -187,6 +187,26 @@ def test_a_throttled_query_waits_and_goes_on(shop, world):
     assert shop.throttled >= 1 and client.throttle.waits >= 1
 
 
+def test_a_query_throttled_many_times_in_a_row_still_waits_and_goes_on(shop, world):
+    """Another app of the shop drains the bucket while the pull waits, nine times over: a throttle
+    is no failed try, so the pull waits as often as the bucket asks (up to MAX_THROTTLE_WAITS)."""
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    shop.now = ago(10)
+    shop.add_customer(firstName="Patient")
+    fake = on_fake_time(shop)
+    drains = iter(range(9))
+
+    def sleep(seconds: float) -> None:
+        fake(seconds)
+        if next(drains, None) is not None:
+            shop.bucket.take(int(shop.bucket.status()["currentlyAvailable"]))
+
+    shop.bucket.take(999)
+    [pulled], client = pull_source(engine, layout, brand, "shop", sleep=sleep)
+    assert pulled.nodes == 1 and shop.throttled >= 9 and client.throttle.waits >= 9
+
+
 def test_server_errors_and_429_are_retried(shop, world):
     engine, layout = world
     brand = shop_brand(shop.url)
@@ -310,3 +330,48 @@ def test_a_shop_clock_that_goes_back_never_moves_the_watermark_back(shop, world)
     shop.now = ago(300)
     pull_source(engine, layout, brand, "shop", sleep=Sleeps())
     assert watermark(engine) == mark
+
+
+def test_a_change_search_found_late_is_still_delivered_and_nothing_twice(shop, world):
+    """Shopify's search may show a change after the window that should have held it: each window
+    looks back OVERLAP before its watermark, and delivers only what it has not delivered as it is."""
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    shop.now = ago(200)
+    seen = shop.add_customer(firstName="Seen")
+    shop.now = ago(190)
+    [bulk], _ = pull_source(engine, layout, brand, "shop", sleep=Sleeps())
+    assert bulk.nodes == 1
+    shop.now = ago(180)
+    shop.update_customer(seen, firstName="Seen again")
+    shop.now = ago(170)
+    [window], _ = pull_source(engine, layout, brand, "shop", sleep=Sleeps())
+    assert window.nodes == 1
+    late = shop.add_customer(firstName="Late", updatedAt=ago(175))  # before the last window's end: found only now
+    shop.now = ago(160)
+    [next_window], _ = pull_source(engine, layout, brand, "shop", sleep=Sleeps())
+    assert [n["id"] for n in lines(layout.drop(brand, "shop") / next_window.delivery)[1:]] == [late]
+    shop.now = ago(150)
+    [nothing], _ = pull_source(engine, layout, brand, "shop", sleep=Sleeps())
+    assert nothing.delivery is None
+
+
+def test_a_pull_killed_while_writing_leaves_no_part_behind_the_next(shop, world):
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    folder = layout.drop(brand, "shop")
+    folder.mkdir(parents=True)
+    (folder / "customers_bulk_20260101T000000000000Z.jsonl.part").write_bytes(b"x" * 1000)
+    first_pull(shop, engine, layout, brand)
+    assert not list(folder.glob("*.part"))
+
+
+@pytest.mark.parametrize("version, ok", [("2025-04", True), ("2026-01", True), ("2025-01", False), ("2024-13", False)])
+def test_an_api_version_older_than_the_fields_the_pulls_read_is_refused(version, ok):
+    from pydantic import ValidationError
+
+    if ok:
+        assert shop_brand("http://127.0.0.1:1/", api_version=version)
+        return
+    with pytest.raises(ValidationError, match="2025-04 or later|pattern"):
+        shop_brand("http://127.0.0.1:1/", api_version=version)

@@ -103,6 +103,14 @@ def test_a_customer_is_a_row_of_text_columns_named_by_field_path(tmp_path):
     assert (second["tags"], second["defaultPhoneNumber.phoneNumber"], second["locale"], second[LINE]) == (None, None, None, 3)
 
 
+def test_a_customer_who_calls_herself_parentid_is_no_child_line(tmp_path):
+    """Shoppers write their own names: a value that reads `__parentId` is a value, not the key."""
+    path = write(tmp_path, "customers_pull_20261202T013000123456Z.jsonl",
+                 jsonl(customer(1, firstName="__parentId"), customer(2, note='say "__parentId": twice')))
+    rows = rows_of(path, "shoppers")
+    assert rows["firstName"].to_list() == ["__parentId", "Jane"] and rows["note"].to_list()[1] == 'say "__parentId": twice'
+
+
 def test_children_before_and_after_their_parent_carry_its_fields_and_their_own_line(tmp_path):
     path = write(tmp_path, "products_bulk_20261202T013000123456Z.jsonl", jsonl(
         variant(21, 2, "B-1"),                      # before its product

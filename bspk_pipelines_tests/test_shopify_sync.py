@@ -120,3 +120,27 @@ def test_the_shop_feeds_the_raw_deliveries_in_the_lineage():
     assert dg.AssetKey(["lune", "shopify", "shop"]) in graph.get(raw).parent_keys
     assert defs.resolve_schedule_def("lune__shop__pull_schedule").cron_schedule == "*/5 * * * *"
     assert defs.resolve_job_def("lune__shop__pull")
+
+
+def test_a_schedule_tick_while_a_pull_runs_starts_none():
+    """A bulk load may run for hours: the schedule's ticks meanwhile start no pull behind it, and
+    the pull is limited by its own tag, not by the brand's (which would hold the brand's writes)."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from bspk_pipelines.defs import names
+    from bspk_pipelines.defs.project import build_definitions
+    from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+    from bspk_pipelines.model.brand import Brand
+
+    brand = Brand.model_validate({"brand": "lune", "company_name": "Lune", "sync": {"interval": "5m"}, "sources": {
+        "shop": {"format": "shopify", "shop": "lune.myshopify.com", "api_version": "2026-01", "token_env": "T"}}})
+    defs = build_definitions([brand], {"warehouse": WarehouseResource(url="sqlite://"),
+                                       "folders": BrandFoldersResource(data_dir="/tmp")})
+    schedule = defs.resolve_schedule_def("lune__shop__pull_schedule")
+    with dg.instance_for_test() as instance:
+        [request] = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
+        assert request.tags[names.PULL_TAG] == "lune.shop" and names.BRAND_TAG not in request.tags
+        instance.add_run(DagsterRun(job_name="lune__shop__pull", run_id="a" * 32, status=DagsterRunStatus.STARTED,
+                                    tags={names.PULL_TAG: "lune.shop"}))
+        skipped = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert not skipped.run_requests and "still pulls lune.myshopify.com" in skipped.skip_message

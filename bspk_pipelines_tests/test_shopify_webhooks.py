@@ -4,8 +4,10 @@ drop folder."""
 
 from __future__ import annotations
 
+import http.client
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -110,29 +112,79 @@ def test_the_old_secret_still_verifies_during_a_rotation(setup, monkeypatch):
     assert shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET).status_code == 200
 
 
-def test_a_webhook_of_another_shop_or_brand_is_not_found(setup):
+def test_before_the_signature_every_refusal_is_the_same(setup, monkeypatch):
+    """Another shop, another brand, a source whose secret is not set: one 401, naming none of them."""
     shop, harness, url = setup
     customer = shop.add_customer(firstName="Elsewhere")
+    payload = shop.rest_payload(customer)
     shop.domain = "another-shop.myshopify.com"
-    assert shop.send_webhook(url, "customers/update", shop.rest_payload(customer), SECRET).status_code == 404
+    answers = [shop.send_webhook(url, "customers/update", payload, SECRET)]
     shop.domain = "bspk-demo.myshopify.com"
-    assert shop.send_webhook(url.replace("/lune", "/nobody"), "customers/update", shop.rest_payload(customer),
-                             SECRET).status_code == 404
+    answers.append(shop.send_webhook(url.replace("/lune", "/nobody"), "customers/update", payload, SECRET))
+    monkeypatch.delenv("LUNE_HOOK_SECRET")
+    answers.append(shop.send_webhook(url, "customers/update", payload, SECRET))
+    assert [a.status_code for a in answers] == [401, 401, 401]
+    assert len({a.text for a in answers}) == 1 and "lune" not in answers[0].text
+    assert taken(harness.engine) == []
 
 
-def test_a_deleted_customer_is_deleted_on_the_platform(setup):
-    """customers/delete, which no pull can see: the client applied from Shopify is marked deleted."""
-    shop, harness, url = setup
-    customer = shop.add_customer(firstName="Gone", email="gone@example.com")
+def test_a_body_declared_too_large_is_refused_unread(setup):
+    _, _, url = setup
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.putrequest("POST", parts.path)
+    conn.putheader("Content-Length", str(3 << 20))  # and no body follows: it is never read
+    conn.endheaders()
+    try:
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+
+
+def test_a_body_without_its_length_is_refused(setup):
+    _, _, url = setup
+    assert httpx.post(url, content=iter([b"{}"])).status_code == 411
+
+
+def applied_customer(shop, harness, **fields) -> tuple[str, str]:
+    customer = shop.add_customer(**fields)
     [pulled], _ = pull_source(harness.engine, harness.layout, harness.brand, "shop")
     harness.ingest(pulled.delivery, "shop")
-    ref = customer.rsplit("/", 1)[1]
+    return customer, customer.rsplit("/", 1)[1]
+
+
+def test_a_deleted_customer_is_deleted_on_the_platform_before_the_answer(setup):
+    """customers/delete, which no pull can see: the client applied from Shopify is marked deleted
+    in the transaction that takes the webhook, so a crash after the answer loses nothing."""
+    shop, harness, url = setup
+    customer, ref = applied_customer(shop, harness, firstName="Gone", email="gone@example.com")
     [client] = harness.rows("clients")
     assert client["shopper_ref"] == ref and client["deleted_at"] is None
-    payload = {"id": int(ref)}
     shop.delete_customer(customer)
-    assert shop.send_webhook(url, "customers/delete", payload, SECRET).json()["action"] == "delete customers"
-    wait_for(lambda: harness.rows("clients")[0]["deleted_at"] is not None)
+    answer = shop.send_webhook(url, "customers/delete", {"id": int(ref)}, SECRET)
+    assert answer.json()["action"] == "delete customers"
+    assert harness.rows("clients")[0]["deleted_at"] is not None
+
+
+def test_a_signed_body_sent_again_as_a_deletion_deletes_nothing(setup):
+    """An update's signed body replayed under customers/delete with a new webhook id: the shop's
+    API says the customer is still there, so nothing is deleted."""
+    shop, harness, url = setup
+    customer, _ = applied_customer(shop, harness, firstName="Still", email="still@example.com")
+    answer = shop.send_webhook(url, "customers/delete", shop.rest_payload(customer), SECRET, "wh-replayed")
+    assert answer.status_code == 200 and answer.json()["action"] == "none: the customer is still in the shop"
+    assert harness.rows("clients")[0]["deleted_at"] is None
+
+
+def test_a_deletion_the_shop_cannot_confirm_is_sent_again_later(setup):
+    """The shop's API refuses the token: the deletion is not taken (503), so Shopify retries it."""
+    shop, harness, url = setup
+    customer, ref = applied_customer(shop, harness, firstName="Later")
+    shop.delete_customer(customer)
+    shop.revoke_token()
+    answer = shop.send_webhook(url, "customers/delete", {"id": int(ref)}, SECRET, "wh-later")
+    assert answer.status_code == 503 and taken(harness.engine) == []
+    assert harness.rows("clients")[0]["deleted_at"] is None
 
 
 def test_a_shopify_delivery_cannot_be_uploaded(setup, tmp_path):
@@ -144,4 +196,3 @@ def test_a_shopify_delivery_cannot_be_uploaded(setup, tmp_path):
     answer = world.post("lune", "/api/platform/v1/imports",
                         files={"file": ("customers_pull_20260101T000000000000Z.jsonl", b"{}\n")})
     assert answer.status_code == 422 and "Shopify shop" in answer.json()["error"]["message"]
-    assert isinstance(answer, httpx.Response)

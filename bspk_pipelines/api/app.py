@@ -11,6 +11,8 @@ failure is logged here and answered with a plain 500, never a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -163,7 +165,15 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
         layout=Layout(Path(data_dir).resolve() if data_dir is not None else deployment.data_dir),
         settings=settings,
     )
+    pulls = Pulls(service.engine, service.layout, service.brands)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        pulls.close()  # the pulls Shopify's webhooks asked for end with the service
+
     app = FastAPI(
+        lifespan=lifespan,
         title="BSPK data-integration API",
         version="1.0.0",
         description=(
@@ -185,7 +195,7 @@ def create_app(engine: sa.Engine | None = None, brands: list[Brand] | None = Non
     app.include_router(extraction.router())
     app.include_router(platform.router(webhooks))
     app.include_router(imports.router())
-    app.include_router(shopify.router(Pulls(service.engine, service.layout, service.brands)))
+    app.include_router(shopify.router(pulls))
     app.add_middleware(Gate, service=service)
     app.add_middleware(PublicHost, public_url=service.settings.public_url)  # outermost: before anything builds a URL
     return app

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bspk_pipelines.api.deps import service_of
 from bspk_pipelines.api.responses import error_response
-from bspk_pipelines.shopify.webhooks import MAX_BODY_BYTES, Pulls, Refused, received, shopify_source, take_once, verify
+from bspk_pipelines.shopify.webhooks import MAX_BODY_BYTES, Pulls, Refused, received, take_once, verified_source
 
 PATH = "/webhooks/shopify/{brand}"
 
@@ -30,17 +30,15 @@ def router(pulls: Pulls) -> APIRouter:
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
                 raise Refused(413 if length.isdigit() else 411, f"a webhook body of at most {MAX_BODY_BYTES} bytes, "
                                                                 "with its Content-Length")
-            if brand not in service.brands:
-                raise Refused(404, f"no brand {brand[:100]!r}")
-            source_id, source = shopify_source(service.brands[brand], request.headers.get("x-shopify-shop-domain", ""))
             body = await request.body()
-            verify(source_id, source, body, request.headers.get("x-shopify-hmac-sha256", ""))
+            source_id, source = verified_source(service.brands.get(brand), request.headers.get("x-shopify-shop-domain", ""),
+                                                body, request.headers.get("x-shopify-hmac-sha256", ""))
             hook = received(brand, source_id, request.headers, body)
-            new = await run_in_threadpool(take_once, service.engine, hook)
+            new, action = await run_in_threadpool(take_once, service.engine, hook, source)
         except Refused as e:
             return error_response(e.status, str(e))
-        if new and hook.action != "none":
+        if new and action.startswith("pull "):
             pulls.ask(hook)
-        return JSONResponse({"taken": new, "duplicate": not new, "action": hook.action})
+        return JSONResponse({"taken": new, "duplicate": not new, "action": action})
 
     return r

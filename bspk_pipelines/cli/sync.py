@@ -49,7 +49,7 @@ def pull_shops(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
             continue
         job = defs.resolve_job_def(names.pull_job(brand.brand, sid))
         [op] = [node.name for node in job.graph.node_defs]
-        result = job.execute_in_process(instance=instance, tags={names.BRAND_TAG: brand.brand}, raise_on_error=False,
+        result = job.execute_in_process(instance=instance, raise_on_error=False,
                                         run_config=QUIET | {"ops": {op: {"config": {"full": full}}}})
         for record in instance.all_logs(result.run_id):
             if not record.is_dagster_event and record.step_key:

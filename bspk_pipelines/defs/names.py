@@ -53,6 +53,8 @@ def sync_schedule(brand: str) -> str:
 
 
 BRAND_TAG = "brand"
+# A Shopify source's pull runs: limited to one at a time per `<brand>.<source>`, not by BRAND_TAG.
+PULL_TAG = "bspk/pull"
 FILE_TAG = "bspk/file"
 # The sha256 of the file as the drop folder's look saw it: the run lands exactly those bytes.
 SHA_TAG = "bspk/sha256"

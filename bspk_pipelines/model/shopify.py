@@ -57,6 +57,8 @@ OBJECTS = ("customers", "products", "orders", "locations")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 DELIVERY_KINDS = ("pull", "bulk", "webhook")
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+# The oldest Admin API version whose fields the queries use (`shopify.queries`).
+OLDEST_API_VERSION = "2025-04"
 
 
 def delivery_name(obj: str, kind: str, stamp: str) -> str:
@@ -80,6 +82,14 @@ class ShopifySource(Strict):
     drop: str | None = None
     # The language of the shop's product texts: the platform requires it beside variant options.
     language: str = Field("en", pattern=r"^[a-z]{2}$")
+
+    @field_validator("api_version")
+    @classmethod
+    def _recent_enough(cls, v: str) -> str:
+        if v < OLDEST_API_VERSION:
+            raise ValueError(f"{OLDEST_API_VERSION} or later: the pulls read Customer.defaultEmailAddress and "
+                             f"defaultPhoneNumber, added in {OLDEST_API_VERSION}; found {v!r}")
+        return v
 
     @field_validator("objects")
     @classmethod

@@ -72,24 +72,23 @@ class Client:
         """The `data` of the query's answer. With the query's requested `cost`, waits first when
         the bucket is known to be too low for it, as Shopify advises."""
         self._wait_for(cost)
-        throttled = 0
-        for attempt in range(1, TRIES + 1):
-            answer = self._post(document, variables, attempt)
-            if answer is None:
+        attempt = throttled = 0
+        while True:
+            answer = self._post(document, variables, attempt + 1)
+            if answer is None:  # a failed try, waited for: one of TRIES (`_back_off` gives up after the last)
+                attempt += 1
                 continue
             codes = [(e.get("extensions") or {}).get("code") for e in answer.get("errors") or [] if isinstance(e, dict)]
-            if "THROTTLED" in codes:
+            if "THROTTLED" in codes:  # no failure: the bucket refills, so each wait is no try
                 throttled += 1
                 if throttled > MAX_THROTTLE_WAITS:
-                    raise ShopifyError(f"{self.source_id}: {self.source.shop} throttled one query {throttled} times "
-                                       "in a row: its bucket does not refill; try again later")
+                    raise ShopifyError(f"{self.source_id}: {self.source.shop} throttled one query {throttled - 1} times "
+                                       "in a row: its bucket does not refill (another app using it?); try again later")
                 self._wait_for(answer.get("extensions", {}).get("cost", {}).get("requestedQueryCost") or cost, True)
                 continue
             if answer.get("errors"):
                 raise ShopifyError(f"{self.source_id}: {self.source.shop} refused the query: {_messages(answer['errors'])}")
             return answer.get("data") or {}
-        raise ShopifyError(f"{self.source_id}: {self.source.shop} gave no usable answer after {TRIES} tries; "
-                           "nothing was applied: the next pull starts from the same place")
 
     def _post(self, document: str, variables: dict[str, Any] | None, attempt: int) -> dict[str, Any] | None:
         """The answer's JSON, or None after waiting when the try should be made again."""
@@ -116,11 +115,14 @@ class Client:
         except ValueError:
             self._back_off(attempt, f"HTTP {r.status_code} with a body that is not JSON")
             return None
-        cost = answer.get("extensions", {}).get("cost", {}).get("throttleStatus") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict):
+            self._back_off(attempt, f"HTTP {r.status_code} with JSON that is no GraphQL answer")
+            return None
+        cost = answer.get("extensions", {}).get("cost", {}).get("throttleStatus")
         if cost:
             self.throttle.available = float(cost.get("currentlyAvailable", 0))
             self.throttle.restore_rate = float(cost.get("restoreRate") or 0) or None
-        return answer if isinstance(answer, dict) else None
+        return answer
 
     def _note(self, r: requests.Response) -> None:
         """The shop's clock, and deprecated fields the query uses (logged once each)."""

@@ -42,6 +42,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.shopify import STAMP, ShopifySource, delivery_name
 from bspk_pipelines.shopify import queries
 from bspk_pipelines.shopify.client import TIMEOUT_SECONDS, Client, ShopifyError
+from bspk_pipelines.shopify.records import updated_since
 from bspk_pipelines.warehouse.engine import writing
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import pulls
@@ -49,6 +50,10 @@ from bspk_pipelines.warehouse.schema import pulls
 # How far behind the shop's clock a window ends: a node updated this recently may not be found by
 # search yet, and is left to the next window.
 SETTLE = timedelta(seconds=2)
+# How far before its watermark each window looks again: a change Shopify's search found late
+# (after the window that should have held it) is still found. Nodes already delivered as they
+# are (same id, same updatedAt) are not delivered again (`pulls.recent`).
+OVERLAP = timedelta(minutes=5)
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.2, 5.0
 # A bulk operation may run for days on a large shop (Shopify allows 10); a pull waits this long.
 BULK_WAIT = timedelta(hours=24)
@@ -69,6 +74,8 @@ class Pulled:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     digest: str | None = None  # of a snapshot's lines
+    # Of an incremental pull: the nodes delivered within OVERLAP of its window's end, {id: updatedAt}.
+    recent: dict[str, str] | None = None
 
     def __str__(self) -> str:
         window = f"since {self.since}" if self.since else "everything"
@@ -90,6 +97,8 @@ def pull_source(engine: sa.Engine, layout: Layout, brand: Brand, source_id: str,
     drop.mkdir(parents=True, exist_ok=True)
     done = []
     with brand_lock(engine, f"{brand.brand}.{source_id}.pull"):
+        for stale in drop.glob("*.jsonl.part"):  # a pull killed while writing: under the lock, no pull writes it
+            stale.unlink(missing_ok=True)
         shop = client.query(queries.SHOP, cost=1)["shop"]
         for obj in objects or source.objects:
             started = time.monotonic()
@@ -100,9 +109,9 @@ def pull_source(engine: sa.Engine, layout: Layout, brand: Brand, source_id: str,
             if obj not in queries.INCREMENTAL:
                 result = _snapshot(client, drop, shop, obj, state)
             elif full or state is None or state["watermark"] is None:
-                result = _bulk(client, drop, shop, obj, sleep)
+                result = _bulk(client, drop, shop, obj, until, sleep)
             else:
-                result = _window(client, drop, shop, obj, state["watermark"], until)
+                result = _window(client, drop, shop, obj, state["watermark"], until, json.loads(state["recent"] or "{}"))
             # A shop's clock that went back (or a window not yet begun) never moves the watermark back.
             result.until = max(until, result.since or until) if obj in queries.INCREMENTAL else None
             if obj == "orders":
@@ -130,6 +139,8 @@ def _advance(engine: sa.Engine, brand: str, source_id: str, result: Pulled, stat
         values["delivery"] = result.delivery
     if result.digest:
         values["digest"] = result.digest
+    if result.recent is not None or result.how == "bulk":
+        values["recent"] = json.dumps(result.recent or {}, sort_keys=True)
     with writing(engine) as conn:
         key = (pulls.c.brand == brand, pulls.c.source == source_id, pulls.c.object == result.obj)
         if state is None:
@@ -209,15 +220,32 @@ def _write_nodes(out: IO[bytes], obj: str, nodes: Iterator[dict[str, Any]], resu
                 result.lines += 1
 
 
-def _window(client: Client, drop: Path, shop: dict[str, Any], obj: str, since: str, until: str) -> Pulled:
-    result = Pulled(obj, "pull", since=since)
+def _window(client: Client, drop: Path, shop: dict[str, Any], obj: str, since: str, until: str,
+            recent: dict[str, str]) -> Pulled:
+    """The nodes updated in [since, until), and those before `since` within OVERLAP that were
+    not delivered as they are now."""
+    result = Pulled(obj, "pull", since=since, recent=recent)
     if until <= since:
         return result
-    search = f"{queries.since(since)} AND updated_at:<'{until}'"
+    search = f"{queries.since(_iso(_parsed(since) - OVERLAP))} AND updated_at:<'{until}'"
+    delivered: dict[str, str] = {}
+
+    def new(nodes: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for node in nodes:
+            if recent.get(node["id"]) != node["updatedAt"]:
+                delivered[node["id"]] = node["updatedAt"]
+                yield node
+
     with _delivery(drop, shop, result) as writing:
-        _write_nodes(writing.out, obj, _nodes(client, obj, search), result)
+        _write_nodes(writing.out, obj, new(_nodes(client, obj, search)), result)
         writing.keep = result.nodes > 0
+    horizon = _iso(_parsed(until) - OVERLAP)
+    result.recent = {i: t for i, t in {**recent, **delivered}.items() if t >= horizon}
     return result
+
+
+def _parsed(iso: str) -> datetime:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 def _snapshot(client: Client, drop: Path, shop: dict[str, Any], obj: str, state) -> Pulled:
@@ -242,7 +270,8 @@ class _Digesting:
         return self.out.write(data)
 
 
-def _bulk(client: Client, drop: Path, shop: dict[str, Any], obj: str, sleep: Callable[[float], None]) -> Pulled:
+def _bulk(client: Client, drop: Path, shop: dict[str, Any], obj: str, until: str,
+          sleep: Callable[[float], None]) -> Pulled:
     """Every node of the object through a bulk operation: run, polled until it ends, its JSONL
     streamed to the delivery as it downloads (memory stays flat whatever the shop's size)."""
     result = Pulled(obj, "bulk")
@@ -261,6 +290,8 @@ def _bulk(client: Client, drop: Path, shop: dict[str, Any], obj: str, sleep: Cal
                                f"but its file held {result.lines} lines; nothing was applied: run the backfill again")
         result.nodes = int(op.get("rootObjectCount") or 0)
         writing.keep = result.lines > 0
+    if result.delivery:  # what the next window, looking back over OVERLAP, need not deliver again
+        result.recent = updated_since(drop / result.delivery, _iso(_parsed(until) - OVERLAP))
     return result
 
 
@@ -294,8 +325,9 @@ def _download(client: Client, url: str, out: IO[bytes]) -> int:
                 lines += chunk.count(b"\n")
                 last = chunk[-1:] or last
     except requests.RequestException as e:
-        raise ShopifyError(f"{client.source_id}: the bulk operation's file could not be downloaded ({type(e).__name__}); "
-                           "nothing was applied: run again") from None
+        status = f"HTTP {e.response.status_code}" if e.response is not None else type(e).__name__
+        raise ShopifyError(f"{client.source_id}: the bulk operation's file could not be downloaded ({status}; its URL "
+                           "lasts 7 days); nothing was applied: run again") from None
     if last != b"\n":
         out.write(b"\n")
         lines += 1

@@ -124,9 +124,9 @@ def _columns(fields: dict[str, pl.DataType], prefix: str = "") -> list[pl.Expr]:
     return [pl.when(e.str.strip_chars() != "").then(e).alias(e.meta.output_name()) for e in exprs]
 
 
-# A child's line: the only place the text `"__parentId"` can be is its key, as a quote inside a
-# JSON string is escaped.
-CHILD = pl.col("_raw").str.contains(f'"{PARENT_ID}"', literal=True)
+# A child's line: `"__parentId"` followed by a colon is a key (a string value is followed by `,`,
+# `}` or `]`, and a quote inside a string is escaped), so a customer named `__parentId` is no child.
+CHILD = pl.col("_raw").str.contains(f'"{PARENT_ID}"\\s*:')
 
 
 def _of_type(types: tuple[str, ...]) -> pl.Expr:
@@ -138,6 +138,15 @@ def _lines(path: Path) -> pl.LazyFrame:
     is many times faster than decoding every node in full."""
     return pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, infer_schema=False,
                        new_columns=["_raw"], encoding="utf8").with_row_index(LINE, offset=1)
+
+
+def updated_since(path: Path, horizon: str) -> dict[str, str]:
+    """The root nodes of a delivery updated at or after `horizon` (ISO, UTC): {id: updatedAt}."""
+    roots = _lines(path).slice(1).filter(~CHILD).select(
+        pl.col("_raw").str.json_path_match("$.id").alias("id"),
+        pl.col("_raw").str.json_path_match("$.updatedAt").alias("updatedAt"))
+    found = roots.filter(pl.col("updatedAt") >= horizon).collect(engine="streaming")
+    return dict(zip(found["id"].to_list(), found["updatedAt"].to_list()))
 
 
 def _nodes(lines: pl.DataFrame, fields: dict[str, pl.DataType], types: tuple[str, ...], prefix: str = "") -> pl.DataFrame:

@@ -3,14 +3,17 @@
 A webhook is only a signal. Its payload is Shopify's REST shape, not the GraphQL nodes the
 built-in mapping reads, and Shopify may drop or reorder deliveries; so a create or update of a
 customer, product or order asks for an incremental pull of that object (`Pulls`), which lands a
-delivery like any other and misses nothing the webhooks missed. A deletion, which no pull can
-see, is applied from the webhook itself.
+delivery like any other and misses nothing the webhooks missed. A customer's deletion, which no
+pull can see, is applied from the webhook itself, in the transaction that takes it, once the
+shop's API confirms the customer is gone (a signed body sent again under another topic deletes
+nothing).
 
 Order of work on a request (shared/reference/shopify.md section 5): the signature over the raw body
 first (`X-Shopify-Hmac-Sha256`, base64 HMAC-SHA256 with the app's secret, compared in constant
 time; during a rotation the secret variable holds the new and the old secret separated by a
 space), then `X-Shopify-Webhook-Id` taken once (Shopify delivers at least once), then the answer,
-well inside Shopify's 5 s, the pull running after it in the background.
+well inside Shopify's 5 s, the pull running after it in the background. Until the signature is
+verified every refusal is the same 401, so an unsigned caller learns no brand, shop or setting.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.shopify import ShopifySource
 from bspk_pipelines.settings import brand_secret
-from bspk_pipelines.shopify.client import ShopifyError
+from bspk_pipelines.shopify.client import Client, ShopifyError
 from bspk_pipelines.shopify.pull import SETTLE, pull_source
 from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
 from bspk_pipelines.warehouse.schema import shopify_webhooks
@@ -55,26 +58,34 @@ class Refused(Exception):
         self.status = status
 
 
-def shopify_source(brand: Brand, shop_domain: str) -> tuple[str, ShopifySource]:
-    """The brand's Shopify source for the shop that sent the webhook."""
-    for sid, source in brand.sources.items():
-        if isinstance(source, ShopifySource) and source.shop == shop_domain.strip().lower():
-            return sid, source
-    raise Refused(404, f"{brand.brand} has no Shopify source for the shop {shop_domain[:100]!r} "
-                       "(X-Shopify-Shop-Domain)")
+UNVERIFIED = Refused(401, "the X-Shopify-Hmac-Sha256 signature does not match the body with a secret of this "
+                          "brand's shop")
+# Sources whose webhooks came while their secret was not set: said once each in the log.
+_unset_said: set[tuple[str, str]] = set()
 
 
-def verify(source_id: str, source: ShopifySource, body: bytes, signature: str) -> None:
-    """Refused (401) unless `signature` is the body's HMAC with one of the source's secrets."""
+def verified_source(brand: Brand | None, shop_domain: str, body: bytes, signature: str) -> tuple[str, ShopifySource]:
+    """The brand's Shopify source for the shop that sent the webhook, once `signature` is the
+    body's HMAC with one of its secrets; UNVERIFIED otherwise, whatever the reason (no such
+    brand or shop, no secret set, another signature), the reason logged."""
+    found = [(sid, s) for sid, s in (brand.sources.items() if brand else ())
+             if isinstance(s, ShopifySource) and s.shop == shop_domain.strip().lower()]
+    if not found:
+        log.info("a webhook for %r from the shop %r matches no Shopify source", brand and brand.brand, shop_domain[:100])
+        raise UNVERIFIED
+    [(source_id, source)] = found
     secrets = (brand_secret(source.webhook_secret_env) or "").split() if source.webhook_secret_env else []
     if not secrets:
-        log.error("%s: a webhook came but %s is not set: it cannot be verified, so it is refused", source_id,
-                  source.webhook_secret_env or "webhook_secret_env")
-        raise Refused(401, "webhooks of this source cannot be verified: its secret is not set")
+        if (brand.brand, source_id) not in _unset_said:
+            _unset_said.add((brand.brand, source_id))
+            log.error("%s: %s: webhooks come but %s is not set: they cannot be verified, so they are refused",
+                      brand.brand, source_id, source.webhook_secret_env or "webhook_secret_env")
+        raise UNVERIFIED
     given = signature.strip().encode()
     if not any(hmac.compare_digest(base64.b64encode(hmac.new(s.encode(), body, hashlib.sha256).digest()), given)
                for s in secrets):
-        raise Refused(401, "the X-Shopify-Hmac-Sha256 signature does not match the body")
+        raise UNVERIFIED
+    return source_id, source
 
 
 @dataclass(frozen=True)
@@ -114,25 +125,53 @@ def received(brand: str, source: str, headers, body: bytes) -> Received:
                     headers.get("x-shopify-triggered-at"))
 
 
-def take_once(engine: sa.Engine, hook: Received) -> bool:
-    """Record the webhook; False when its id was taken before (Shopify sent it again)."""
+GONE = "query Gone($id: ID!) { node(id: $id) { id } }"
+
+
+def take_once(engine: sa.Engine, hook: Received, source: ShopifySource) -> tuple[bool, str]:
+    """Record the webhook, and apply a customer's deletion with it in one transaction; whether it
+    was new (False: Shopify sent it again), and what was done. A deletion the shop's API does not
+    confirm is recorded as done with nothing; one the API cannot be asked about is Refused (503),
+    so that Shopify sends it again."""
+    action = hook.action
+    if action.startswith("delete ") and hook.resource:
+        try:
+            still = Client.of(hook.source, source).query(GONE, {"id": f"gid://shopify/Customer/{hook.resource}"}, cost=1)
+        except ShopifyError as e:
+            log.error("%s: %s: customers/delete %s not confirmed: %s", hook.brand, hook.source, hook.resource, e)
+            raise Refused(503, "the deletion could not be confirmed with the shop's API; send it again") from None
+        if still.get("node"):
+            action = "none: the customer is still in the shop"
     with writing(engine) as conn:
-        return insert_ignoring_conflicts(conn, shopify_webhooks, {
+        new = insert_ignoring_conflicts(conn, shopify_webhooks, {
             "brand": hook.brand, "source": hook.source, "webhook_id": hook.webhook_id, "topic": hook.topic,
-            "resource": hook.resource, "triggered_at": hook.triggered_at, "action": hook.action,
+            "resource": hook.resource, "triggered_at": hook.triggered_at, "action": action,
             "received_at": datetime.now(timezone.utc).replace(tzinfo=None)})
+        if new and action.startswith("delete "):
+            _delete(conn, hook)
+    return new, action
+
+
+def _delete(conn: sa.Connection, hook: Received) -> None:
+    """A customer deleted in Shopify: its client is marked deleted on the platform (kept, and
+    `client.deleted` goes out), as a deletion the brand's system made."""
+    try:
+        delete_client(conn, hook.brand, hook.resource, "import", f"shopify:{hook.source}",
+                      datetime.now(timezone.utc).replace(tzinfo=None))
+    except ClientError:
+        log.info("%s: %s: customer %s deleted in Shopify was never applied here", hook.brand, hook.source, hook.resource)
 
 
 class Pulls:
-    """What webhooks ask for, done one at a time in a background thread: pulls of a source's
-    objects (requests for one source that wait together make one pull) and deletions."""
+    """The pulls webhooks ask for, done one at a time in a background thread: requests for one
+    source that wait together make one pull. `close` when the service stops."""
 
     def __init__(self, engine: sa.Engine, layout: Layout, brands: dict[str, Brand]):
         self.engine, self.layout, self.brands = engine, layout, brands
         self._work: queue.Queue[Received | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.done = 0  # pulls and deletions finished, failed ones too
+        self.done = 0  # pulls finished, failed ones too
 
     def ask(self, hook: Received) -> None:
         with self._lock:
@@ -163,9 +202,6 @@ class Pulls:
                 if objects:
                     self._do(lambda: pull_source(self.engine, self.layout, self.brands[brand], source, objects=objects),
                              f"{brand}: {source}: pull of {', '.join(objects)}")
-            for h in batch:
-                if h.topic in DELETIONS and h.resource:
-                    self._do(lambda: self._delete(h), f"{h.brand}: {h.source}: {h.topic} {h.resource}")
 
     def _do(self, work, what: str) -> None:
         try:
@@ -176,17 +212,6 @@ class Pulls:
             log.exception("%s failed", what)
         finally:
             self.done += 1
-
-    def _delete(self, hook: Received) -> None:
-        """A customer deleted in Shopify: its client is marked deleted on the platform (kept,
-        and `client.deleted` goes out), as a deletion the brand's system made."""
-        with writing(self.engine) as conn:
-            try:
-                delete_client(conn, hook.brand, hook.resource, "import", f"shopify:{hook.source}",
-                              datetime.now(timezone.utc).replace(tzinfo=None))
-            except ClientError:
-                log.info("%s: %s: customer %s deleted in Shopify was never applied here", hook.brand, hook.source,
-                         hook.resource)
 
 
 def _pulls_of(batch: list[Received]) -> dict[tuple[str, str], list[str]]:

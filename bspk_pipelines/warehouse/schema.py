@@ -283,6 +283,7 @@ pulls = sa.Table(
     sa.Column("object", sa.Text, primary_key=True, comment="customers, products, orders or locations"),
     sa.Column("watermark", sa.Text, comment="UTC, ISO 8601: nodes updated before it are delivered"),
     sa.Column("digest", sa.Text, comment="sha256 of the last snapshot of an object read whole (locations)"),
+    sa.Column("recent", sa.Text, comment="JSON {id: updatedAt} of the nodes delivered in the overlap before the watermark"),
     sa.Column("pulled_at", sa.DateTime, nullable=False),
     sa.Column("delivery", sa.Text, comment="the last delivery the pull wrote"),
     comment="where each API pull of a source stands: the next one asks for what changed since",

@@ -7,7 +7,6 @@ import dagster as dg
 
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
-from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.shopify.client import ShopifyError
 from bspk_pipelines.shopify.pull import pull_source
@@ -53,8 +52,29 @@ def build_pull(brand: Brand, source: str) -> tuple[dg.AssetsDefinition, object, 
             "throttle_seconds": round(client.throttle.waited_seconds, 2),
         })
 
-    job = dg.define_asset_job(names.pull_job(b, source), selection=[names.shopify_key(b, source)],
-                              tags={names.BRAND_TAG: b},
+    tags = {names.PULL_TAG: f"{b}.{source}"}
+    job = dg.define_asset_job(names.pull_job(b, source), selection=[names.shopify_key(b, source)], tags=tags,
                               description=f"Pulls what changed in {shop.shop} into {b}'s {source} deliveries.")
-    schedules = on_sync_interval(brand, names.pull_schedule(b, source), job, f"pulls what changed in {shop.shop}")
+    schedules = [_pull_schedule(brand, source, job, tags)] if brand.schedule_cron else []
     return shopify_objects, job, schedules
+
+
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+
+
+def _pull_schedule(brand: Brand, source: str, job, tags: dict[str, str]) -> dg.ScheduleDefinition:
+    """The pull on the brand's interval; a tick while a pull of the source is queued or running
+    (a bulk load takes a while) starts none, so ticks never pile up behind it."""
+    shop = brand.sources[source].shop
+
+    @dg.schedule(name=names.pull_schedule(brand.brand, source), cron_schedule=brand.schedule_cron, job=job,
+                 default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description=f"{brand.brand}'s sync interval ({brand.sync.interval}): pulls what changed in {shop}.")
+    def pull_schedule(context: dg.ScheduleEvaluationContext):
+        running = context.instance.get_runs(dg.RunsFilter(tags=tags, statuses=UNFINISHED), limit=1)
+        if running:
+            return dg.SkipReason(f"run {running[0].run_id[:8]} still pulls {shop}")
+        return dg.RunRequest(tags=tags)
+
+    return pull_schedule
