@@ -375,3 +375,17 @@ def test_an_api_version_older_than_the_fields_the_pulls_read_is_refused(version,
         return
     with pytest.raises(ValidationError, match="2025-04 or later|pattern"):
         shop_brand("http://127.0.0.1:1/", api_version=version)
+
+
+def test_a_query_that_times_out_is_tried_again(shop, world, monkeypatch):
+    from bspk_pipelines.shopify import client as client_code
+
+    engine, layout = world
+    brand = shop_brand(shop.url)
+    shop.now = ago(10)
+    shop.add_customer(firstName="Slow")
+    monkeypatch.setattr(client_code, "TIMEOUT_SECONDS", 0.5)
+    shop.slow_next(1, 2.0)
+    sleeps = Sleeps()
+    [pulled], _ = pull_source(engine, layout, brand, "shop", sleep=sleeps)
+    assert pulled.nodes == 1 and sleeps[0] == 1.0  # one back-off, then the answer

@@ -19,7 +19,7 @@ from bspk_pipelines.model.entities import LINE
 from bspk_pipelines.model.shopify import builtin_files
 from bspk_pipelines.shopify import records
 from bspk_pipelines.shopify.records import NODES, read_batches
-from bspk_pipelines_tests.builders import brand_harness
+from bspk_pipelines_tests.builders import brand_harness, header, shopper_row
 
 SHOP = {"id": "gid://shopify/Shop/1", "name": "Maison", "currencyCode": "EUR", "myshopifyDomain": "maison.myshopify.com"}
 
@@ -259,3 +259,18 @@ def test_rejects_say_why_shopify_left_a_required_value_out(engine, tmp_path):
     variants = dry_run(h.brand, "shop", "product_variants", path)
     assert [(p.line, p.column, p.rule) for p in variants.rejects] == [(3, "sku", "required")]
     assert "give the variant a SKU in Shopify" in variants.rejects[0].message
+
+
+def test_shopify_and_a_pos_share_a_shopper_by_precedence(engine, tmp_path):
+    """The shop owns the email and the marketing consent, the POS the names: each source's
+    delivery sets only what precedence gives it, whichever comes first."""
+    config = {**BRAND, "sources": {**BRAND["sources"], "pos": {"format": "bspk", "drop": "drop/acme"}},
+              "precedence": {"shoppers": {"default": ["pos", "shop"], "email": ["shop", "pos"],
+                                          "email_contact": ["shop", "pos"]}}}
+    h = brand_harness(config, engine, tmp_path)
+    deliver(h, "customers", customer(5, firstName="Janet"))
+    pos = "SHOPPER_V3_Acme_202612020200.csv"
+    h.drop(pos, header("shoppers") + "\n" + shopper_row("5", first="Jeanne", email="pos@example.com") + "\n", "pos")
+    h.ingest(pos, "pos")
+    [shopper] = h.rows("shoppers")
+    assert (shopper["first_name"], shopper["email"], shopper["email_contact"]) == ("Jeanne", "c5@example.com", True)
