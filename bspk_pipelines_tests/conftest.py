@@ -59,6 +59,9 @@ def warehouse_url(request, tmp_path) -> Iterator[str]:
     finally:
         from bspk_pipelines.warehouse.engine import engine_for as cached
 
+        # Its pooled connections closed now, whatever still holds the engine (a service's thread):
+        # a worker's hundreds of PostgreSQL tests would otherwise exhaust the server's connections.
+        cached(f"{url}?options=-csearch_path%3D{schema}").dispose()
         cached.cache_clear()
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
