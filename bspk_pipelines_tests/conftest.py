@@ -35,8 +35,14 @@ def no_instance_left_current() -> Iterator[None]:
     """`with instance:` makes the instance's definitions-state storage current, and Dagster 1.13's
     `__exit__` disposes the instance without leaving that context: a later test's `materialize`
     in the same worker would load its definitions against a disposed instance ("Attempted to
-    resolve undefined DagsterInstance weakref"). Each test starts with none current."""
+    resolve undefined DagsterInstance weakref"). Each test starts with none current, and leaves none,
+    whatever set one between tests (a teardown that ran after this one's)."""
+    _no_current_instance()
     yield
+    _no_current_instance()
+
+
+def _no_current_instance() -> None:
     if "dagster" in sys.modules:  # the tests that need no Dagster do not load it
         from dagster._core.storage.defs_state.base import _current_storage
 
