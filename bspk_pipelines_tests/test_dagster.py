@@ -287,7 +287,9 @@ def test_a_sync_tick_runs_only_the_tables_with_work_and_none_when_nothing_is_pen
     schedule = defs.resolve_schedule_def(names.sync_schedule("acme"))
 
     def tables_run() -> list[str] | None:
-        with dg.build_schedule_context(resources=defs.resources) as context:
+        # With an instance of its own: one left current by an earlier test of the worker may be disposed.
+        with dg.instance_for_test() as instance, dg.build_schedule_context(resources=defs.resources,
+                                                                           instance=instance) as context:
             data = schedule.evaluate_tick(context)
         if not data.run_requests:
             assert "nothing pending" in data.skip_message

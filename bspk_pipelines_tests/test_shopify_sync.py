@@ -113,13 +113,16 @@ def test_the_shop_feeds_the_raw_deliveries_in_the_lineage():
 
     brand = Brand.model_validate({"brand": "lune", "company_name": "Lune", "sync": {"interval": "5m"}, "sources": {
         "shop": {"format": "shopify", "shop": "lune.myshopify.com", "api_version": "2026-01", "token_env": "T"}}})
-    defs = build_definitions([brand], {"warehouse": WarehouseResource(url="sqlite://"),
-                                       "folders": BrandFoldersResource(data_dir="/tmp")})
-    graph = defs.resolve_asset_graph()
-    raw = dg.AssetKey(["lune", "raw", "shop"])
-    assert dg.AssetKey(["lune", "shopify", "shop"]) in graph.get(raw).parent_keys
-    assert defs.resolve_schedule_def("lune__shop__pull_schedule").cron_schedule == "*/5 * * * *"
-    assert defs.resolve_job_def("lune__shop__pull")
+    # Definitions resolved with an instance of their own: one left current by an earlier test of
+    # the worker (a CLI run's) may be disposed.
+    with dg.instance_for_test():
+        defs = build_definitions([brand], {"warehouse": WarehouseResource(url="sqlite://"),
+                                           "folders": BrandFoldersResource(data_dir="/tmp")})
+        graph = defs.resolve_asset_graph()
+        raw = dg.AssetKey(["lune", "raw", "shop"])
+        assert dg.AssetKey(["lune", "shopify", "shop"]) in graph.get(raw).parent_keys
+        assert defs.resolve_schedule_def("lune__shop__pull_schedule").cron_schedule == "*/5 * * * *"
+        assert defs.resolve_job_def("lune__shop__pull")
 
 
 def test_a_schedule_tick_while_a_pull_runs_starts_none():
@@ -134,10 +137,10 @@ def test_a_schedule_tick_while_a_pull_runs_starts_none():
 
     brand = Brand.model_validate({"brand": "lune", "company_name": "Lune", "sync": {"interval": "5m"}, "sources": {
         "shop": {"format": "shopify", "shop": "lune.myshopify.com", "api_version": "2026-01", "token_env": "T"}}})
-    defs = build_definitions([brand], {"warehouse": WarehouseResource(url="sqlite://"),
-                                       "folders": BrandFoldersResource(data_dir="/tmp")})
-    schedule = defs.resolve_schedule_def("lune__shop__pull_schedule")
     with dg.instance_for_test() as instance:
+        defs = build_definitions([brand], {"warehouse": WarehouseResource(url="sqlite://"),
+                                           "folders": BrandFoldersResource(data_dir="/tmp")})
+        schedule = defs.resolve_schedule_def("lune__shop__pull_schedule")
         [request] = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
         assert request.tags[names.PULL_TAG] == "lune.shop" and names.BRAND_TAG not in request.tags
         instance.add_run(DagsterRun(job_name="lune__shop__pull", run_id="a" * 32, status=DagsterRunStatus.STARTED,
