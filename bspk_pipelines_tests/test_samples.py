@@ -193,3 +193,14 @@ def test_nordhaus_samples_ingest_with_a_redelivery_under_a_fixed_name(warehouse_
     names = {p["product_ref"]: p["name"] for p in products}
     assert names["NH-10000"] == "Wollmantel 1 (Neu)" and names["NH-10002"] == "Lederstiefel 1"  # the POS's, latest
     assert files[("pos_artikel.csv@2", "products")].status == "applied"
+
+
+def test_the_demo_says_which_entity_keeps_a_brand_from_simulated_activity():
+    """Associates at work need the brand's shoppers and its associates: the demo names what a
+    sample brand does not send (Lune's shop has no associates; Nordhaus sends neither)."""
+    from bspk_pipelines.cli.demo import _missing_for_activity
+    from bspk_pipelines.model.brand_file import load_brands
+
+    brands = {b.brand: b for b in load_brands(Path(__file__).resolve().parent.parent / "mappings")}
+    assert _missing_for_activity(brands["lune"]) == "the brand sends no associates"
+    assert _missing_for_activity(brands["nordhaus"]) == "the brand sends no shoppers and no associates"

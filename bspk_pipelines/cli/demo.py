@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _missing_for_activity(brand: Brand) -> str:
+    """Why no associate could be simulated at work for the brand: it needs shoppers and associates."""
+    lacks = [e.replace("sales_", "") for e in ("shoppers", "sales_associates") if e not in brand.entities]
+    return f"the brand sends no {' and no '.join(lacks)}" if lacks else "the brand's shoppers or associates are not in yet"
+
+
 def _start_shop(stack: ExitStack):
     """Lune's shop, serving until the stack closes; None, said in one line, if it cannot start."""
     try:
@@ -81,7 +87,7 @@ def _demo_outbound(defs: dg.Definitions, brands: list[Brand], webhooks: WebhookS
     for brand in brands:
         done = simulate(Platform(engine, brand.brand), actions=60)
         print(f"  {brand.brand}: " + (", ".join(f"{n} {kind}" for kind, n in sorted(done.items()))
-                                      or "nothing: the brand sends no shoppers or associates"))
+                                      or f"nothing: {_missing_for_activity(brand)}"))
     receivers = []
     for brand in brands:
         for endpoint in brand.webhooks.endpoints:
