@@ -53,7 +53,7 @@ SETTLE = timedelta(seconds=2)
 # How far before its watermark each window looks again: a change Shopify's search found late
 # (after the window that should have held it) is still found. Nodes already delivered as they
 # are (same id, same updatedAt) are not delivered again (`pulls.recent`).
-OVERLAP = timedelta(minutes=5)
+OVERLAP = timedelta(minutes=1)
 POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.2, 5.0
 # A bulk operation may run for days on a large shop (Shopify allows 10); a pull waits this long.
 BULK_WAIT = timedelta(hours=24)
