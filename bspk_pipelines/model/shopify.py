@@ -52,10 +52,10 @@ from pydantic import Field, field_validator
 from bspk_pipelines.model.mapping import Dialect, EntityMap, FileMap, FileTimestamp, Strict
 
 OBJECTS = ("customers", "products", "orders", "locations")
-# A delivery's name: the object, what made it (pull, bulk or webhook) and when, to the microsecond
+# A delivery's name: the object, what made it (a pull or a bulk operation) and when, to the microsecond
 # in UTC: `customers_pull_20261202T013000123456Z.jsonl`. Names sort in the order they were made.
 STAMP = "%Y%m%dT%H%M%S%fZ"
-DELIVERY_KINDS = ("pull", "bulk", "webhook")
+DELIVERY_KINDS = ("pull", "bulk")
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 # The oldest Admin API version whose fields the queries use (`shopify.queries`).
 OLDEST_API_VERSION = "2025-04"

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from bspk_pipelines.engagement.clients import ClientError, delete_client
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.model.shopify import ShopifySource
+from bspk_pipelines.model.shopify import OBJECTS, ShopifySource
 from bspk_pipelines.settings import brand_secret
 from bspk_pipelines.shopify.client import Client, ShopifyError
 from bspk_pipelines.shopify.pull import SETTLE, pull_source
@@ -45,8 +45,6 @@ log = logging.getLogger("bspk.shopify")
 
 # Shopify's webhook payloads are single resources: a body past this is not one.
 MAX_BODY_BYTES = 2 << 20
-# Topics whose object is pulled; the others are taken and recorded, and ask for nothing.
-PULLED = {"customers": "customers", "products": "products", "orders": "orders", "locations": "locations"}
 DELETIONS = ("customers/delete",)
 
 
@@ -107,8 +105,8 @@ class Received:
             return f"delete {self.topic.split('/')[0]}"
         if self.topic.endswith("/delete"):
             return "none"  # no pull sees a deletion, and the platform has no other to apply
-        obj = PULLED.get(self.topic.split("/")[0])
-        return f"pull {obj}" if obj else "none"
+        obj = self.topic.split("/")[0]
+        return f"pull {obj}" if obj in OBJECTS else "none"
 
 
 def received(brand: str, source: str, headers, body: bytes) -> Received:
@@ -171,7 +169,6 @@ class Pulls:
         self._work: queue.Queue[Received | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.done = 0  # pulls finished, failed ones too
 
     def ask(self, hook: Received) -> None:
         with self._lock:
@@ -210,8 +207,6 @@ class Pulls:
             log.error("%s failed: %s", what, e)
         except Exception:
             log.exception("%s failed", what)
-        finally:
-            self.done += 1
 
 
 def _pulls_of(batch: list[Received]) -> dict[tuple[str, str], list[str]]:
