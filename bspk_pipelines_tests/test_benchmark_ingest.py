@@ -34,10 +34,20 @@ def test_ingest_benchmark_runs_on_postgres_and_sqlite(tmp_path):
 
     assert proc.returncode == 0, f"{out}\n{err}"
     pipeline = [(w, p) for w in ("postgres", "sqlite") for p in ("initial", "redelivery", "delta")]
-    for warehouse, phase in [("postgres", "floor"), ("postgres", "tables"), *pipeline]:
+    for warehouse, phase in [("postgres", "floor"), ("postgres", "floor_idx"), ("postgres", "tables"), *pipeline]:
         assert re.search(rf"^{warehouse}\s+{phase}{FIGURES}", out, re.MULTILINE), f"no {warehouse} {phase}\n{out}"
-    for target in ("initial", "redelivery", "delta", "peak RSS"):
-        assert re.search(rf"^target {target} .*: (holds|misses) \(", out, re.MULTILINE), f"no {target} target\n{out}"
+    # Each peer either ran its three phases, a figure each beside bspk's, or says why it did not:
+    # never a figure for a peer that is not installed.
+    for peer in ("dlt", "sling"):
+        skipped = re.search(rf"^peer\s+{peer}\s+skipped: not installed: ", out, re.MULTILINE)
+        ran = [re.search(rf"^peer\s+{peer} {p}{FIGURES[:-1]}\s+\d+\.\d\dx bspk$", out, re.MULTILINE)
+               for p in ("initial", "redelivery", "delta")]
+        assert bool(skipped) != all(ran), f"{peer}: neither skipped nor three figures\n{out}"
+    for target in ("initial <= 1.5x floor_idx", "peak RSS"):
+        assert re.search(rf"^target {target}.*: (holds|misses) \(", out, re.MULTILINE), f"no {target} target\n{out}"
+    for phase in ("initial", "redelivery", "delta"):
+        assert re.search(rf"^target {phase} 2x faster than the faster peer.*: "
+                         r"((holds|misses) \(\d+\.\d\dx faster\)|not measured \(no peer ran\))$", out, re.MULTILINE), out
     assert re.search(r"^initial / tables: \d+\.\d\dx ", out, re.MULTILINE), out
 
     database = re.search(r"^database (bspk_bench_\w+) ", out, re.MULTILINE)

@@ -213,15 +213,20 @@ def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(eng
 
 
 def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
-    import polars as pl
-
     from bspk_pipelines.ingest.months import _balanced
 
-    landed = {m: pl.DataFrame({"x": list(range(n))}) for m, n in
-              [("2024-01", 5), ("2024-02", 1), ("2024-03", 4), ("2024-04", 0), ("2024-05", 6), ("2024-06", 4)]}
-    assert [list(g) for g in _balanced(landed, 2)] == [["2024-01", "2024-02", "2024-03"], ["2024-04", "2024-05", "2024-06"]]
-    assert [list(g) for g in _balanced(landed, 1)] == [list(landed)]
-    assert [list(g) for g in _balanced({"2024-01": landed["2024-01"]}, 2)] == [["2024-01"]]
+    sizes = {"2024-01": 5, "2024-02": 1, "2024-03": 4, "2024-04": 0, "2024-05": 6, "2024-06": 4}
+    assert [list(g) for g in _balanced(sizes, 2)] == [["2024-01", "2024-02", "2024-03"], ["2024-04", "2024-05", "2024-06"]]
+    assert [list(g) for g in _balanced(sizes, 1)] == [list(sizes)]
+    assert [list(g) for g in _balanced({"2024-01": 5}, 2)] == [["2024-01"]]
+
+
+def test_a_fill_reads_its_months_a_bounded_number_of_rows_at_a_time(monkeypatch):
+    from bspk_pipelines.ingest import months
+
+    monkeypatch.setattr(months, "FILL_ROWS", 10)
+    sizes = {"2024-01": 4, "2024-02": 5, "2024-03": 2, "2024-04": 30, "2024-05": 0, "2024-06": 9}
+    assert months._chunks(sizes) == [["2024-01", "2024-02"], ["2024-03"], ["2024-04"], ["2024-05", "2024-06"]]
 
 
 def test_a_key_in_two_empty_months_filled_side_by_side_ends_in_the_newer_files_month(engine, tmp_path):
@@ -323,7 +328,7 @@ def test_a_backfill_of_1996_under_the_minimum_config_brings_its_sales_back(monke
     capsys.readouterr()
     assert main(["backfill", "--brand", "acme", "--from", "1990-01", "--to", "1996-12"]) == 0
     assert [line.split(": run")[0].strip() for line in capsys.readouterr().out.splitlines()] == [
-        "sales months 1990-01 to 1996-12"]  # 84 months, within one run of months_per_run (120)
+        "sales months 1990-01 to 1996-12"]  # 84 months, within one run of months_per_run (360)
     with warehouse.connect() as conn:
         assert sorted(conn.execute(sa.text("select sale_ref from sales")).scalars()) == ["T1", "T2"]
     warehouse.dispose()

@@ -26,7 +26,7 @@ from bspk_pipelines.ingest.layout import Layout, count_rows, parquet_parts
 from bspk_pipelines.ingest.ledger import StepResult, advance, file_row, nothing_to_do
 from bspk_pipelines.ingest.hints import hints
 from bspk_pipelines.ingest.mapping import SKIPPED_SCHEMA, lineage, map_rows, source_columns, unpivot_problem
-from bspk_pipelines.ingest.months import outside_history, split_by_month
+from bspk_pipelines.ingest.months import outside_history, outside_rows
 from bspk_pipelines.ingest.parse import FileFailure, RowProblem, read_batches
 from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.ingest.rules import label, validate
@@ -119,7 +119,7 @@ def _within_history(brand: Brand, entity, rows: pl.DataFrame, where: dict[str, s
     unpivoted = CELL in rows.columns and CELL in where.get(column, column).split("+")
     outside = []
     for cell, part in (rows.partition_by(CELL, as_dict=True, maintain_order=True).items() if unpivoted else [((None,), rows)]):
-        outside += split_by_month(brand, entity, part, label(where, column, cell[0]))[1]
+        outside += outside_rows(brand, entity, part, label(where, column, cell[0]))
     return rows.filter(~outside_history(brand, entity)), outside
 
 def _identity(columns) -> list[str]:
@@ -134,10 +134,17 @@ def _later_duplicates(rows: pl.LazyFrame, columns: list[str], keep_by: str | Non
     ids = _identity(rows.collect_schema().names())
     scan = rows.select(*dict.fromkeys([*columns, *shown]), *ids, *([keep_by] if keep_by else [])).with_row_index("_row")
     scan = scan.join(exclude.lazy(), on=ids, how="anti", maintain_order="left") if exclude is not None else scan
+    scan = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
+    # Only rows whose values hash alike can share them: grouping millions of rows by a 64-bit hash
+    # takes a fraction of the memory of grouping them by their text, and the few rows left are
+    # compared by their values below (so a collision costs nothing but a look).
+    hashed = scan.select(pl.struct(columns).hash().alias("_hash"), "_row")
+    alike = hashed.join(hashed.group_by("_hash").len().filter(pl.col("len") > 1), on="_hash", how="semi")
+    scan = scan.join(alike.select("_row"), on="_row", how="semi", maintain_order="left")
     # Rows of one line (unpivoted) come in the file's order: the row number breaks their tie.
     order = [keep_by, LINE, "_row"] if keep_by else [LINE, "_row"]
     pick = (lambda c: pl.col(c).sort_by(order).last()) if keep_by else (lambda c: pl.col(c).sort_by(order).first())
-    stays = scan.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).group_by(columns).agg(
+    stays = scan.group_by(columns).agg(
         pick("_row").alias("_stays_row"), *[pick(c).alias(f"_stays{c}") for c in ids], pl.len().alias("_n"),
     ).filter(pl.col("_n") > 1)
     return (scan.join(stays, on=columns, nulls_equal=True).filter(pl.col("_row") != pl.col("_stays_row"))

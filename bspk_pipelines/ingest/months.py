@@ -51,16 +51,21 @@ def split_by_month(
 ) -> tuple[dict[str, pl.DataFrame], list[RowProblem]]:
     """Rows grouped by month; rows outside the brand's history (before history_start, after
     this month) are rejects, as no month partition can hold them."""
+    problems = outside_rows(brand, entity, rows, where)
+    # By the rows themselves, not their lines: the rows an unpivoted line gives share its line.
+    inside = rows.filter(~outside_history(brand, entity)).with_columns(
+        pl.col(entity.month_column).dt.strftime(MONTH).alias("_month"))
+    return {m: part.drop("_month") for (m,), part in inside.group_by("_month")}, problems
+
+
+def outside_rows(brand: Brand, entity: Entity, rows: pl.DataFrame, where: str) -> list[RowProblem]:
+    """A reject for each row outside the brand's history, naming `where` as its column."""
     col = entity.month_column
-    outside = rows.filter(outside_history(brand, entity))
-    problems = [
+    return [
         RowProblem(r[LINE], where, str(r[col]), "outside_history",
                    f"{col} is outside the brand's sales history ({brand.history_start} to {current_month()})")
-        for r in outside.iter_rows(named=True)
+        for r in rows.filter(outside_history(brand, entity)).iter_rows(named=True)
     ]
-    # By the rows themselves, not their lines: the rows an unpivoted line gives share its line.
-    inside = rows.filter(~outside_history(brand, entity)).with_columns(pl.col(col).dt.strftime(MONTH).alias("_month"))
-    return {m: part.drop("_month") for (m,), part in inside.group_by("_month")}, problems
 
 
 def outside_history(brand: Brand, entity: Entity) -> pl.Expr:
@@ -159,6 +164,9 @@ def _rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: s
 # PostgreSQL fills a backfill's empty months over this many connections at once (a connection's
 # inserts run on one server core, and index upkeep is most of a fill's time).
 FILL_CONNECTIONS = 2
+# A fill reads and loads its months this many landed rows at a time, so its memory stays bounded
+# however many months it fills.
+FILL_ROWS = 500_000
 
 
 def rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: str, month_keys: list[str]) -> dict[str, Counts]:
@@ -178,10 +186,10 @@ def _rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: 
                  if conn.execute(sa.select(sa.literal(1)).where(_in_month(entity, brand, m)).limit(1)).first() is None]
     done: dict[str, Counts] = {}
     if len(empty) > 1:
-        landed = {m: _landed(data_dir, brand, entity, m) for m in empty}
-        groups = _balanced(landed, FILL_CONNECTIONS if engine.dialect.name == "postgresql" else 1)
+        sizes = {m: _landed_rows(data_dir, brand, entity, m) for m in empty}
+        groups = _balanced(sizes, FILL_CONNECTIONS if engine.dialect.name == "postgresql" else 1)
         with ThreadPoolExecutor(len(groups)) as pool:
-            for filled in pool.map(lambda group: _fill_months(engine, entity, brand, group, started), groups):
+            for filled in pool.map(lambda group: _fill_months(engine, data_dir, entity, brand, group, started), groups):
                 done |= filled
     for m in month_keys:
         if m not in done:
@@ -189,36 +197,59 @@ def _rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: 
     return done
 
 
-def _balanced(landed: dict[str, pl.DataFrame], n: int) -> list[dict[str, pl.DataFrame]]:
-    """Consecutive months in at most `n` groups of about equal rows."""
-    total = sum(r.height for r in landed.values())
-    groups: list[dict[str, pl.DataFrame]] = [{}]
+def _landed_rows(data_dir: Path, brand: str, entity: Entity, month: str) -> int:
+    """Rows landed for the month, from the parts' metadata (nothing read)."""
+    paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
+    return pl.scan_parquet(paths).select(pl.len()).collect().item() if paths else 0
+
+
+def _balanced(sizes: dict[str, int], n: int) -> list[dict[str, int]]:
+    """Consecutive months (month -> rows) in at most `n` groups of about equal rows."""
+    total = sum(sizes.values())
+    groups: list[dict[str, int]] = [{}]
     rows = 0
-    for month, frame in landed.items():
+    for month, size in sizes.items():
         if groups[-1] and rows >= total * len(groups) / n and len(groups) < n:
             groups.append({})
-        groups[-1][month] = frame
-        rows += frame.height
+        groups[-1][month] = size
+        rows += size
     return groups
 
 
-def _fill_months(engine: sa.Engine, entity: Entity, brand: str, landed: dict[str, pl.DataFrame], started: datetime) -> dict[str, Counts]:
-    """Fill empty months in one transaction; {} where a key is already stored elsewhere (then each
-    month rebuilds alone)."""
+def _chunks(sizes: dict[str, int]) -> list[list[str]]:
+    """Consecutive months in chunks of about FILL_ROWS landed rows (a bigger month alone)."""
+    chunks: list[list[str]] = [[]]
+    rows = 0
+    for month, size in sizes.items():
+        if chunks[-1] and rows + size > FILL_ROWS:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(month)
+        rows += size
+    return chunks
+
+
+def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, sizes: dict[str, int],
+                 started: datetime) -> dict[str, Counts]:
+    """Fill empty months in one transaction, FILL_ROWS landed rows at a time; {} where a key is
+    already stored elsewhere (then each month rebuilds alone)."""
     table = ENTITY_TABLES[entity.name]
-    frames = [r for r in landed.values() if r.height]
     done = {}
     try:
         with writing(engine) as conn:
-            if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed")) is None:
-                return {}
-            for m, r in landed.items():
-                stored = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
-                done[m] = Counts(inserted=stored, held=r.height - stored)
-                _record_rebuild(conn, brand, entity.name, m, done[m])
+            for chunk in _chunks(sizes):
+                landed = {m: _landed(data_dir, brand, entity, m) for m in chunk}
+                frames = [r for r in landed.values() if r.height]
+                if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed")) is None:
+                    return {}
+                for m, r in landed.items():
+                    stored = conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
+                    done[m] = Counts(inserted=stored, held=r.height - stored)
+                    _record_rebuild(conn, brand, entity.name, m, done[m], stored)
             conn.execute(pending_months.delete().where(
                 pending_months.c.brand == brand, pending_months.c.entity == entity.name,
-                pending_months.c.month.in_(list(landed)), pending_months.c.since <= started))
+                pending_months.c.month.in_(list(sizes)), pending_months.c.since <= started))
     except sa.exc.OperationalError as e:
         if getattr(e.orig, "pgcode", None) != DEADLOCK:
             raise
@@ -281,10 +312,13 @@ def rows_at_rebuild(conn: sa.Connection, brand: str, entity: str, month_keys: li
         m.brand == brand, m.entity == entity, m.month.in_(month_keys))).all())
 
 
-def _record_rebuild(conn: sa.Connection, brand: str, entity: str, month: str, counts: Counts) -> None:
+def _record_rebuild(conn: sa.Connection, brand: str, entity: str, month: str, counts: Counts, total: int | None = None) -> None:
+    """Record a month's rebuild: its counts, and `total`, the rows the table holds for it now
+    (counted here when not given)."""
     where = sa.and_(months.c.brand == brand, months.c.entity == entity, months.c.month == month)
-    table = ENTITY_TABLES[entity]
-    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(ENTITIES[entity], brand, month))).scalar_one()
+    if total is None:
+        table = ENTITY_TABLES[entity]
+        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(_in_month(ENTITIES[entity], brand, month))).scalar_one()
     before = conn.execute(sa.select(months).where(where)).mappings().first()
     values = {"rows": total, "held": counts.held, "rebuilt_at": now()}
     if before is None:

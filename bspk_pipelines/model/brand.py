@@ -156,7 +156,7 @@ class Brand(Strict):
     # history sets its own (fewer partitions to show).
     history_start: str = Field("1990-01", pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")
     # A backfill over many months runs this many months per run (Dagster backfill policy).
-    months_per_run: int = Field(120, ge=1, le=600)
+    months_per_run: int = Field(360, ge=1, le=600)
     webhooks: Webhooks = Webhooks()
     extracts: Extracts = Extracts()
 

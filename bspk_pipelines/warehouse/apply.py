@@ -126,6 +126,14 @@ def upsert(
         waiting, frame = frame.filter(~known), frame.filter(known)
         counts.held = waiting.height
     frame = frame.drop(SOURCE, strict=False)  # it names the delivery, not a column of the table
+    if all_new and not dry_run and observe is None and not entity.replace_set_by and not (
+            hold_unresolved and _holds_any(conn, entity, brand)):
+        # Nothing to compare and nothing held to supersede: the rows go straight into the table.
+        if hold_unresolved:
+            _hold_unresolved(conn, entity, brand, None, waiting, unknown, source, file)
+        counts.inserted = _insert_new(conn, entity, target, brand, frame, file)
+        refresh_statistics(conn, target, counts.inserted)
+        return counts
     extra_key = tuple(k for k in key if k not in entity.column_names)
     stage = stage_rows(conn, entity, frame, extra_key)
     key = match_key(entity, key)
@@ -170,6 +178,18 @@ def upsert(
     return counts
 
 
+def _insert_new(conn: sa.Connection, entity: Entity, target: sa.Table, brand: str, frame: pl.DataFrame,
+                file: str | None) -> int:
+    """Bulk-load rows whose keys are all new into `target` (COPY on PostgreSQL: one pass, where a
+    stage would take two); a key already stored fails the load with IntegrityError."""
+    stamp = now()
+    frame = with_folded(entity, frame).with_columns(
+        pl.lit(brand).alias("brand"), (pl.col(FILE) if file is None else pl.lit(file)).alias(FILE),
+        pl.lit(stamp).alias("_updated_at"))
+    bulk.load(conn, target, frame.select(c for c in frame.columns if c in target.c))
+    return frame.height
+
+
 def refresh_statistics(conn: sa.Connection, target: sa.Table, changed: int) -> None:
     """ANALYZE a PostgreSQL table that grew by a tenth, as autovacuum would, but before the next
     statement: a backfill filling an empty table otherwise plans every month as if still empty."""
@@ -192,12 +212,18 @@ def _replace_sets(conn: sa.Connection, entity: Entity, target: sa.Table, stage: 
     return result.rowcount
 
 
-def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.Table, rows: pl.DataFrame,
+def _holds_any(conn: sa.Connection, entity: Entity, brand: str) -> bool:
+    """Whether any of the brand's rows of the entity are held (the question costs nothing)."""
+    return conn.execute(sa.select(held.c.key).where(held.c.brand == brand, held.c.entity == entity.name).limit(1)).first() is not None
+
+
+def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.Table | None, rows: pl.DataFrame,
                      unknown: dict[str, pl.Series], source: str | None, file: str | None) -> None:
     """Record `rows`, whose shopper or product (among `unknown`) is not known yet, in `held`. A
-    newer row for a key supersedes whatever was held for it: held or staged now, its old held row goes."""
+    newer row for a key supersedes whatever was held for it: held or staged now, its old held row
+    goes (`stage` None: the caller knows nothing is held)."""
     where = sa.and_(held.c.brand == brand, held.c.entity == entity.name)
-    if conn.execute(sa.select(held.c.key).where(where).limit(1)).first():  # the question costs nothing, the delete a pass
+    if stage is not None and _holds_any(conn, entity, brand):  # a delete is a pass over `held`
         conn.execute(held.delete().where(where, held.c.key.in_(sa.select(stage.c[KEY]))))
         keys = rows[KEY].to_list()
         for i in range(0, len(keys), KEYS_PER_STATEMENT):

@@ -20,6 +20,7 @@ def load(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame, batch_rows: 
     if frame.is_empty():
         return
     columns = frame.columns
+    dbapi = conn.dialect.dbapi
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         if conn.dialect.name == "postgresql":
@@ -41,6 +42,10 @@ def load(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame, batch_rows: 
             sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({placeholders})'
             for chunk in frame.iter_slices(batch_rows):
                 cursor.executemany(sql, _sqlite_rows(chunk))
+    except dbapi.Error as e:
+        # As SQLAlchemy raises a statement's errors (IntegrityError for a key already stored, a
+        # deadlock as OperationalError), so callers handle both paths alike.
+        raise sa.exc.DBAPIError.instance(sql, None, e, dbapi.Error) from None
     finally:
         cursor.close()
 
