@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines_tests.builders import postgres_or_skip
+from bspk_pipelines_tests.test_benchmark_latency import live_members
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ingest.py"
 TINY = ["--shoppers", "200", "--sales", "2000", "--products", "20", "--years", "2"]
@@ -33,6 +34,16 @@ def test_ingest_benchmark_runs_on_postgres_and_sqlite(tmp_path):
         pytest.fail(f"the benchmark did not finish in time\n{out}\n{err}")
 
     assert proc.returncode == 0, f"{out}\n{err}"
+    # Under dagster dev, as the drop sensor sees them: a line each, with where the time went, and
+    # dagster dev's whole process group gone after.
+    group = re.search(r"^  daemon dagster dev pid \d+ \(process group (\d+)\)", out, re.MULTILINE)
+    assert group, out
+    for phase in ("redelivery", "delta"):
+        assert re.search(rf"^postgres\s+daemon {phase}\s+\d+\.\d s\s+[\d,]+ rows/s\s+\d+\.\d\dx$", out, re.MULTILINE), out
+        assert re.search(rf"^  daemon {phase}: \(wait for tick \d+\.\d\d s", out, re.MULTILINE), out
+        assert re.search(rf"^target daemon {phase} <= [\d.]+x floor: (holds|misses) \(", out, re.MULTILINE), out
+    assert "warning:" not in out, out
+    assert not live_members(int(group.group(1))), f"dagster processes survived the benchmark\n{out}"
     pipeline = [(w, p) for w in ("postgres", "sqlite") for p in ("initial", "redelivery", "delta")]
     for warehouse, phase in [("postgres", "floor"), ("postgres", "floor_idx"), ("postgres", "tables"), *pipeline]:
         assert re.search(rf"^{warehouse}\s+{phase}{FIGURES}", out, re.MULTILINE), f"no {warehouse} {phase}\n{out}"
