@@ -374,7 +374,7 @@ def floor_idx_tables(files: dict[str, tuple[Path, int]]) -> list[list[str]]:
     return specs
 
 
-def peer_phases(peer: str, admin: sa.Engine, root: Path, initial: Delivery, delta: Delivery,
+def peer_phases(peer: str, admin: sa.Engine, database: str, root: Path, initial: Delivery, delta: Delivery,
                 args: argparse.Namespace, floor: float, bspk: dict[str, Measured]) -> dict[str, Measured] | None:
     """The three phases by `peer` into a throwaway database of its own; prints a line each, with
     its wall time over bspk's. None (and a `skipped` line) if the peer is not installed here."""
@@ -382,10 +382,8 @@ def peer_phases(peer: str, admin: sa.Engine, root: Path, initial: Delivery, delt
     if reason:
         print(f"peer      {peer:<11} skipped: {reason}", flush=True)
         return None
-    database = f"bspk_bench_{uuid.uuid4().hex[:10]}_{peer}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
-    dsn = admin.url.set(database=database, drivername="postgresql").render_as_string(hide_password=False)
+    url = throwaway_database(admin, database)
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     tables = {"products": args.products, "shoppers": args.shoppers, "sales": args.sales}
     expected = {"initial": tables, "redelivery": tables,
                 "delta": tables | {"sales": args.sales + delta.files["sales"][1]}}
@@ -394,7 +392,7 @@ def peer_phases(peer: str, admin: sa.Engine, root: Path, initial: Delivery, delt
         for phase in PHASES:
             delivery = delta if phase == "delta" else initial
             files = {e: path for e, (path, _) in delivery.files.items()}
-            checkpoint(admin.url.set(database=database).render_as_string(hide_password=False))
+            checkpoint(url)
             m = timed(peers.command(peer, dsn, files, root / peer), dict(os.environ), root / f"{peer}_{phase}.log")
             measured[phase] = m
             print(line("peer", f"{peer} {phase}", m, delivery.rows, floor)
@@ -407,8 +405,7 @@ def peer_phases(peer: str, admin: sa.Engine, root: Path, initial: Delivery, delt
             if found != expected[phase]:
                 print(f"  warning: {peer} {phase}: holds {found}, expected {expected[phase]}", flush=True)
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_throwaway(admin, database)
     return measured
 
 
@@ -438,15 +435,36 @@ def verify(url: str, expected: Expected) -> list[str]:
     return problems
 
 
+def throwaway_database(admin: sa.Engine, name: str) -> str:
+    """A new database on the admin engine's server (dropped by `drop_throwaway`); its URL."""
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_throwaway(admin: sa.Engine, prefix: str) -> None:
+    """Drop every database whose name starts with `prefix` (the run's, its instances', its peers')."""
+    with admin.connect() as conn:
+        names = conn.execute(sa.text("select datname from pg_database where starts_with(datname, :p)"), {"p": prefix}).scalars().all()
+        for name in names:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_pipeline(warehouse: str, url: str | None, root: Path, mappings: Path, initial: Delivery, delta: Delivery,
-                 changed: int, args: argparse.Namespace, floor: float) -> tuple[dict[str, Measured], bool]:
+                 changed: int, args: argparse.Namespace, floor: float, admin: sa.Engine, database: str) -> tuple[dict[str, Measured], bool]:
     """Phases initial, redelivery and delta through `bspk sync` on one warehouse; prints a line each."""
     home, data = root / "dagster_home", root / "data"
     home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    instance = {}
+    if args.instance == "postgres":
+        # The production-shaped instance (runs, events, schedules in PostgreSQL), a database of its own.
+        shutil.copyfile(REPO / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
+        instance["DAGSTER_PG_URL"] = throwaway_database(admin, f"{database}_dagster_{warehouse}")
+    else:
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     drop = data / "drop" / BRAND
     drop.mkdir(parents=True)
-    env = os.environ | {"DAGSTER_HOME": str(home), "BSPK_DATA_DIR": str(data), "BSPK_MAPPINGS_DIR": str(mappings)}
+    env = os.environ | instance | {"DAGSTER_HOME": str(home), "BSPK_DATA_DIR": str(data), "BSPK_MAPPINGS_DIR": str(mappings)}
     env.pop("BSPK_WAREHOUSE_URL", None)
     if url:
         env["BSPK_WAREHOUSE_URL"] = url
@@ -559,15 +577,15 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         floor_engine.dispose()
 
         pg, daemon, ok = run_pipeline("postgres", url_text, work / "postgres", work / "mappings", initial, delta, changed,
-                              args, floor.wall)
+                                      args, floor.wall, admin, database)
         if not args.skip_sqlite:
             _, _, sqlite_ok = run_pipeline("sqlite", None, work / "sqlite", work / "mappings", initial, delta, changed,
-                                        args, floor.wall)
+                                           args, floor.wall, admin, database)
             ok &= sqlite_ok
 
         by_peer = {}
         for peer in peers.PEERS:
-            measured = peer_phases(peer, admin, work / "peers", initial, delta, args, floor.wall, pg)
+            measured = peer_phases(peer, admin, f"{database}_{peer}", work / "peers", initial, delta, args, floor.wall, pg)
             if measured is not None:
                 by_peer[peer] = measured
                 ok &= all(m.code == 0 for m in measured.values()) and len(measured) == len(PHASES)
@@ -604,8 +622,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         return 0 if ok else 1
     finally:
         if created:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            drop_throwaway(admin, database)
         admin.dispose()
 
 
@@ -618,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="folder in which the run's temporary folder is made (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (files, logs, instances)")
     parser.add_argument("--skip-sqlite", action="store_true", help="measure PostgreSQL only")
+    parser.add_argument("--instance", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the Dagster instance's storage: the embedded default (dagster.yaml), or PostgreSQL "
+                        "(deploy/dagster-postgres.yaml, in a throwaway database of its own)")
     parser.add_argument("--skip-daemon", action="store_true",
                         help="leave out the re-delivery and delta under `dagster dev` (as the drop sensor sees them)")
     parser.add_argument("--postgres", default=os.environ.get("BSPK_TEST_POSTGRES_URL", LOCAL_POSTGRES),

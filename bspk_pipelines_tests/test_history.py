@@ -212,6 +212,23 @@ def test_empty_months_fill_in_one_bulk_insert_and_fall_back_when_a_key_moved(eng
     assert len(table(h)) == 7
 
 
+def test_a_fill_in_chunks_counts_each_months_held_lines_apart(engine, tmp_path, monkeypatch):
+    """Months filled a chunk at a time (here one month a chunk): each month records the lines it
+    stored and those held for an unknown shopper, and the held line waits with its month."""
+    from bspk_pipelines.ingest import months as month_code
+
+    monkeypatch.setattr(month_code, "FILL_ROWS", 1)
+    h = loaded(engine, tmp_path, history=[("T1", "P1", "2024-01-05T10:00:00", "S1"), ("T2", "P1", "2024-02-05T10:00:00", "S404"),
+                                          ("T3", "P2", "2024-02-06T10:00:00", "S2"), ("T4", "P2", "2024-03-01T10:00:00", "S3")])
+    landed = land_only(h, "SALE_V2_Acme_202406010000.csv")
+    done = month_code.rebuild_months(engine, h.layout.data_dir, "acme", "sales", landed)
+    assert {m: (c.inserted, c.held) for m, c in done.items()} == {"2024-01": (1, 0), "2024-02": (1, 1), "2024-03": (1, 0)}
+    with engine.connect() as conn:
+        assert month_code.rows_at_rebuild(conn, "acme", "sales", landed) == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
+    assert [r[0] for r in table(h)] == ["T1", "T3", "T4"]
+    assert [r["key"].split("|")[0] for r in h.rows("held")] == ["T2"]
+
+
 def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
     from bspk_pipelines.ingest.months import _balanced
 

@@ -20,7 +20,10 @@ import sqlalchemy as sa
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
 from bspk_pipelines.ingest.parse import LINE, RowProblem
-from bspk_pipelines.warehouse.apply import FILE, KEY, SOURCE, Counts, held_by_reference, now, resolves, stage_rows, upsert
+from bspk_pipelines.warehouse.apply import (
+    FILE, KEY, SOURCE, Counts, held_by_reference, now, refresh_statistics, resolves, stage_rows, unknown_references,
+    upsert,
+)
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import (
     ENTITY_TABLES, files, folded_columns, match_key, months, pending_months, polars_schema, with_folded,
@@ -125,10 +128,14 @@ def pending(engine: sa.Engine, brand: str, entity: str) -> list[tuple[str, datet
             .order_by(pending_months.c.month))]
 
 
+def _month_parts(data_dir: Path, brand: str, entity: Entity, month: str) -> list[Path]:
+    return sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
+
+
 def _landed(data_dir: Path, brand: str, entity: Entity, month: str) -> pl.DataFrame:
     """Each key's latest landed version in the month (refs matched whatever their case): the last
     file in queue order wins, its refs as it sent them."""
-    paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
+    paths = _month_parts(data_dir, brand, entity, month)
     schema = polars_schema(entity) | {LINE: pl.Int64, SOURCE: pl.Utf8, FILE: pl.Utf8, ORDER: pl.Utf8}
     if not paths:
         return pl.DataFrame(schema=schema)
@@ -154,6 +161,8 @@ def _rebuild_month(engine: sa.Engine, data_dir: Path, brand: str, entity_name: s
         counts = _fill_empty_month(conn, entity, brand, rows) if empty else None
         if counts is None:
             counts = _replace_month(conn, entity, brand, rows, month)
+        else:
+            refresh_statistics(conn, ENTITY_TABLES[entity_name], counts.inserted)
         _record_rebuild(conn, brand, entity_name, month, counts)
         conn.execute(pending_months.delete().where(
             pending_months.c.brand == brand, pending_months.c.entity == entity_name,
@@ -199,7 +208,7 @@ def _rebuild_months(engine: sa.Engine, data_dir: Path, brand: str, entity_name: 
 
 def _landed_rows(data_dir: Path, brand: str, entity: Entity, month: str) -> int:
     """Rows landed for the month, from the parts' metadata (nothing read)."""
-    paths = sorted(month_dir(data_dir, brand, entity.name, month).glob("*.parquet"))
+    paths = _month_parts(data_dir, brand, entity, month)
     return pl.scan_parquet(paths).select(pl.len()).collect().item() if paths else 0
 
 
@@ -235,18 +244,24 @@ def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, 
     already stored elsewhere (then each month rebuilds alone)."""
     table = ENTITY_TABLES[entity.name]
     done = {}
+    parts = [p for m in sizes for p in _month_parts(data_dir, brand, entity, m)]
     try:
         with writing(engine) as conn:
+            # The shoppers and products the months name that are not known: asked once, not per chunk
+            # (each question is a pass over the referenced table).
+            unknown = unknown_references(conn, entity, brand, pl.scan_parquet(parts)) if parts else {}
             for chunk in _chunks(sizes):
                 landed = {m: _landed(data_dir, brand, entity, m) for m in chunk}
                 frames = [r for r in landed.values() if r.height]
-                if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed")) is None:
+                if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed"),
+                                                unknown) is None:
                     return {}
                 for m, r in landed.items():
-                    stored = conn.execute(
-                        sa.select(sa.func.count()).select_from(table).where(_in_month(entity, brand, m))).scalar_one()
+                    # The month was empty: it now holds the rows whose references resolve, the others are held.
+                    stored = int(resolves(conn, entity, brand, r, unknown).sum()) if r.height else 0
                     done[m] = Counts(inserted=stored, held=r.height - stored)
                     _record_rebuild(conn, brand, entity.name, m, done[m], stored)
+            refresh_statistics(conn, table, sum(c.inserted for c in done.values()))
             conn.execute(pending_months.delete().where(
                 pending_months.c.brand == brand, pending_months.c.entity == entity.name,
                 pending_months.c.month.in_(list(sizes)), pending_months.c.since <= started))
@@ -257,12 +272,15 @@ def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, 
     return done
 
 
-def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame) -> Counts | None:
+def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame,
+                      unknown: dict[str, pl.Series] | None = None) -> Counts | None:
     """An empty month (an initial load, a backfill) takes its rows without comparing; None if a
-    key is already stored in another month, which the full rebuild resolves."""
+    key is already stored in another month, which the full rebuild resolves. `unknown`: see
+    `upsert`."""
     try:
         with conn.begin_nested():
-            return upsert(conn, entity, ENTITY_TABLES[entity.name], brand, rows.drop(ORDER), None, list(entity.key), all_new=True)
+            return upsert(conn, entity, ENTITY_TABLES[entity.name], brand, rows.drop(ORDER), None, list(entity.key),
+                          all_new=True, unknown=unknown)
     except sa.exc.IntegrityError:
         return None
 

@@ -105,6 +105,7 @@ def upsert(
     all_new: bool = False,
     observe: Observer | None = None,
     source: str | None = None,
+    unknown: dict[str, pl.Series] | None = None,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
@@ -114,14 +115,17 @@ def upsert(
     held are recorded as sent by `source`'s `file`, or by the frame's `_source` and `_file`.
     A dry run counts what would happen and writes nothing. With `all_new` the caller knows no
     key exists yet (an empty month): rows are inserted without comparing, and a key that does
-    exist fails the insert (IntegrityError) rather than being compared. `observe` is called with
-    the stage once held rows have left it, while the target still holds the old rows.
+    exist fails the insert (IntegrityError) rather than being compared; the caller refreshes the
+    table's statistics (`refresh_statistics`) once it has loaded all it loads. `observe` is called with
+    the stage once held rows have left it, while the target still holds the old rows. `unknown`:
+    the references that do not resolve (`unknown_references`), if the caller asked already over
+    rows that include these.
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
     if dry_run or hold_unresolved:
         # Rows whose shopper or product is not known yet are held, not staged (a dry run counts them).
-        unknown = unknown_references(conn, entity, brand, frame)
+        unknown = unknown_references(conn, entity, brand, frame) if unknown is None else unknown
         known = resolves(conn, entity, brand, frame, unknown)
         waiting, frame = frame.filter(~known), frame.filter(known)
         counts.held = waiting.height
@@ -132,7 +136,6 @@ def upsert(
         if hold_unresolved:
             _hold_unresolved(conn, entity, brand, None, waiting, unknown, source, file)
         counts.inserted = _insert_new(conn, entity, target, brand, frame, file)
-        refresh_statistics(conn, target, counts.inserted)
         return counts
     extra_key = tuple(k for k in key if k not in entity.column_names)
     stage = stage_rows(conn, entity, frame, extra_key)
