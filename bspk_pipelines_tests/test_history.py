@@ -229,6 +229,26 @@ def test_a_fill_in_chunks_counts_each_months_held_lines_apart(engine, tmp_path, 
     assert [r["key"].split("|")[0] for r in h.rows("held")] == ["T2"]
 
 
+def test_a_key_met_in_a_later_chunk_undoes_the_whole_fill_and_each_month_rebuilds_once(engine, tmp_path, monkeypatch):
+    """Filled one month a chunk, July takes T9 before August's chunk meets it: the fill is one
+    transaction, so July's chunk is undone too, and each month rebuilds alone exactly once."""
+    from bspk_pipelines.ingest import months as month_code
+
+    monkeypatch.setattr(month_code, "FILL_ROWS", 1)
+    monkeypatch.setattr(month_code, "FILL_CONNECTIONS", 1)
+    h = loaded(engine, tmp_path, history=[("T1", "P1", "2024-06-05T10:00:00", "S1")])
+    land_only(h, "SALE_V2_Acme_202406010000.csv")
+    h.drop("SALE_V2_Acme_202406020000.csv", sales_file([("T9", "P1", "2024-07-02T10:00:00", "S1")]))
+    h.drop("SALE_V2_Acme_202406030000.csv", sales_file([("T9", "P1", "2024-08-02T10:00:00", "S2")]))
+    land_only(h, "SALE_V2_Acme_202406020000.csv")
+    landed = land_only(h, "SALE_V2_Acme_202406030000.csv")
+    assert landed == ["2024-06", "2024-07", "2024-08"]
+    done = month_code.rebuild_months(engine, h.layout.data_dir, "acme", "sales", landed)
+    assert {m: c.inserted for m, c in done.items()} == {"2024-06": 1, "2024-07": 1, "2024-08": 1}
+    assert [(r[0], r[3][:7], r[4]) for r in table(h)] == [("T1", "2024-06", "S1"), ("T9", "2024-08", "S2")]
+    assert {r["month"]: r["rebuilds"] for r in h.rows("months", "month")} == {"2024-06": 1, "2024-07": 1, "2024-08": 1}
+
+
 def test_empty_months_split_into_consecutive_groups_of_about_equal_rows():
     from bspk_pipelines.ingest.months import _balanced
 

@@ -241,7 +241,7 @@ def _chunks(sizes: dict[str, int]) -> list[list[str]]:
 def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, sizes: dict[str, int],
                  started: datetime) -> dict[str, Counts]:
     """Fill empty months in one transaction, FILL_ROWS landed rows at a time; {} where a key is
-    already stored elsewhere (then each month rebuilds alone)."""
+    already stored elsewhere, with nothing written (then each month rebuilds alone)."""
     table = ENTITY_TABLES[entity.name]
     done = {}
     parts = [p for m in sizes for p in _month_parts(data_dir, brand, entity, m)]
@@ -255,7 +255,7 @@ def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, 
                 frames = [r for r in landed.values() if r.height]
                 if frames and _fill_empty_month(conn, entity, brand, pl.concat(frames, how="diagonal_relaxed"),
                                                 unknown) is None:
-                    return {}
+                    raise _KeyElsewhere  # the group's earlier chunks are rolled back with it
                 for m, r in landed.items():
                     # The month was empty: it now holds the rows whose references resolve, the others are held.
                     stored = int(resolves(conn, entity, brand, r, unknown).sum()) if r.height else 0
@@ -265,11 +265,17 @@ def _fill_months(engine: sa.Engine, data_dir: Path, entity: Entity, brand: str, 
             conn.execute(pending_months.delete().where(
                 pending_months.c.brand == brand, pending_months.c.entity == entity.name,
                 pending_months.c.month.in_(list(sizes)), pending_months.c.since <= started))
+    except _KeyElsewhere:
+        return {}
     except sa.exc.OperationalError as e:
         if getattr(e.orig, "pgcode", None) != DEADLOCK:
             raise
         return {}  # a key in both groups: the server stopped one of them, whose months rebuild alone
     return done
+
+
+class _KeyElsewhere(Exception):
+    """A fill met a key already stored in another month: its group's months rebuild one by one."""
 
 
 def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame,
