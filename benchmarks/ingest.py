@@ -451,8 +451,10 @@ def drop_throwaway(admin: sa.Engine, prefix: str) -> None:
 
 
 def run_pipeline(warehouse: str, url: str | None, root: Path, mappings: Path, initial: Delivery, delta: Delivery,
-                 changed: int, args: argparse.Namespace, floor: float, admin: sa.Engine, database: str) -> tuple[dict[str, Measured], bool]:
-    """Phases initial, redelivery and delta through `bspk sync` on one warehouse; prints a line each."""
+                 changed: int, args: argparse.Namespace, floor: float, admin: sa.Engine, database: str) -> tuple[dict[str, Measured], dict[str, float], bool]:
+    """Phases initial, redelivery and delta through `bspk sync` on one warehouse, then (PostgreSQL,
+    unless --skip-daemon) the re-delivery and delta under the daemon; prints a line each. Returns
+    the sync phases, the daemon's seconds per phase, and whether all went as expected."""
     home, data = root / "dagster_home", root / "data"
     home.mkdir(parents=True)
     instance = {}
@@ -545,14 +547,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     created = False
     try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        url_text = throwaway_database(admin, database)
         created = True
         print(f"database {database} on {admin_url.host}:{admin_url.port or 5432}, dropped at the end", flush=True)
-        url = admin_url.set(database=database)
-        url_text = url.render_as_string(hide_password=False)
-
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = sa.make_url(url_text).set(drivername="postgresql").render_as_string(hide_password=False)
         checkpoint(url_text)
         tables = [f"floor_{e}={path}" for e, (path, _) in initial.files.items()]
         floor = timed([sys.executable, "-c", FLOOR_COPY, dsn, *tables], dict(os.environ), work / "floor.log")
