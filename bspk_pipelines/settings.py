@@ -8,7 +8,12 @@ Where things are (`Settings`; every process):
 - `BSPK_MAPPINGS_DIR` (default `mappings`): the brand files;
 - `BSPK_WAREHOUSE_URL` (default: `warehouse.sqlite` in the data folder): the warehouse, any
   SQLAlchemy URL, e.g. `postgresql+psycopg2://user:pw@host:5432/db`. The Dagster resource names
-  the variable to Dagster (`dg.EnvVar`) rather than the URL, so the UI never shows its password.
+  the variable to Dagster (`dg.EnvVar`) rather than the URL, so the UI never shows its password;
+- `BSPK_LANDING_URL` (default none: the landing zone is in the data folder): `s3://bucket/prefix`
+  keeps every landed file in object storage too, so run workers on other machines read it (S3
+  credentials and endpoint from boto3's chain: `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL_S3`...);
+- `BSPK_SFTP_KNOWN_HOSTS` (default `~/.ssh/known_hosts`): the host keys SFTP drops are checked
+  against; a server whose key is not there is never connected to.
 
 The REST API's limits (`ApiSettings`; `bspk serve`):
 
@@ -55,6 +60,8 @@ from urllib.parse import urlsplit
 DATA_DIR = "BSPK_DATA_DIR"
 MAPPINGS_DIR = "BSPK_MAPPINGS_DIR"
 WAREHOUSE_URL = "BSPK_WAREHOUSE_URL"
+LANDING_URL = "BSPK_LANDING_URL"
+KNOWN_HOSTS = "BSPK_SFTP_KNOWN_HOSTS"
 RATE_LIMIT = "BSPK_API_RATE_LIMIT"
 RATE_WINDOW = "BSPK_API_RATE_WINDOW"
 MAX_UPLOAD_MB = "BSPK_API_MAX_UPLOAD_MB"
@@ -95,11 +102,14 @@ def _positive(environ: Mapping[str, str], name: str, default: float, parse: Call
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the data folder, the brand files and the warehouse are."""
+    """Where the data folder, the brand files, the warehouse and the landing zone are, and the
+    SFTP host keys trusted."""
 
     data_dir: Path
     mappings_dir: Path
     warehouse_url: str | None  # None: the SQLite file in the data folder
+    landing_url: str | None = None  # None: the landing zone is in the data folder
+    known_hosts: Path | None = None  # None: ~/.ssh/known_hosts
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, root: Path = Path()) -> Settings:
@@ -110,10 +120,18 @@ class Settings:
             raise SettingError(f"{WAREHOUSE_URL}: expected a SQLAlchemy URL such as sqlite:////srv/warehouse.sqlite or "
                                "postgresql+psycopg2://user:password@host:5432/db (the value is not shown: it may hold "
                                "a password)")
+        landing = _value(environ, LANDING_URL)
+        parts = urlsplit(landing) if landing else None
+        if parts and (parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment):
+            raise SettingError(f"{LANDING_URL}: expected s3://bucket/prefix (the endpoint, for a store other than AWS, "
+                               f"is AWS_ENDPOINT_URL_S3); found {landing!r}")
+        known_hosts = _value(environ, KNOWN_HOSTS)
         return cls(
             data_dir=Path(_value(environ, DATA_DIR) or root / "data").resolve(),
             mappings_dir=Path(_value(environ, MAPPINGS_DIR) or root / "mappings"),
             warehouse_url=url,
+            landing_url=landing,
+            known_hosts=Path(known_hosts).expanduser() if known_hosts else None,
         )
 
     @property

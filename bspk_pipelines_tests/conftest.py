@@ -18,6 +18,7 @@ from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.engine import engine_for
 from bspk_pipelines_tests.builders import IN_CI, NATIVE, Harness, World, make_world, postgres_or_skip
+from bspk_pipelines_tests.servers import s3, s3_server, sftp_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True, scope="session")

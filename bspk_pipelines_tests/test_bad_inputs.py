@@ -20,7 +20,9 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import ENTITIES
-from bspk_pipelines.ingest.drop import FileNameError, Snapshot, classify, look, safe_name
+from bspk_pipelines.ingest.drop import FileNameError, classify, look, safe_name
+from bspk_pipelines.ingest.stores import Snapshot
+from bspk_pipelines.ingest.stores.local import LocalFolder
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.warehouse.schema import metadata
 from bspk_pipelines_tests.builders import (
@@ -620,7 +622,7 @@ def test_path_escapes_are_refused_before_touching_disk(tmp_path, name):
 
 
 def _look(folder, previous):
-    seen = look(folder, previous)
+    seen = look(LocalFolder(folder), previous)
     return seen.ready, seen.seen
 
 

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from bspk_pipelines.cli.instance import QUIET
 from bspk_pipelines.cli.sync import sync_brand
-from bspk_pipelines.ingest.drop import Refused, classify
+from bspk_pipelines.ingest.drop import classify
+from bspk_pipelines.ingest.stores import Refused
 from bspk_pipelines.ingest.land import land
 from bspk_pipelines_tests.builders import DROP_SENSOR, NATIVE, ONE_PRODUCT, SHOPPER, STORE, TWO_SHOPPERS, tick
 
@@ -223,9 +224,10 @@ def test_a_file_refused_at_landing_is_taken_once_it_is_a_file_again(defs_and_fol
 
 def test_a_file_gone_between_the_look_and_the_read_is_not_refused(tmp_path):
     from bspk_pipelines.ingest.drop import hash_delivered
+    from bspk_pipelines.ingest.stores.local import LocalFolder
 
     with pytest.raises(FileNotFoundError):
-        hash_delivered(tmp_path / SHOPPER_FILE)
+        hash_delivered(LocalFolder(tmp_path), SHOPPER_FILE)
 
 
 def test_a_drop_folder_replaced_by_a_link_is_refused_whole(defs_and_folder, tmp_path):

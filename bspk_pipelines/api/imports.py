@@ -68,10 +68,10 @@ from bspk_pipelines.ingest.drop import (
     classify,
     delivery_number,
     dropped_name,
-    is_candidate,
     route,
     safe_name,
 )
+from bspk_pipelines.ingest.stores import is_candidate
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.ingest.parse import FileFailure, check_header
 from bspk_pipelines.ingest.check import expected_header
@@ -169,6 +169,9 @@ def receive(service: Service, brand: Brand, upload: UploadFile, source: str | No
         if brand.sources[delivery.source].format == "shopify":
             raise FileNameError(f"{name}: source {delivery.source} is a Shopify shop: its deliveries are its pulls "
                                 f"(`bspk sync`, `bspk backfill --source {delivery.source}`), not uploads")
+        if service.layout.drop(brand, delivery.source) is None:
+            raise FileNameError(f"{name}: source {delivery.source}'s files arrive in {brand.sources[delivery.source].drop}: "
+                                "put them there; uploads go to a source whose drop is a folder")
     except FileNameError as e:
         raise HTTPException(422, str(e)) from None
     with service.engine.connect() as conn:
@@ -273,7 +276,8 @@ def find(service: Service, key: ApiKey, value: str) -> tuple[list[dict[str, Any]
         last = recorded(conn, key.brand, source).get(dropped)
     # The file in the drop folder is this delivery on its way in when it is the next under its name.
     coming = (last.deliveries + 1 if last and last.status != REFUSED else 1) == delivery_number(name)
-    waiting = waiting_in_drop(service.layout.drop(brand, source) / dropped) if not rows and coming else None
+    folder = service.layout.drop(brand, source)
+    waiting = waiting_in_drop(folder / dropped) if folder and not rows and coming else None
     if not rows and waiting is None:
         raise missing
     return rows, delivery, waiting

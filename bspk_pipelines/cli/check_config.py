@@ -56,7 +56,8 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
             if source.format == "shopify":
                 continue  # its deliveries are the pulls' own JSONL, read by the built-in mapping
             for i, file_map in enumerate(source.files):
-                path = sample if sample else _newest(Layout(data_dir).drop(brand, sid), file_map.pattern)
+                folder = Layout(data_dir).drop(brand, sid)  # a remote store's files are checked as they land
+                path = sample if sample else _newest(folder, file_map.pattern) if folder else None
                 if path is None or not fnmatch.fnmatchcase(path.name, file_map.pattern):
                     continue
                 checked += 1

@@ -23,16 +23,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class BrandFoldersResource(dg.ConfigurableResource):
-    """The data folder: drop folders given as relative paths, the landing zone and work files.
-
-    A local folder today; an object store would implement the same Layout.
-    """
+    """Where the brands' files live: the data folder (drop folders given as relative paths, the
+    landing zone, work files), the landing zone's object storage if any, the SFTP host keys trusted."""
 
     data_dir: str
+    landing_url: str | None = None
+    known_hosts: str | None = None
 
     @property
     def layout(self) -> Layout:
-        return Layout(Path(self.data_dir).resolve())
+        return Layout(Path(self.data_dir).resolve(), self.landing_url,
+                      Path(self.known_hosts) if self.known_hosts else None)
 
 
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -43,5 +44,6 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
     url = dg.EnvVar(WAREHOUSE_URL) if settings.warehouse_url else settings.warehouse
     return {
         "warehouse": WarehouseResource(url=url),
-        "folders": BrandFoldersResource(data_dir=str(settings.data_dir)),
+        "folders": BrandFoldersResource(data_dir=str(settings.data_dir), landing_url=settings.landing_url,
+                                        known_hosts=str(settings.known_hosts) if settings.known_hosts else None),
     }

@@ -85,7 +85,7 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
     file's; a Shopify delivery's are all checked)."""
     entity = ENTITIES[entity_name]
     src = brand.sources[source]
-    path = layout.landed(brand.brand, source, name)
+    path = layout.landed_copy(brand.brand, source, name)
     file_map, where = mapping_of(brand, source, entity_name, name)
     if src.format == "shopify":
         batches = shopify_records.read_batches(path, entity_name, batch_rows)

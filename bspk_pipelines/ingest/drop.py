@@ -1,28 +1,24 @@
 """Delivered files: which entities a file name feeds, its order, the key of each delivery under a
-name, its hash, when it is ready, and how a dropped file is read (never through a link, only a regular file, the bytes copied are the bytes hashed)."""
+name, its hash, when it is ready, and how it is copied from its drop store (the bytes copied are
+the bytes hashed)."""
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import hashlib
 import os
 import re
-import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
 
 from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.ingest.stores import Changed, DropStore, Refused, Snapshot, chunks
 from bspk_pipelines.model.entities import BY_FILE_TYPE, DEPENDENCY_ORDER
 
 NATIVE_NAME = re.compile(
     r"^(?P<type>[A-Z][A-Z-]*)_(?P<version>V\d+)_(?P<company>[A-Za-z0-9]+)_(?P<ts>\d{12})\.csv$"
 )
-IGNORED_SUFFIXES = (".tmp", ".part", ".done")
 
 
 class FileNameError(ValueError):
@@ -80,11 +76,6 @@ def safe_name(name: str) -> str:
     if any(ord(ch) < 32 for ch in name):
         raise FileNameError(f"{name!r}: a file name must not contain control characters")
     return name
-
-
-def is_candidate(name: str) -> bool:
-    """Files the drop-folder watcher looks at at all: not hidden, not partial uploads, not markers."""
-    return not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
 
 
 def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Delivery:
@@ -158,110 +149,39 @@ def route(brand: Brand, name: str, source: str | None = None) -> Delivery:
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What a drop folder entry looked like at one look: enough to tell whether it still grows."""
-
-    size: int
-    mtime_ns: int
-
-
-class Refused(Exception):
-    """A drop folder entry the pipeline does not read: a link, not a regular file, or unreadable.
-
-    Its message says why and what to change; it never quotes the entry's content.
-    """
-
-    def __init__(self, reason: str, retried: bool):
-        super().__init__(reason)
-        self.retried = retried
-
-
-LINK = "a symbolic link: links in a drop folder are never followed; put the file itself there"
-FOLDER_LINK = ("the drop folder is a symbolic link: links are never followed; name the folder itself in the "
-               "source's `drop`, or put the files there")
-
-
-def _refusal(error: OSError) -> Refused:
-    if error.errno == errno.ELOOP:
-        return Refused(LINK, retried=False)
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return Refused("cannot be read (permission denied): give the pipeline's user read access; "
-                       "it is taken as soon as it can be read", retried=True)
-    return Refused(f"cannot be read ({os.strerror(error.errno) if error.errno else error}); it is tried again "
-                   "at the next look", retried=True)
-
-
-def _kind(mode: int) -> str:
-    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a socket"
-            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-
-
-@contextmanager
-def open_delivered(path: Path) -> Iterator[tuple[BinaryIO, os.stat_result]]:
-    """A dropped file opened for reading, with its status as opened: never through a link (neither
-    the file nor its folder is followed, so a link swapped in after a look is refused too), and
-    only a regular file. Refused says why not; FileNotFoundError if it is gone."""
-    try:
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR) and path.parent.is_symlink():
-            raise Refused(FOLDER_LINK, retried=False) from None
-        raise
-    try:
-        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
-    except FileNotFoundError:
-        raise  # gone since the look: nothing to refuse
-    except OSError as e:
-        raise _refusal(e) from None
-    finally:
-        os.close(folder)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise Refused(f"{_kind(st.st_mode)}, not a regular file: only regular files are read from a drop folder",
-                      retried=False)
-    with os.fdopen(fd, "rb") as f:
-        yield f, st
-
-
-def hash_delivered(path: Path) -> str:
-    """The sha256 of a dropped file's bytes (see `open_delivered`)."""
+def hash_delivered(store: DropStore, name: str) -> str:
+    """The sha256 of a dropped file's bytes (see the store's `reading`)."""
     h = hashlib.sha256()
-    with open_delivered(path) as (f, _):
-        for chunk in iter(lambda: f.read(CHUNK), b""):
+    with store.reading(name) as r:
+        for chunk in chunks(r.stream, CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
-class Changed(Exception):
-    """A dropped file changed while (or since) it was looked at: it is not ready yet."""
-
-
-def copy_delivered(path: Path, target: Path) -> tuple[str, Snapshot]:
+def copy_delivered(store: DropStore, name: str, target: Path) -> tuple[str, Snapshot]:
     """Copy a dropped file to `target`, hashing the very bytes written; (sha256, the file as copied).
 
-    Changed if the file's size or modification time moved while it was copied: the copy would
-    mix two versions.
+    Changed if the file's size, modification time or version moved while it was copied: the copy
+    would mix two versions.
     """
     h = hashlib.sha256()
     size = 0
-    with open_delivered(path) as (f, before), target.open("wb") as out:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
+    with store.reading(name) as r, target.open("wb") as out:
+        for chunk in chunks(r.stream, CHUNK):
             h.update(chunk)
             out.write(chunk)
             size += len(chunk)
-        after = os.fstat(f.fileno())
+        after = r.now()
         out.flush()
         os.fsync(out.fileno())
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or size != after.st_size:
-        raise Changed(f"{path.name} changed while it was copied ({before.st_size:,} then {after.st_size:,} bytes)")
-    return h.hexdigest(), Snapshot(size, after.st_mtime_ns)
+    if after != r.opened or size != after.size:
+        raise Changed(f"{name} changed while it was copied ({r.opened.size:,} then {after.size:,} bytes)")
+    return h.hexdigest(), after
 
 
 @dataclass
 class Look:
-    """One look at a drop folder: the files ready to take, what every file looked like (kept for
+    """One look at a drop store: the files ready to take, what every file looked like (kept for
     the next look), and the entries refused with the reason."""
 
     ready: list[tuple[str, Snapshot]]
@@ -269,38 +189,23 @@ class Look:
     refused: dict[str, Refused]
 
 
-def look(folder: Path, previous: dict[str, Snapshot]) -> Look:
-    """Files that have stopped growing since the previous look (or carry a `.done` marker).
+def look(store: DropStore, previous: dict[str, Snapshot]) -> Look:
+    """Files that have stopped growing since the previous look (the same size, time and version),
+    or that carry a `.done` marker.
 
     Links and other entries that are not regular files are refused without being opened or
-    followed; folders are left alone (a subfolder is not a delivery). A drop folder that is itself
-    a link is refused whole (Refused).
+    followed; folders are left alone (a subfolder is not a delivery). A store refused whole (a
+    drop folder that is a link, a server that cannot be reached) raises Refused.
     """
     result = Look([], {}, {})
-    try:
-        if stat.S_ISLNK(os.lstat(folder).st_mode):
-            raise Refused(FOLDER_LINK, retried=False)
-        entries = {e.name: e for e in os.scandir(folder)}
-    except (FileNotFoundError, NotADirectoryError):
-        return result
-    for name, entry in sorted(entries.items()):
-        if not is_candidate(name):
+    listing = store.entries()
+    for name, entry in sorted(listing.items()):
+        if entry is None:
             continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # gone since the folder was listed
-        if stat.S_ISLNK(st.st_mode):
-            result.refused[name] = Refused(LINK, retried=False)
+        if isinstance(entry, Refused):
+            result.refused[name] = entry
             continue
-        if stat.S_ISDIR(st.st_mode):
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            result.refused[name] = Refused(f"{_kind(st.st_mode)}, not a regular file: only regular files are read "
-                                           "from a drop folder", retried=False)
-            continue
-        snap = Snapshot(st.st_size, st.st_mtime_ns)
-        result.seen[name] = snap
-        if f"{name}.done" in entries or previous.get(name) == snap:
-            result.ready.append((name, snap))
+        result.seen[name] = entry
+        if f"{name}.done" in listing or previous.get(name) == entry:
+            result.ready.append((name, entry))
     return result

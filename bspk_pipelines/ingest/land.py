@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.drop import Changed, Delivery, Refused, copy_delivered, dropped_name, safe_name
+from bspk_pipelines.ingest.drop import Delivery, copy_delivered, dropped_name, safe_name
+from bspk_pipelines.ingest.stores import Changed, Refused
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.ingest.ledger import (
     IN_PROGRESS, REFUSED, StepResult, delivery_rows, file_row, forget_unlanded, record_file, record_refused, retry, twin_of,
@@ -32,7 +32,7 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
     config; one whose name matched no pattern is taken from the drop folder again.
     """
     source, name = delivery.source, delivery.name
-    dropped = layout.drop(brand, source) / safe_name(dropped_name(name))
+    dropped = safe_name(dropped_name(name))
     landed = layout.landed(brand.brand, source, name)
     with brand_lock(engine, brand.brand):
         with writing(engine) as conn:
@@ -58,17 +58,19 @@ def land(engine: sa.Engine, layout: Layout, brand: Brand, delivery: Delivery, ex
         claim = secrets.token_hex(8)
         landed.parent.mkdir(parents=True, exist_ok=True)
         partial = landed.with_name(f".{claim}.part")  # hidden and .part: never taken for a delivery
+        store = layout.drop_store(brand, source)
         try:
             try:
-                sha, seen = copy_delivered(dropped, partial)
+                sha, seen = copy_delivered(store, dropped, partial)
             except Refused as e:
                 record_refused(engine, brand.brand, source, name, e)
                 raise
             if expected_sha and sha != expected_sha:
-                raise Changed(f"{dropped.name} changed since it was found ready (its bytes are not the ones hashed then); "
+                raise Changed(f"{dropped} changed since it was found ready (its bytes are not the ones hashed then); "
                               "it is taken again once it has settled")
-            os.replace(partial, landed)
+            layout.keep_landed(partial, brand.brand, source, name, sha)
         finally:
+            store.close()
             partial.unlink(missing_ok=True)
         with writing(engine) as conn:
             forget_unlanded(conn, brand.brand, source, name)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.ingest.drop import Delivery, Refused, Snapshot, delivery_number, dropped_name
+from bspk_pipelines.ingest.drop import Delivery, delivery_number, dropped_name
+from bspk_pipelines.ingest.stores import Refused, Snapshot
 from bspk_pipelines.ingest.parse import RowProblem
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, now
@@ -91,7 +92,8 @@ def record_failed_name(engine: sa.Engine, brand: str, source: str, name: str, sh
         forget_refusal(conn, brand, source, name)
         recorded = insert_ignoring_conflicts(conn, files, dict(
             brand=brand, source=source, name=name, entity="", sha256=sha, size=seen.size,
-            dropped_mtime_ns=seen.mtime_ns, received_at=now(), sort_key="", status="failed", error=error,
+            dropped_mtime_ns=seen.mtime_ns, dropped_etag=seen.etag, received_at=now(), sort_key="", status="failed",
+            error=error,
         ))
         if recorded:
             file_finished(conn, brand, source, name, "", now())
@@ -135,7 +137,7 @@ def record_file(conn: sa.Connection, brand: str, delivery: Delivery, sha: str, s
     entity it feeds; False if it is recorded already (another run's)."""
     rows = [dict(
         brand=brand, source=delivery.source, name=delivery.name, entity=entity, sha256=sha, size=seen.size,
-        dropped_mtime_ns=seen.mtime_ns,
+        dropped_mtime_ns=seen.mtime_ns, dropped_etag=seen.etag,
         received_at=now(), sort_key=delivery.queue_position, status="duplicate" if twin else "received",
         duplicate_of=twin, error=f"same bytes as {twin}: recorded, not applied twice" if twin else None,
         claim=claim, run_id=run_id,
@@ -173,31 +175,34 @@ def last_applied(conn: sa.Connection, brand: str, source: str, entity: str, othe
 @dataclass(frozen=True)
 class LastDelivery:
     """The latest delivery under a drop folder name: its key, status, bytes and the drop file's
-    modification time when it was taken, and how many deliveries the name has had."""
+    modification time (and version, where its store has them) when it was taken, and how many
+    deliveries the name has had."""
 
     name: str
     status: str
     sha256: str
     size: int
     dropped_mtime_ns: int | None
+    dropped_etag: str | None
     deliveries: int
 
 def recorded(conn: sa.Connection, brand: str, source: str) -> dict[str, LastDelivery]:
     """The latest delivery of a source under each drop folder name the ledger holds."""
     out: dict[str, LastDelivery] = {}
-    rows = conn.execute(sa.select(files.c.name, files.c.status, files.c.sha256, files.c.size, files.c.dropped_mtime_ns)
+    rows = conn.execute(sa.select(files.c.name, files.c.status, files.c.sha256, files.c.size, files.c.dropped_mtime_ns,
+                                  files.c.dropped_etag)
                         .where(files.c.brand == brand, files.c.source == source).distinct())
     for r in sorted(rows, key=lambda r: delivery_number(r.name)):
         dropped = dropped_name(r.name)
         seen = out.get(dropped)
-        out[dropped] = LastDelivery(r.name, r.status, r.sha256, r.size, r.dropped_mtime_ns,
+        out[dropped] = LastDelivery(r.name, r.status, r.sha256, r.size, r.dropped_mtime_ns, r.dropped_etag,
                                     max(delivery_number(r.name), seen.deliveries if seen else 0))
     return out
 
 def still_there(conn: sa.Connection, brand: str, source: str, name: str, seen: Snapshot) -> None:
     """The drop file of a delivery was touched but holds the same bytes: remembered as it is now,
     so later looks need not hash it again."""
-    _set(conn, brand, source, name, None, dropped_mtime_ns=seen.mtime_ns)
+    _set(conn, brand, source, name, None, dropped_mtime_ns=seen.mtime_ns, dropped_etag=seen.etag)
 
 def retry(conn: sa.Connection, brand: str, source: str, name: str) -> tuple[list[str], dict[str, str]]:
     """A failed landed delivery's records go back to `received` for its steps to run again, with

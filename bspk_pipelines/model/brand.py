@@ -14,7 +14,12 @@ from pydantic import Field, field_validator, model_validator
 
 from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
 from bspk_pipelines.model.mapping import EMPTY, Dialect, FileMap, Strict
-from bspk_pipelines.model.shopify import ShopifySource
+from bspk_pipelines.ingest.stores import DropUrlError, parse_drop
+from bspk_pipelines.model.shopify import ENV_NAME, ShopifySource
+
+# The variables an SFTP drop's credentials are in, unless the source names others.
+DEFAULT_KEY_ENV = "BSPK_SFTP_KEY_FILE"
+DEFAULT_PASSWORD_ENV = "BSPK_SFTP_PASSWORD"
 
 BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -23,12 +28,25 @@ INTERVAL = re.compile(r"^(\d+)(m|h|d|w|mo)$")
 
 
 class Source(Strict):
-    """One brand system that sends files into a drop folder."""
+    """One brand system that sends files into a drop store: a folder, an SFTP folder or a bucket prefix."""
 
     format: Literal["bspk", "csv"]
-    drop: str = Field(description="folder the source drops files into; relative to the data folder")
+    drop: str = Field(description="where the source's files arrive: a folder (relative to the data folder), "
+                                  "sftp://user@host[:port]/path or s3://bucket/prefix")
+    # An SFTP drop's credentials: the variables holding a private key file's path, and a password.
+    drop_key_env: str = Field(DEFAULT_KEY_ENV, pattern=ENV_NAME)
+    drop_password_env: str = Field(DEFAULT_PASSWORD_ENV, pattern=ENV_NAME)
     dialect: Dialect = Dialect()
     files: list[FileMap] = []
+
+    @field_validator("drop")
+    @classmethod
+    def _a_store(cls, v: str) -> str:
+        try:
+            parse_drop(v)
+        except DropUrlError as e:
+            raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _format_fits(self) -> Source:

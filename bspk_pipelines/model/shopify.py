@@ -79,7 +79,7 @@ class ShopifySource(Strict):
     webhook_secret_env: str | None = Field(None, pattern=ENV_NAME)
     objects: list[Literal[OBJECTS]] = Field(list(OBJECTS), min_length=1)  # type: ignore[valid-type]
     # Where pulls and webhooks write their deliveries before they land; default <brand>/shopify/<source>.
-    drop: str | None = None
+    drop: str | None = Field(None, pattern=r"^[^:]*$", description="a local folder: pulls write their files there")
     # The language of the shop's product texts: the platform requires it beside variant options.
     language: str = Field("en", pattern=r"^[a-z]{2}$")
 

@@ -198,6 +198,7 @@ files = sa.Table(
     sa.Column("applied_at", sa.DateTime),
     sa.Column("claim", sa.Text, comment="the landing's own token: its work folders are named after it"),
     sa.Column("dropped_mtime_ns", sa.BigInteger, comment="the drop file's modification time when it was taken"),
+    sa.Column("dropped_etag", sa.Text, comment="the drop object's version (ETag) when it was taken, where its store has one"),
     sa.Column("run_id", sa.Text, comment="the Dagster run that landed the file"),
 )
 sa.Index("ix_files_sha", files.c.brand, files.c.sha256)

@@ -13,7 +13,8 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.defs.tables import file_schema, table_kinds, table_schema
 from bspk_pipelines.model.entities import CELL, ENTITIES, referenced
 from bspk_pipelines.model.shopify import ShopifySource
-from bspk_pipelines.ingest.drop import Changed, FileNameError, Refused, classify, delivery_number, dropped_name
+from bspk_pipelines.ingest.drop import FileNameError, classify, delivery_number, dropped_name
+from bspk_pipelines.ingest.stores import Changed, Refused
 from bspk_pipelines.ingest.parse import LINE, FileFailure
 from bspk_pipelines.ingest.months import MONTH, rebuild_months, rows_at_rebuild
 from bspk_pipelines.ingest.apply import apply_pending
@@ -48,11 +49,12 @@ def _delivery(brand: Brand, layout, source: str, key: str):
     """The delivery a partition key stands for, classified by its drop folder name (a landed one
     retried needs no drop file: its place in the queue is recorded)."""
     dropped = dropped_name(key)
+    store = layout.drop_store(brand, source)
     try:
-        mtime = (layout.drop(brand, source) / dropped).lstat().st_mtime
-    except FileNotFoundError:
-        mtime = 0.0
-    delivery = classify(brand, source, dropped, mtime)
+        seen = store.stat(dropped)
+    finally:
+        store.close()
+    delivery = classify(brand, source, dropped, seen.mtime_ns / 1e9 if seen else 0.0)
     return delivery if key == dropped else delivery.again(delivery_number(key))
 
 
@@ -78,7 +80,7 @@ def build_raw_asset(brand: Brand, source: str) -> dg.AssetsDefinition:
             delivery = _delivery(brand, layout, source, key)
             result = land(warehouse.engine, layout, brand, delivery, context.run.tags.get(names.SHA_TAG), context.run_id)
         except FileNotFoundError:
-            raise dg.Failure(description=f"{dropped_name(key)} is not in {b}'s {source} drop folder", metadata={"file": key}) from None
+            raise dg.Failure(description=f"{dropped_name(key)} is not in {b}'s {source} drop store", metadata={"file": key}) from None
         except FileNameError as e:
             raise dg.Failure(description=str(e), metadata={"file": key, "status": "failed"}) from None
         except NotRetried as e:
@@ -89,7 +91,7 @@ def build_raw_asset(brand: Brand, source: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={
             "file": key, "entities": ", ".join(delivery.entities), "status": result.status, "message": result.message,
             "sha256": result.sha256, "size_bytes": result.size,
-            "landed_path": dg.MetadataValue.path(str(layout.landed(b, source, key))),
+            "landed_path": dg.MetadataValue.path(layout.landed_at(b, source, key)),
         })
 
     return raw_file

@@ -14,8 +14,9 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending
 from bspk_pipelines.ingest.drop import (
-    Delivery, FileNameError, Refused, Snapshot, classify, delivery_key, delivery_number, hash_delivered, look,
+    Delivery, FileNameError, classify, delivery_key, delivery_number, hash_delivered, look,
 )
+from bspk_pipelines.ingest.stores import Changed, DropStore, Refused, Snapshot
 from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.ingest.ledger import REFUSED, record_duplicate, record_failed_name, record_refused, recorded, still_there
 from bspk_pipelines.warehouse.apply import entities_with_held
@@ -82,68 +83,11 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
             log.warning(f"{brand.brand}: {message}")
 
     for source in brand.sources:
-        folder = layout.drop(brand, source)
-        previous = {n: Snapshot(*v) for n, v in cursor["seen"].get(source, {}).items()}
+        store = layout.drop_store(brand, source)
         try:
-            seen = look(folder, previous)
-        except Refused as e:
-            report(f"{folder}: refused: {e}")
-            continue
-        for name, refusal in seen.refused.items():
-            if record_refused(engine, brand.brand, source, name, refusal):
-                report(f"{name}: refused: {refusal}")
-        with engine.connect() as conn:
-            ledger = recorded(conn, brand.brand, source)
-        # The cursor holds only files on their way in: one the ledger holds as it is in the folder
-        # is remembered there (a refused one is looked at again, whatever the cursor says).
-        arriving = {n: s for n, s in seen.seen.items()
-                    if n not in ledger or ledger[n].status == REFUSED or not _as_recorded(ledger[n], s)}
-        plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns] for n, s in arriving.items()}
-        # What was requested of each file not recorded yet (its run is queued): [sha256, size, mtime_ns].
-        kept = {n: v for n, v in cursor["requested"].get(source, {}).items()
-                if n in arriving and (n not in ledger or ledger[n].status != REFUSED)}
-        ready = {n: s for n, s in seen.ready if n in arriving}
-        plan.settling += sum(1 for n in arriving if n not in ready and n not in kept)
-        fresh = [(n, s) for n, s in ready.items() if _requested_as(kept.get(n)) != s]
-        # Each is hashed (a re-delivery? changed since it was imported?) side by side, as hashlib
-        # lets go of the GIL.
-        hashes = {name: _hasher.submit(hash_delivered, folder / name) for name, _ in fresh}
-        for name, snap in fresh:
-            try:
-                sha = hashes[name].result()
-            except FileNotFoundError:
-                continue  # gone since the look
-            except Refused as e:
-                if record_refused(engine, brand.brand, source, name, e):
-                    report(f"{name}: refused: {e}")
-                continue
-            kept[name] = [sha, snap.size, snap.mtime_ns]
-            before = ledger.get(name)
-            if before is not None and before.status != REFUSED and sha == before.sha256:
-                # Touched, not changed: the same delivery still in the folder.
-                with writing(engine) as conn:
-                    still_there(conn, brand.brand, source, before.name, snap)
-                continue
-            # A name that comes again with other bytes is the next delivery under it.
-            number = (delivery_number(before.name) if before.status == REFUSED else before.deliveries + 1) if before else 1
-            try:
-                delivery = classify(brand, source, name, snap.mtime_ns / 1e9).again(number)
-            except FileNameError as e:
-                if record_failed_name(engine, brand.brand, source, delivery_key(name, number), sha, snap, str(e)):
-                    report(str(e))
-                continue
-            twin = record_duplicate(engine, brand.brand, delivery, sha, snap)
-            if twin:
-                # The same bytes came before: no run (nothing to land or apply), only the record.
-                plan.duplicates.append(dg.AssetMaterialization(
-                    asset_key=names.raw_key(brand.brand, source), partition=delivery.name,
-                    description=f"same bytes as {twin}: recorded as a duplicate, not applied",
-                    metadata={"file": delivery.name, "status": "duplicate", "duplicate_of": twin, "sha256": sha, "size_bytes": snap.size},
-                ))
-                _add_partition(plan, brand, delivery)
-                continue
-            found.append((delivery, sha))
-        plan.cursor["requested"][source] = kept
+            found += _look_at(brand, source, store, engine, cursor, plan, report)
+        finally:
+            store.close()
     found.sort(key=lambda f: f[0].sort_key)
     with engine.connect() as conn:
         for delivery, sha in found:
@@ -153,15 +97,87 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
     return plan
 
 
+def _look_at(brand: Brand, source: str, store: DropStore, engine: sa.Engine, cursor: dict, plan: Plan,
+             report) -> list[tuple[Delivery, str]]:
+    """One source's files to request (see `plan_runs`), its part of the cursor and its records."""
+    found: list[tuple[Delivery, str]] = []
+    previous = {n: Snapshot(*v) for n, v in cursor["seen"].get(source, {}).items()}
+    try:
+        seen = look(store, previous)
+    except Refused as e:
+        report(f"{store.where}: refused: {e}")
+        plan.cursor["seen"][source] = cursor["seen"].get(source, {})
+        plan.cursor["requested"][source] = cursor["requested"].get(source, {})
+        return found
+    for name, refusal in seen.refused.items():
+        if record_refused(engine, brand.brand, source, name, refusal):
+            report(f"{name}: refused: {refusal}")
+    with engine.connect() as conn:
+        ledger = recorded(conn, brand.brand, source)
+    # The cursor holds only files on their way in: one the ledger holds as it is in the folder
+    # is remembered there (a refused one is looked at again, whatever the cursor says).
+    arriving = {n: s for n, s in seen.seen.items()
+                if n not in ledger or ledger[n].status == REFUSED or not _as_recorded(ledger[n], s)}
+    plan.cursor["seen"][source] = {n: [s.size, s.mtime_ns, s.etag] for n, s in arriving.items()}
+    # What was requested of each file not recorded yet (its run is queued): [sha256, size,
+    # mtime_ns, etag].
+    kept = {n: v for n, v in cursor["requested"].get(source, {}).items()
+            if n in arriving and (n not in ledger or ledger[n].status != REFUSED)}
+    ready = {n: s for n, s in seen.ready if n in arriving}
+    plan.settling += sum(1 for n in arriving if n not in ready and n not in kept)
+    fresh = [(n, s) for n, s in ready.items() if _requested_as(kept.get(n)) != s]
+    # Each is hashed (a re-delivery? changed since it was imported?), side by side where the
+    # store allows, as hashlib lets go of the GIL.
+    hashes = {name: _hasher.submit(hash_delivered, store, name) for name, _ in fresh} if store.parallel_reads else {}
+    for name, snap in fresh:
+        try:
+            sha = hashes[name].result() if name in hashes else hash_delivered(store, name)
+        except (FileNotFoundError, Changed):
+            continue  # gone or replaced since the look: the next look sees what is there
+        except Refused as e:
+            if record_refused(engine, brand.brand, source, name, e):
+                report(f"{name}: refused: {e}")
+            continue
+        kept[name] = [sha, snap.size, snap.mtime_ns, snap.etag]
+        before = ledger.get(name)
+        if before is not None and before.status != REFUSED and sha == before.sha256:
+            # Touched, not changed: the same delivery still in the folder.
+            with writing(engine) as conn:
+                still_there(conn, brand.brand, source, before.name, snap)
+            continue
+        # A name that comes again with other bytes is the next delivery under it.
+        number = (delivery_number(before.name) if before.status == REFUSED else before.deliveries + 1) if before else 1
+        try:
+            delivery = classify(brand, source, name, snap.mtime_ns / 1e9).again(number)
+        except FileNameError as e:
+            if record_failed_name(engine, brand.brand, source, delivery_key(name, number), sha, snap, str(e)):
+                report(str(e))
+            continue
+        twin = record_duplicate(engine, brand.brand, delivery, sha, snap)
+        if twin:
+            # The same bytes came before: no run (nothing to land or apply), only the record.
+            plan.duplicates.append(dg.AssetMaterialization(
+                asset_key=names.raw_key(brand.brand, source), partition=delivery.name,
+                description=f"same bytes as {twin}: recorded as a duplicate, not applied",
+                metadata={"file": delivery.name, "status": "duplicate", "duplicate_of": twin, "sha256": sha, "size_bytes": snap.size},
+            ))
+            _add_partition(plan, brand, delivery)
+            continue
+        found.append((delivery, sha))
+    plan.cursor["requested"][source] = kept
+    return found
+
+
 def _as_recorded(row, snap: Snapshot) -> bool:
-    """Whether a drop file still looks as it did when it was recorded (size, and the time when
-    the record has one)."""
-    return row.size == snap.size and row.dropped_mtime_ns in (None, snap.mtime_ns)
+    """Whether a drop file still looks as it did when it was recorded (size, and the time and
+    version when the record has them)."""
+    return (row.size == snap.size and row.dropped_mtime_ns in (None, snap.mtime_ns)
+            and row.dropped_etag in (None, snap.etag))
 
 
 def _requested_as(requested) -> Snapshot | None:
     """The snapshot a file had when it was requested (None from a cursor of an earlier version)."""
-    return Snapshot(requested[1], requested[2]) if isinstance(requested, list) else None
+    return Snapshot(*requested[1:]) if isinstance(requested, list) else None
 
 
 def also_apply(conn: sa.Connection, brand: Brand, delivery: Delivery, coming: list[tuple[Delivery, str]]) -> list[str]:
