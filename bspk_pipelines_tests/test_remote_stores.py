@@ -74,6 +74,11 @@ def test_credentials_missing_or_refused_are_named(sftp_server, tmp_path):
     assert "refused the credentials" in _refusal(_sftp(sftp_server, key_file=str(stranger)))
 
 
+def test_a_key_file_that_is_not_there_is_named(sftp_server, tmp_path):
+    message = _refusal(_sftp(sftp_server, key_file=str(tmp_path / "no_key")))
+    assert f"the private key file {tmp_path / 'no_key'}" in message and "does not exist" in message
+
+
 def test_a_server_that_cannot_be_reached_is_tried_again(sftp_server):
     assert "cannot reach" in _refusal(_sftp(sftp_server, key_file=str(sftp_server.key_file), port=free_port()))
 

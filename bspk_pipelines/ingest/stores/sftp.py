@@ -59,6 +59,10 @@ class SftpFolder:
             raise Refused(f"no credentials for {a.user}@{a.host}: set the variable the source's `drop_key_env` names "
                           "(default BSPK_SFTP_KEY_FILE, a private key file) or `drop_password_env` (default "
                           "BSPK_SFTP_PASSWORD)", retried=True)
+        if self.key_file and not Path(self.key_file).is_file():
+            raise Refused(f"the private key file {self.key_file} (from the source's `drop_key_env`, default "
+                          "BSPK_SFTP_KEY_FILE) does not exist: mount the key there or correct the variable",
+                          retried=True)
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(self.known_hosts))
