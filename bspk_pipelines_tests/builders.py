@@ -55,6 +55,14 @@ POSTGRES_URL = os.environ.get("BSPK_TEST_POSTGRES_URL", "postgresql+psycopg2://p
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def needed(what: str) -> None:
+    """Something a test needs is not here: a failure in CI (`.ci/run` installs and starts all of
+    it, and CI must not skip a test), a skip on a laptop."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (.ci/run installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
 def postgres_or_skip() -> str:
     """The test PostgreSQL URL; a skip on a laptop without it, a failure in CI."""
     url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg2://", 1)

@@ -19,16 +19,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.latency import free_port
-from bspk_pipelines_tests.builders import IN_CI
+from bspk_pipelines_tests.builders import needed
 
 SSHD = Path("/usr/sbin/sshd")
-
-
-def missing(what: str) -> None:
-    """A server a test needs is not here: a failure in CI, a skip elsewhere."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (.ci/run installs it)")
-    pytest.skip(f"{what} is not installed")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path) -> None:
@@ -74,7 +67,7 @@ def _keygen(path: Path) -> None:
 def sftp_server(tmp_path_factory) -> Iterator[SftpServer]:
     """An OpenSSH server on 127.0.0.1 taking the current user with a key of its own, SFTP only."""
     if not SSHD.exists() or not shutil.which("ssh-keygen"):
-        missing("OpenSSH's server (Debian's openssh-server)")
+        needed("OpenSSH's server (Debian's openssh-server)")
     root = tmp_path_factory.mktemp("sshd")
     _keygen(root / "host_key")
     _keygen(root / "user_key")
@@ -125,7 +118,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """moto's standalone S3 server on 127.0.0.1: a stand-in for a bucket, spoken to over HTTP."""
     moto = Path(sys.executable).with_name("moto_server")
     if not moto.exists():
-        missing("moto's server (pip install 'moto[server]', in the test extra)")
+        needed("moto's server (pip install 'moto[server]', in the test extra)")
     root = tmp_path_factory.mktemp("moto")
     port = free_port()
     log = root / "moto.log"

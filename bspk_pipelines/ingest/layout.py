@@ -49,9 +49,9 @@ class Layout:
         src = brand.sources[source]
         folder = self.drop(brand, source)
         if folder is not None:
-            return open_store(str(folder), self.data_dir, self.known_hosts or Path())
-        return open_store(src.drop, self.data_dir, self.known_hosts or Path.home() / ".ssh" / "known_hosts",
-                          brand_secret(src.drop_key_env), brand_secret(src.drop_password_env))
+            return open_store(str(folder), self.data_dir)
+        return open_store(src.drop, self.data_dir, self.known_hosts, brand_secret(src.drop_key_env),
+                          brand_secret(src.drop_password_env))
 
     def landed(self, brand: str, source: str, name: str) -> Path:
         """A landed file's place in the data folder (with a landing URL, the copy kept there)."""

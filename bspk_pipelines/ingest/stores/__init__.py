@@ -162,14 +162,15 @@ def parse_drop(drop: str) -> Path | SftpAddress | S3Address:
                        f"{parts.scheme}:// is not one of them")
 
 
-def open_store(drop: str, base: Path, known_hosts: Path, key_file: str | None = None,
+def open_store(drop: str, base: Path, known_hosts: Path | None = None, key_file: str | None = None,
                password: str | None = None) -> DropStore:
-    """The store a source's `drop` names (a relative folder is under `base`); SFTP's credentials as
-    given (from the variables the source names). DropUrlError if `drop` names none."""
+    """The store a source's `drop` names (a relative folder is under `base`); SFTP's host keys
+    (default ~/.ssh/known_hosts) and credentials as given (from the variables the source names).
+    DropUrlError if `drop` names none."""
     where = parse_drop(drop)
     if isinstance(where, SftpAddress):
         from bspk_pipelines.ingest.stores.sftp import SftpFolder
-        return SftpFolder(where, known_hosts, key_file, password)
+        return SftpFolder(where, known_hosts or Path.home() / ".ssh" / "known_hosts", key_file, password)
     if isinstance(where, S3Address):
         from bspk_pipelines.ingest.stores.s3 import S3Prefix
         return S3Prefix(where)
