@@ -27,6 +27,15 @@ VALID = {
     "product_images": {"product_ref": "P1", "image_url": "https://img.example.com/p1.jpg", "position": "0"},
     "sales": {"sale_ref": "T1", "product_ref": "P1", "quantity": "1", "price": "399.99", "currency_code": "EUR",
               "created_at": "2024-01-15T10:00:00", "shopper_ref": "S1"},
+    "metafields": {"owner_type": "Shopper", "owner_ref": "S1", "namespace": "custom", "key": "favorite_color",
+                   "is_list": "false", "value_type": "single_line_text_field", "value": "Blue", "active": "true"},
+    "special_orders": {"order_ref": "SO1", "shopper_id": "S1", "store_id": "ST1", "sales_associate_id": "SA1",
+                       "created_at": "2022-01-17T19:23:22Z", "type": "repair", "status": "open"},
+    "special_order_line_items": {"order_ref": "SO1", "line_item_ref": "SO1-1", "name": "Gloves", "quantity": "2",
+                                 "status": "open"},
+    "special_order_events": {"order_ref": "SO1", "line_item_ref": "SO1-1", "sequence": "3",
+                             "description": "Sent to boutique", "created_at": "2022-01-17T19:23:22Z",
+                             "action_required": "FALSE"},
 }
 
 
@@ -37,8 +46,9 @@ def check(entity: str, source_columns: dict[str, str] | None = None, **changes: 
     return validate(ENTITIES[entity], frame, source_columns)
 
 
-# Values a column is only valid beside: an ending_on belongs to a discounted price.
-COMPANIONS = {("product_prices", "ending_on"): {"discounted": "TRUE"}}
+# Values a column is only valid beside: an ending_on belongs to a discounted price, a list
+# metafield's value is a JSON array.
+COMPANIONS = {("product_prices", "ending_on"): {"discounted": "TRUE"}, ("metafields", "is_list"): {"value": '["Blue"]'}}
 
 
 def broken(entity: str, column: str, value: str | None) -> list[tuple[str, str]]:
@@ -137,18 +147,75 @@ def test_ending_on_without_a_discounted_column_is_a_standard_price_and_rejected(
     assert [r.rule for r in check("product_prices", ending_on="2024-12-31").rejects] == ["ending_on_needs_discount"]
 
 
-@pytest.mark.parametrize("language_code, rejects", [("fr", []), (None, [("language_code", "required_with_options")])])
+@pytest.mark.parametrize("language_code, rejects", [("fr", []), (None, [("language_code", "required_with")])])
 def test_language_code_is_required_when_options_are_given(language_code, rejects):
     result = check("product_variants", option_2_value="85", language_code=language_code)
     assert [(r.column, r.rule) for r in result.rejects] == rejects
     assert check("product_variants", language_code=None).rejects == []  # no options: not needed
 
 
+@pytest.mark.parametrize("entity, amount", [("special_orders", "total_amount"), ("special_order_line_items", "price")])
+def test_a_currency_is_required_with_an_amount_and_only_then(entity, amount):
+    [reject] = check(entity, **{amount: "456.39", "currency_code": None}).rejects
+    assert (reject.column, reject.rule, reject.message) == (
+        "currency_code", "required_with", f"currency_code is required when {amount} is given")
+    assert check(entity, **{amount: "456.39", "currency_code": "USD"}).rejects == []
+    assert check(entity).rejects == []  # no amount: no currency needed
+
+
+def test_metafield_booleans_are_lower_case_and_the_message_says_so():
+    [reject] = check("metafields", is_list="FALSE").rejects
+    assert (reject.column, reject.rule, reject.message) == ("is_list", "boolean", "expected true or false")
+    assert check("metafields", active="false").rows["active"].to_list() == [False]
+    assert check("special_order_events", action_required="true").rejects[0].message == "expected TRUE or FALSE"
+
+
+@pytest.mark.parametrize("value_type, is_list, good, bad", [
+    ("single_line_text_field", "false", "Blue; navy", "Blue\nnavy"),
+    ("multi_line_text_field", "false", "oat milk,\nsugar", None),
+    ("number_integer", "false", "-42", "4.2"),
+    ("number_integer", "false", "9999999999999", "99999999999999"),  # Shopify's 13 digits
+    ("number_decimal", "false", "12.50", "12,50"),
+    ("boolean", "false", "true", "TRUE"),
+    ("date", "false", "2024-02-29", "2023-02-29"),
+    ("date_time", "false", "2022-01-17T19:23:22Z", "2022-01-17"),
+    ("url", "false", "https://maison.example/a", "maison.example/a"),
+    ("url", "false", "mailto:care@maison.example", "ftp://maison.example/a"),
+    ("color", "false", "#FFF123", "#FFF12"),
+    ("json", "false", '{"size": [1, 2]}', "{size: 1}"),
+    ("money", "false", '{"amount": "5.99", "currency_code": "EUR"}', '"5.99"'),
+    ("single_line_text_field", "true", '["Blue","Red; dark"]', "Blue;Red"),
+    ("number_integer", "true", '[1, "2", 3]', "[1, 2.5]"),
+    ("boolean", "true", '[true, "false"]', '["yes"]'),
+    ("date", "true", '["2024-01-15"]', '["2024-01-15", "15/01/2024"]'),
+    ("product_reference", "false", "gid://shopify/Product/1", None),
+])
+def test_a_metafield_value_must_fit_its_declared_type(value_type, is_list, good, bad):
+    assert check("metafields", value_type=value_type, is_list=is_list, value=good).rejects == []
+    if bad is not None:
+        [reject] = check("metafields", value_type=value_type, is_list=is_list, value=bad).rejects
+        assert (reject.column, reject.rule, reject.value) == ("value", "value_type", bad)
+        assert value_type in reject.message
+
+
+def test_a_metafield_list_that_is_not_a_json_array_says_how_to_write_one():
+    [reject] = check("metafields", is_list="true", value="Blue").rejects
+    assert reject.message.startswith('a list is a JSON array such as ["Blue","Red"]')
+    [reject] = check("metafields", value_type="number_integer", is_list="true", value='[1, "x", 3]').rejects
+    assert reject.message == "item 2 of the list is not a whole number of at most 13 digits (number_integer)"
+
+
+def test_an_unknown_metafield_type_is_rejected_naming_the_types():
+    [reject] = check("metafields", value_type="text").rejects
+    assert (reject.column, reject.rule) == ("value_type", "enum")
+    assert "single_line_text_field" in reject.message
+
+
 # One value of each kind that passes, and one that breaks its kind's rule.
 GOOD = {Kind.TEXT: "x", Kind.EMAIL: "marie@example.com", Kind.URL: "https://maison.example/x", Kind.PHONE: "+33612345678",
         Kind.COUNTRY: "FR", Kind.CURRENCY: "EUR", Kind.LANGUAGE: "fr", Kind.LANGUAGES: "fr;en", Kind.BOOL: "TRUE",
         Kind.INT: "7", Kind.DECIMAL: "7.5", Kind.DATE: "2024-01-15", Kind.DATETIME: "2024-01-15T10:00:00",
-        Kind.LIST: "a;b", Kind.CATEGORIES: "Femme>>Sacs;Cadeaux"}
+        Kind.LIST: "a;b", Kind.CATEGORIES: "Femme>>Sacs;Cadeaux", Kind.TYPED: "x"}
 BAD = {Kind.EMAIL: ("marie", "email"), Kind.URL: ("maison.example", "url"), Kind.PHONE: ("0612345678", "e164_phone"),
        Kind.COUNTRY: ("ZZ", "country"), Kind.CURRENCY: ("ZZZ", "currency"), Kind.LANGUAGE: ("zz", "language"),
        Kind.LANGUAGES: ("fr;zz", "language"), Kind.BOOL: ("yes", "boolean"), Kind.INT: ("7.0", "integer"),
@@ -161,13 +228,18 @@ def spec_cases() -> list:
     cases = []
     for entity in ENTITIES.values():
         for c in entity.columns:
-            good = c.choices[0] if c.kind is Kind.ENUM else "ab@cd.fr" if c.kind is Kind.EMAIL else GOOD[c.kind]
+            good = (c.choices[0] if c.kind is Kind.ENUM else "ab@cd.fr" if c.kind is Kind.EMAIL
+                    else c.truth[0] if c.kind is Kind.BOOL else GOOD[c.kind])
+            if c.kind is Kind.TEXT:
+                good = good * c.min_len
             case = lambda bad, rule, c=c, good=good: pytest.param(entity.name, c.name, good, bad, rule,  # noqa: E731
                                                                   id=f"{entity.name}.{c.name}-{rule}")
             if c.required:
                 cases.append(case(None, "required"))
             if c.max_len is not None:
                 cases.append(case(good + "x" * (c.max_len - len(good) + 1), "length"))
+            if c.min_len > 1:
+                cases.append(case("x" * (c.min_len - 1), "length"))
             if c.kind in BAD:
                 cases.append(case(*BAD[c.kind]))
             if c.kind in (Kind.INT, Kind.DECIMAL):

@@ -79,6 +79,18 @@ class CommunicationPreferences(Strict):
     opt_out: bool
 
 
+class Metafield(Strict):
+    """A metafield of the client's SHOPPER record, from the brand's METAFIELDS files (active ones)."""
+
+    namespace: str
+    key: str
+    value: str = Field(description="the value as the file sent it")
+    value_type: str
+    is_list: bool
+    json_value: Any = Field(description="the value typed: a number, boolean, object or list; a decimal as exact text")
+    updated_at: datetime
+
+
 class Client(Strict):
     id: int = Field(description="the platform's client id")
     client_id: str = Field(description="the brand's id of the client (shopper_ref)")
@@ -110,6 +122,7 @@ class Client(Strict):
     referred_at: datetime | None
     consent: bool
     notify_of_new_collection: bool
+    metafields: list[Metafield] = Field(description="the brand's metafields of the client, by namespace and key")
     last_contacted_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -335,11 +335,72 @@ def _acme(folder: Path, rng: random.Random) -> list[Path]:
         ("shoppers", delta, updates + late, shopper_extras),
         ("shopper_addresses", delta, late_addresses, address_extras),
         ("sales", delta, delta_sales, ()),
+        *_acme_metafields(on_time, late, products),
+        *_acme_special_orders(on_time, products),
     ]
     return [
         _write(folder / f"{_acme_name(entity)}_{ts}.csv", _acme_header(entity, extras), rows)
         for entity, ts, rows, extras in files
     ]
+
+
+ACME_TIERS = ["gold", "silver", "bronze"]
+
+
+def _acme_metafields(on_time: list[dict], late: list[dict], products: list[dict]) -> list[tuple]:
+    """Acme's own attributes (METAFIELDS): a loyalty tier for 40 shoppers, shoe sizes (a list) and
+    a VIP flag for some, care notes for 10 products; one for a late shopper (held until the delta)
+    and a bad row (points that are not a whole number). The delta removes one tier."""
+    def row(owner_type: str, owner: str, key: str, value: str, value_type: str = "single_line_text_field",
+            is_list: str = "false", active: str = "true") -> dict:
+        return {"owner_type": owner_type, "owner_ref": owner, "namespace": "custom", "key": key, "is_list": is_list,
+                "value_type": value_type, "value": value, "active": active}
+
+    full = [row("Shopper", s["shopper_ref"], "loyalty_tier", ACME_TIERS[i % 3]) for i, s in enumerate(on_time[:40])]
+    full += [row("Shopper", s["shopper_ref"], "shoe_sizes", f'["{40 + i % 4}","{41 + i % 4}"]', is_list="true")
+             for i, s in enumerate(on_time[:40:5])]
+    full += [row("Shopper", s["shopper_ref"], "vip", "true", "boolean") for s in on_time[:40:8]]
+    full += [row("Product", p["product_ref"], "care", "Dry clean only.\nStore flat.", "multi_line_text_field")
+             for p in products[:10]]
+    full += [row("Shopper", late[0]["shopper_ref"], "loyalty_tier", "gold"),
+             row("Shopper", on_time[1]["shopper_ref"], "points", "1250.5", "number_integer")]
+    delta = [row("Shopper", on_time[2]["shopper_ref"], "loyalty_tier", ACME_TIERS[2], active="false")]
+    return [("metafields", ACME_FULL, full, ()), ("metafields", ACME_DELTA, delta, ())]
+
+
+def _acme_special_orders(on_time: list[dict], products: list[dict]) -> list[tuple]:
+    """Six special orders (repairs, custom and back orders) of Acme's shoppers, with their lines and
+    events; two orders end on an event that asks for action. Bad rows: an amount without its
+    currency, an event number of four digits. The delta's events clear one alert, raise another,
+    and resend an event changed (rejected: events are append-only)."""
+    kinds = ["repair", "custom", "back_order"]
+    orders, lines, events = [], [], []
+    for n, s in enumerate(on_time[:6]):
+        ref, product = f"SO-{5001 + n}", products[n]
+        orders.append({"order_ref": ref, "shopper_id": s["shopper_ref"], "store_id": s["store_ref"],
+                       "sales_associate_id": s["sales_associate_ref"], "description": f"{kinds[n % 3]} for {s['first_name']}",
+                       "total_amount": f"{150 + 40 * n}.00", "currency_code": "USD",
+                       "created_at": f"2025-12-{10 + n:02d}T15:30:00Z", "type": kinds[n % 3], "status": "open"})
+        for k in range(1 + n % 2):
+            lines.append({"order_ref": ref, "line_item_ref": f"{ref}-{k + 1}", "product_ref": product["product_ref"],
+                          "name": f"{product['name']} ({kinds[n % 3].replace('_', ' ')})", "quantity": "1",
+                          "price": f"{150 + 40 * n}.00", "currency_code": "USD", "status": "open"})
+        steps = [("Received at the workshop", "FALSE"), ("Sent to fabrication", "FALSE"),
+                 ("Ready for the client", "TRUE" if n in (1, 4) else "FALSE")]
+        events += [{"order_ref": ref, "line_item_ref": f"{ref}-1", "sequence": i + 1, "description": text,
+                    "created_at": f"2025-12-{12 + n + i:02d}T10:00:00Z", "reference": "", "action_required": action}
+                   for i, (text, action) in enumerate(steps)]
+    orders.append({**orders[0], "order_ref": "SO-5099", "currency_code": ""})
+    events.append({**events[0], "sequence": 1000})
+    delta_events = [
+        {**events[5], "sequence": 4, "description": "Collected by the client", "action_required": "FALSE",
+         "created_at": "2026-01-06T11:00:00Z"},
+        {**events[0], "sequence": 4, "description": "The client asks for a change", "action_required": "TRUE",
+         "created_at": "2026-01-07T09:00:00Z"},
+        {**events[1], "description": "Sent to the Milan workshop"},
+    ]
+    return [("special_orders", ACME_FULL, orders, ()), ("special_order_line_items", ACME_FULL, lines, ()),
+            ("special_order_events", ACME_FULL, events, ()), ("special_order_events", ACME_DELTA, delta_events, ())]
 
 
 # --- maison: a POS and an ERP, each in its own format ------------------------------------------

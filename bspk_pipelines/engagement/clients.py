@@ -22,7 +22,8 @@ from bspk_pipelines.outbound.events import client_key, enqueue, iso
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.warehouse.apply import refresh_statistics
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS, client_changes, clients
-from bspk_pipelines.warehouse.schema import ENTITY_TABLES
+from bspk_pipelines.model.entities import METAFIELDS
+from bspk_pipelines.warehouse.schema import ENTITY_TABLES, distinct, match_key
 
 
 class ClientError(ValueError):
@@ -200,3 +201,22 @@ def _update_clients(conn: sa.Connection, fields: tuple[str, ...], rows: list[dic
     conn.execute(sa.update(clients).where(clients.c.id == changed.c._id)
                  .values({f: changed.c[f] for f in fields} | {"updated_at": at}))
     changed.drop(conn)
+
+
+@dataclass
+class MetafieldsTouch:
+    """While a METAFIELDS file is applied: a client whose metafields the file adds or changes is
+    updated then (its `updated_at`), so a consumer of the Extraction API's clients that syncs
+    from its last `as_of` gets the client again, with its metafields as they now are."""
+
+    brand: str
+    at: datetime
+
+    def __call__(self, conn: sa.Connection, stage: sa.Table) -> None:
+        m = ENTITY_TABLES["metafields"]
+        values = [c for c in METAFIELDS.attributes if c in stage.c]
+        same = sa.exists().where(m.c.brand == self.brand, *[m.c[k] == stage.c[k] for k in match_key(METAFIELDS)],
+                                 *[~distinct(m.c[v], stage.c[v]) for v in values])
+        owners = sa.select(stage.c.owner_ref).where(stage.c.owner_type == "Shopper", ~same)
+        conn.execute(clients.update().where(clients.c.brand == self.brand, clients.c.shopper_ref.in_(owners))
+                     .values(updated_at=self.at))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.engagement.clients import ImportSync
+from bspk_pipelines.engagement.clients import ImportSync, MetafieldsTouch
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import forget_work, map_file
 from bspk_pipelines.ingest.layout import Layout, parquet_parts
@@ -20,7 +20,7 @@ from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.entities import ENTITIES, referenced
 from bspk_pipelines.outbound.events import file_finished
-from bspk_pipelines.warehouse.apply import Counts, apply_rows, now, release_held
+from bspk_pipelines.warehouse.apply import Counts, Observer, apply_rows, now, release_held
 from bspk_pipelines.warehouse.locks import brand_lock
 from bspk_pipelines.warehouse.schema import files, held
 from bspk_pipelines.warehouse.engine import writing
@@ -65,14 +65,13 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
         unchanged = UnchangedRows.of_validated(layout, brand, source, entity_name, name, claim) if can_set_aside(entity) else None
         rows = pl.read_parquet(parquet_parts(layout.work(brand.brand, source, entity_name, name, claim, "mapped")))
         with writing(engine) as conn:
-            # A shopper's change reaches its client (and the client's events) in the same transaction.
-            clients = ImportSync(brand.brand, name, brand.webhooks.echo_imports, now()) if entity_name == "shoppers" else None
-            counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided, observe=clients)
+            counts = (apply_rows(conn, brand.brand, entity_name, source, rows, name, owners, provided,
+                                 observe=_client_observer(brand, entity_name, name))
                       if not rows.is_empty() else Counts())
             counts.unchanged += unchanged.set_aside() if unchanged else 0
             advance(conn, brand.brand, source, name, entity_name, ("mapped",), status="applied", applied_at=now(), **{
                 k: v for k, v in counts.as_dict().items() if k in ("inserted", "updated", "unchanged", "held", "deleted")
-            })
+            }, **({"rejected": sa.func.coalesce(files.c.rejected, 0) + counts.rejected} if counts.rejected else {}))
             file_finished(conn, brand.brand, source, name, entity_name, now())
             if unchanged:
                 unchanged.keep()  # before the commit: digests on disk never claim an apply that did not happen
@@ -88,6 +87,16 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)
     return applied, released
+
+
+def _client_observer(brand: Brand, entity_name: str, name: str) -> Observer | None:
+    """What carries a file's changes over to the brand's clients in the file's transaction: a
+    shopper's values (and the clients' events), a metafield's change of its client's update time."""
+    if entity_name == "shoppers":
+        return ImportSync(brand.brand, name, brand.webhooks.echo_imports, now())
+    if entity_name == "metafields":
+        return MetafieldsTouch(brand.brand, now())
+    return None
 
 
 def entities_waiting(conn: sa.Connection, brand: Brand) -> list[str]:

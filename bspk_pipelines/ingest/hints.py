@@ -116,18 +116,20 @@ def _like(value: str, word: str) -> str:
 
 
 def _boolean(values: list[str], cm: ColumnMap, read: Dialect, column) -> dict[str, str]:
+    true, false = column.truth
+    case = "upper" if true.isupper() else "lower"
     out = {}
     for value in values:
         text = value.strip()
-        if text.upper() in ("TRUE", "FALSE"):
-            out[value] = "; add the transform upper (transforms: [trim, upper])"
+        if text.lower() in (true.lower(), false.lower()):
+            out[value] = f"; add the transform {case} (transforms: [trim, {case}])"
             continue
         pair = next(((yes, no) for yes, no in YES_NO if text.lower() in (yes, no)), None)
         if pair is None:
-            out[value] = f"; map the file's values with values, such as values: {{{_quoted(text)}: \"TRUE\"}}"
+            out[value] = f"; map the file's values with values, such as values: {{{_quoted(text)}: {_quoted(true)}}}"
             continue
         yes, no = (_like(text, w) for w in pair)
-        table = {k: v for k, v in ((yes, "TRUE"), (no, "FALSE")) if k}
+        table = {k: v for k, v in ((yes, true), (no, false)) if k}
         out[value] = f"; map the file's values with values: {json.dumps(table, ensure_ascii=False)}"
     return out
 

@@ -77,7 +77,8 @@ def credit_released(conn: sa.Connection, brand: str, source: str, name: str, ent
     added to its counts and they leave its held rows, so its record tells the whole story."""
     f = files.c
     _set(conn, brand, source, name, entity, inserted=f.inserted + released.inserted, updated=f.updated + released.updated,
-         unchanged=f.unchanged + released.unchanged, held=f.held - released.released)
+         unchanged=f.unchanged + released.unchanged, held=f.held - released.released,
+         rejected=sa.func.coalesce(f.rejected, 0) + released.rejected)
 
 def nothing_to_do(step: str, row) -> StepResult:
     if row is None:

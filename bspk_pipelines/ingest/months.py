@@ -18,7 +18,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.model.entities import ENTITIES, Entity, dependents
+from bspk_pipelines.model.entities import ENTITIES, Entity, Reference, dependents
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 from bspk_pipelines.warehouse.apply import (
     FILE, KEY, SOURCE, Counts, held_by_reference, now, refresh_statistics, resolves, stage_rows, unknown_references,
@@ -91,7 +91,7 @@ def land_months(conn: sa.Connection, data_dir: Path, brand: Brand, entity: Entit
     return sorted(by_month)
 
 
-def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.DataFrame, unknown: dict[str, pl.Series]) -> Counts:
+def landing_counts(conn: sa.Connection, brand: str, entity: Entity, rows: pl.DataFrame, unknown: dict[Reference, pl.Series]) -> Counts:
     """What a batch of a file's rows changes in the table: inserted, updated, unchanged, held
     (nothing written). `unknown`: the file's references that do not resolve (`unknown_references`).
 
@@ -279,7 +279,7 @@ class _KeyElsewhere(Exception):
 
 
 def _fill_empty_month(conn: sa.Connection, entity: Entity, brand: str, rows: pl.DataFrame,
-                      unknown: dict[str, pl.Series] | None = None) -> Counts | None:
+                      unknown: dict[Reference, pl.Series] | None = None) -> Counts | None:
     """An empty month (an initial load, a backfill) takes its rows without comparing; None if a
     key is already stored in another month, which the full rebuild resolves. `unknown`: see
     `upsert`."""

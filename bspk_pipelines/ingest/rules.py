@@ -17,12 +17,12 @@ import polars as pl
 import pycountry
 
 from bspk_pipelines.model.entities import CELL, Column, Entity, Kind
+from bspk_pipelines.model.metafields import misfit
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 
 EMAIL = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 URL = r"^https?://[^\s]+$"
 E164 = r"^\+[1-9][0-9]{6,14}$"
-BOOL = ("TRUE", "FALSE")
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 WHOLE = r"^-?\d+$"
 DECIMAL = r"^-?\d+(\.\d+)?$"
@@ -60,7 +60,7 @@ MESSAGES = {
     "country": "not an ISO 3166 alpha-2 country code such as FR",
     "currency": "not an ISO 4217 currency code such as EUR",
     "language": "not an ISO 639-1 language code such as fr",
-    "boolean": "expected TRUE or FALSE",
+    "boolean": "expected {truth}",
     "integer": "not a whole number",
     "decimal": "not a number such as 399.99",
     "minimum": "must not be below {minimum}",
@@ -105,7 +105,7 @@ def checks_for(c: Column) -> list[pa.Check]:
         case Kind.LANGUAGES:
             checks.append(_check("language", _list_items(c.name).list.eval(pl.element().is_in(list(languages()))).list.all()))
         case Kind.BOOL:
-            checks.append(_check("boolean", col.is_in(BOOL)))
+            checks.append(_check("boolean", col.is_in(c.truth)))
         case Kind.ENUM:
             checks.append(_check("enum", col.is_in(list(c.choices))))
         case Kind.INT | Kind.DECIMAL:
@@ -185,7 +185,7 @@ def _message(c: Column, rule: str) -> str:
         return MESSAGES["required"]
     return MESSAGES.get(rule, rule).format(
         min=c.min_len, max=c.max_len, minimum=c.minimum, digits=c.max_digits,
-        choices=", ".join(c.choices),
+        choices=", ".join(c.choices), truth=" or ".join(c.truth),
     )
 
 
@@ -207,7 +207,7 @@ def typed(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
         col = pl.col(name)
         match c.kind:
             case Kind.BOOL:
-                col = col == "TRUE"
+                col = col == c.truth[0]
             case Kind.INT:
                 col = col.cast(pl.Int64)
             case Kind.DECIMAL:
@@ -290,15 +290,33 @@ def _row_rules(entity: Entity, frame: pl.DataFrame, where: dict[str, str]) -> tu
         discounted = pl.col("discounted") if "discounted" in cols else pl.lit(entity.column("discounted").default)
         broken.append((pl.col("ending_on").is_not_null() & (discounted.fill_null("FALSE") != "TRUE"),
                        "ending_on", "ending_on_needs_discount", "ending_on is only valid on a discounted price"))
-    options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in cols]
-    if options and "language_code" in cols:
-        any_option = pl.any_horizontal([pl.col(c).is_not_null() for c in options])
-        broken.append((any_option & pl.col("language_code").is_null(), "language_code", "required_with_options",
-                       "language_code is required when options are given"))
+    for c in entity.columns:
+        given = [g for g in c.required_with if g in cols]
+        if given and c.name in cols:
+            any_given = pl.any_horizontal([pl.col(g).is_not_null() for g in given])
+            broken.append((any_given & pl.col(c.name).is_null(), c.name, "required_with",
+                           f"{c.name} is required when {' or '.join(given)} is given"))
     rejects = []
+    for c in entity.columns:
+        if c.typed_by and c.name in cols and set(c.typed_by) <= cols:
+            frame, more = _typed_values(entity, c, frame, where)
+            rejects += more
     for cond, col, rule, message in broken:
         hit = frame.filter(cond)
         rejects += [RowProblem(r[LINE], label(where, col, r.get(CELL)), r.get(sent(col)) or r[col] or "", rule, message)
                     for r in hit.iter_rows(named=True)]
         frame = frame.filter(~cond)
     return frame, rejects
+
+
+def _typed_values(entity: Entity, c: Column, frame: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, list[RowProblem]]:
+    """Rows whose `c` fits the type its row declares (`Column.typed_by`), and a reject for each other."""
+    type_column, list_column = c.typed_by
+    truth = entity.column(list_column).truth[0]
+    reasons = [misfit(t, None if listed is None else listed == truth, v)
+               for t, listed, v in zip(frame[type_column], frame[list_column], frame[c.name])]
+    bad = pl.Series([r is not None for r in reasons], dtype=pl.Boolean)
+    rejects = [RowProblem(r[LINE], label(where, c.name, r.get(CELL)), (r.get(sent(c.name)) or r[c.name] or "")[:200],
+                          "value_type", reason)
+               for r, reason in zip(frame.filter(bad).iter_rows(named=True), (x for x in reasons if x is not None))]
+    return frame.filter(~bad), rejects

@@ -15,7 +15,6 @@ RULES = {
     Kind.CURRENCY: "an ISO 4217 currency code",
     Kind.LANGUAGE: "an ISO 639-1 language code",
     Kind.LANGUAGES: "ISO 639-1 language codes separated by `;`",
-    Kind.BOOL: "TRUE or FALSE",
     Kind.INT: "a whole number",
     Kind.DECIMAL: "a decimal number",
     Kind.DATE: "a date, YYYY-MM-DD",
@@ -23,6 +22,7 @@ RULES = {
     Kind.ENUM: "one of",
     Kind.LIST: "values separated by `;`",
     Kind.CATEGORIES: "category paths (`>>` between levels) separated by `;`",
+    Kind.TYPED: "a value of the type its row declares",
 }
 # Kinds whose values are stored as what they mean (a number, a date), not as text of some length.
 UNSIZED = {Kind.BOOL, Kind.INT, Kind.DECIMAL, Kind.DATE, Kind.DATETIME}
@@ -32,6 +32,10 @@ LISTS = {Kind.LIST: ";", Kind.LANGUAGES: ";", Kind.CATEGORIES: ";"}
 
 def value_rule(c: Column) -> str:
     """What a value of the column must be: `a URL`, `one of M, F, NB`."""
+    if c.kind is Kind.BOOL:
+        return " or ".join(c.truth)
+    if c.typed_by:
+        return f"{RULES[c.kind]} in `{c.typed_by[0]}` (a JSON array of them when `{c.typed_by[1]}` is true)"
     return RULES[c.kind] + (f" {', '.join(c.choices)}" if c.choices else "")
 
 
@@ -59,4 +63,6 @@ def constraints(entity: Entity, c: Column) -> list[str]:
         other.append(f"at most {c.max_len} characters")
     if c.minimum is not None:
         other.append(f"at least {c.minimum:g}")
+    if c.required_with:
+        other.append(f"required when {' or '.join(c.required_with)} is given")
     return other

@@ -29,7 +29,7 @@ class Kind(str, Enum):
     CURRENCY = "currency"  # ISO 4217
     LANGUAGE = "language"  # ISO 639-1, one value
     LANGUAGES = "languages"  # ISO 639-1, `;` list
-    BOOL = "bool"  # TRUE / FALSE
+    BOOL = "bool"  # TRUE / FALSE (the column's `truth` spelling)
     INT = "int"
     DECIMAL = "decimal"
     DATE = "date"  # YYYY-MM-DD
@@ -37,6 +37,7 @@ class Kind(str, Enum):
     ENUM = "enum"
     LIST = "list"  # `;` list of free text
     CATEGORIES = "categories"  # `;` list of `>>` paths
+    TYPED = "typed"  # a value of the type another column declares (a metafield's value: see `metafields`)
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,23 @@ class Column:
     minimum: float | None = None
     # Only for INT/DECIMAL: most digits before the decimal point the column stores.
     max_digits: int = 12
+    # Only for BOOL: how the file writes true and false.
+    truth: tuple[str, str] = ("TRUE", "FALSE")
+    # Required on a row that gives any of these columns (a currency for an amount).
+    required_with: tuple[str, ...] = ()
+    # Only for TYPED: the columns declaring the value's type and whether it is a list.
+    typed_by: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Reference:
-    """A column that must name a record of another entity before the row can be applied."""
+    """A column that must name a record of another entity before the row can be applied; with
+    `when` (column, value), only on rows whose column has that value (a metafield's owner)."""
 
     column: str
     entity: str
     target_column: str
+    when: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ class Entity:
     replace_set_by: tuple[str, ...] = ()
     # Sales history is large and partitioned by month of this column.
     month_column: str | None = None
+    # Special-order events: a stored key is never changed; a row resending it otherwise is rejected.
+    append_only: bool = False
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -120,8 +131,8 @@ def _ref(
     )
 
 
-def _bool(name: str, required: bool = False, in_header: bool = True) -> Column:
-    return Column(name, Kind.BOOL, required=required, max_len=None, in_header=in_header)
+def _bool(name: str, required: bool = False, in_header: bool = True, truth: tuple[str, str] = ("TRUE", "FALSE")) -> Column:
+    return Column(name, Kind.BOOL, required=required, max_len=None, in_header=in_header, truth=truth)
 
 
 STORE_REGIONS = Entity(
@@ -300,7 +311,8 @@ PRODUCT_VARIANTS = Entity(
         Column("option_2_value"),
         Column("option_3_name"),
         Column("option_3_value"),
-        Column("language_code", Kind.LANGUAGE, max_len=2),
+        Column("language_code", Kind.LANGUAGE, max_len=2,
+               required_with=("option_1_value", "option_2_value", "option_3_value")),
         Column("store_refs", Kind.LIST),
         _bool("published", required=True),
     ),
@@ -397,7 +409,143 @@ SALES = Entity(
     ),
 )
 
-# The platform's documented dependency order; SHOPPER-ADDRESS comes right after SHOPPER.
+# Special orders (after-sale care, custom and back orders), version V2 like the core files.
+ORDER_STATUS = ("open", "closed", "partial", "cancelled")
+
+SPECIAL_ORDERS = Entity(
+    name="special_orders",
+    file_type="SPECIAL-ORDERS",
+    versions=("V2",),
+    columns=(
+        Column("order_ref", required=True, min_len=3),
+        _ref("shopper_id"),
+        _ref("store_id"),
+        _ref("sales_associate_id"),
+        Column("description", max_len=65535),
+        Column("total_amount", Kind.DECIMAL, minimum=0),
+        Column("currency_code", Kind.CURRENCY, max_len=3, required_with=("total_amount",)),
+        Column("created_at", Kind.DATETIME, required=True, max_len=None),
+        Column("type", Kind.ENUM, required=True, choices=("back_order", "custom", "repair")),
+        Column("status", Kind.ENUM, required=True, choices=ORDER_STATUS),
+    ),
+    key=("order_ref",),
+    references=(Reference("shopper_id", "shoppers", "shopper_ref"),),
+    notes=(
+        "The columns are named *_id, as the reference names them; shopper_id names a SHOPPER "
+        "record's shopper_ref, and an order waits for it like a sale. store_id and "
+        "sales_associate_id are stored as sent, as a sale's store and associate are.",
+        "created_at's length is given as \"10\" beside a 20-character example: any ISO 8601 "
+        "date or date-time is accepted (a date is midnight UTC).",
+        "total_amount below zero is rejected: an order's total is not a return.",
+    ),
+)
+
+SPECIAL_ORDER_LINE_ITEMS = Entity(
+    name="special_order_line_items",
+    file_type="SPECIAL-ORDER-LINE-ITEMS",
+    versions=("V2",),
+    columns=(
+        Column("order_ref", required=True, min_len=3),
+        Column("line_item_ref", required=True, min_len=3),
+        Column("product_ref", min_len=3),
+        Column("sku"),
+        Column("barcode"),
+        Column("name", required=True),
+        Column("description", max_len=65535),
+        Column("image_url", Kind.URL, max_len=65535),
+        Column("quantity", Kind.DECIMAL, required=True, minimum=0),
+        Column("price", Kind.DECIMAL, minimum=0),
+        Column("currency_code", Kind.CURRENCY, max_len=3, required_with=("price",)),
+        Column("status", Kind.ENUM, required=True, choices=ORDER_STATUS),
+    ),
+    key=("line_item_ref",),
+    references=(Reference("order_ref", "special_orders", "order_ref"),),
+    notes=(
+        "line_item_ref is unique across the brand's orders, as the reference says, so it alone is "
+        "the key; a line waits for its order.",
+        "product_ref and sku are stored as sent and not held for a product: a repair's line may "
+        "name a service that is no PRODUCT record.",
+        "quantity and price below zero are rejected (the reference gives no returns for orders).",
+    ),
+)
+
+SPECIAL_ORDER_EVENTS = Entity(
+    name="special_order_events",
+    file_type="SPECIAL-ORDER-EVENTS",
+    versions=("V2",),
+    columns=(
+        Column("order_ref", required=True, min_len=3),
+        Column("line_item_ref", required=True, min_len=3),
+        Column("sequence", Kind.INT, required=True, max_len=3, minimum=0, max_digits=3),
+        Column("description", required=True),
+        Column("created_at", Kind.DATETIME, required=True, max_len=None),
+        Column("reference", max_len=65535),
+        _bool("action_required", required=True),
+    ),
+    key=("order_ref", "sequence"),
+    references=(
+        Reference("order_ref", "special_orders", "order_ref"),
+        Reference("line_item_ref", "special_order_line_items", "line_item_ref"),
+    ),
+    append_only=True,
+    notes=(
+        "Events are append-only: an (order_ref, sequence) already stored is never changed. Sent "
+        "again as stored it counts as unchanged; sent with other values it is rejected "
+        "`append_only` (the reference says it is ignored: the rejects say so, and keep the row).",
+        "action_required counts only on an order's last event (the highest sequence): "
+        "`warehouse.special_orders.needing_action` lists the orders whose last event asks for it.",
+    ),
+)
+
+# A metafield's declared types, from Shopify's list, which the platform's metafields follow (its
+# own list is CUT OFF). `metafields.fits` checks a value against its type.
+METAFIELD_TYPES = (
+    "single_line_text_field", "multi_line_text_field", "rich_text_field", "boolean", "number_integer",
+    "number_decimal", "date", "date_time", "url", "color", "json", "money", "weight", "volume",
+    "dimension", "rating", "link", "id", "product_reference", "variant_reference", "collection_reference",
+    "customer_reference", "company_reference", "file_reference", "page_reference", "metaobject_reference",
+    "mixed_reference",
+)
+METAFIELD_TRUTH = ("true", "false")
+
+METAFIELDS = Entity(
+    name="metafields",
+    file_type="METAFIELDS",
+    versions=("V1", "V2", "V3"),
+    columns=(
+        Column("owner_type", Kind.ENUM, required=True, choices=("Shopper", "Product")),
+        _ref("owner_ref"),
+        Column("namespace", required=True),
+        Column("key", required=True),
+        _bool("is_list", required=True, truth=METAFIELD_TRUTH),
+        Column("value_type", Kind.ENUM, required=True, choices=METAFIELD_TYPES),
+        Column("value", Kind.TYPED, required=True, max_len=65535, typed_by=("value_type", "is_list")),
+        _bool("active", required=True, truth=METAFIELD_TRUTH),
+    ),
+    key=("owner_type", "owner_ref", "namespace", "key"),
+    references=(
+        Reference("owner_ref", "shoppers", "shopper_ref", when=("owner_type", "Shopper")),
+        Reference("owner_ref", "products", "product_ref", when=("owner_type", "Product")),
+    ),
+    notes=(
+        "The file's prefix and version are NOT FOUND: `METAFIELDS`, version V1, V2 or V3, "
+        "named like every other file.",
+        "owner_type `Shopper` is documented; `Product` is accepted too (a product_ref, in any "
+        "case). A metafield waits for its owner like a sale.",
+        "value_type's list is CUT OFF: Shopify's metafield types are accepted, and the value must "
+        "fit its type (number_integer a whole number, number_decimal a number, boolean true/false, "
+        "date YYYY-MM-DD, date_time ISO 8601, url http(s)/mailto/tel/sms, color #RRGGBB, json "
+        "and the measured types JSON, single_line_text_field one line).",
+        "A list's encoding is CUT OFF: with is_list true the value is a JSON array "
+        "(`[\"Blue\",\"Red\"]`), as the Platform API's json_value writes it; each item fits the type.",
+        "active false removes the metafield from what the platform shows (clients' metafields); the "
+        "row stays, as the brand sent it.",
+    ),
+)
+
+# The platform's documented dependency order; SHOPPER-ADDRESS comes right after SHOPPER; the
+# metafields (of shoppers and products) after the products; special orders last, each after what
+# it names.
 ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
@@ -411,7 +559,11 @@ ENTITIES: dict[str, Entity] = {
         PRODUCT_PRICES,
         PRODUCT_INVENTORY,
         PRODUCT_IMAGES,
+        METAFIELDS,
         SALES,
+        SPECIAL_ORDERS,
+        SPECIAL_ORDER_LINE_ITEMS,
+        SPECIAL_ORDER_EVENTS,
     )
 }
 DEPENDENCY_ORDER: dict[str, int] = {name: i for i, name in enumerate(ENTITIES)}

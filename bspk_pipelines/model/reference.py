@@ -44,16 +44,25 @@ EXAMPLE_BY_NAME = {
     "at": "2024-01-15T10:00:00", "created_at": "2024-01-15T10:00:00",
     # A discounted price may end (ending_on is only valid on one).
     "discounted": "TRUE", "do_not_contact": "FALSE",
+    # Special orders name the shopper, store and associate of the examples above.
+    "order_ref": "SO-1001", "line_item_ref": "SO-1001-1", "shopper_id": "CLI-100", "store_id": "ST001",
+    "sales_associate_id": "SA001", "total_amount": "399.99", "type": "repair", "status": "open", "sequence": "1",
+    "reference": "IB01T/38259",
+    # A metafield of the shopper CLI-100.
+    "owner_ref": "CLI-100", "namespace": "custom", "key": "favorite_color", "is_list": "false", "value": "Blue",
 }
 EXAMPLE_BY_ENTITY = {
     ("store_regions", "name"): "Europe",
     ("stores", "name"): "Saint Honoré",
     ("products", "name"): "Tote bag",
     ("sales", "quantity"): "1",
+    ("special_order_line_items", "name"): "Custom goat skin gloves",
+    ("special_order_events", "description"): "Sent to fabrication",
+    ("special_order_events", "action_required"): "FALSE",
 }
 EXAMPLE_BY_KIND = {
     Kind.EMAIL: "contact@example.com", Kind.URL: "https://www.example.com/", Kind.PHONE: "+33142650000",
-    Kind.COUNTRY: "FR", Kind.CURRENCY: "EUR", Kind.LANGUAGE: "fr", Kind.LANGUAGES: "fr", Kind.BOOL: "TRUE",
+    Kind.COUNTRY: "FR", Kind.CURRENCY: "EUR", Kind.LANGUAGE: "fr", Kind.LANGUAGES: "fr",
     Kind.INT: "1", Kind.DECIMAL: "1.00", Kind.DATE: "2024-01-15", Kind.DATETIME: "2024-01-15T10:00:00",
     Kind.LIST: "a;b", Kind.CATEGORIES: "A>>B",
 }
@@ -80,6 +89,8 @@ def _example(entity: Entity, c: Column) -> str:
         return EXAMPLE_BY_NAME[c.name]
     if c.choices:
         return c.choices[0]
+    if c.kind is Kind.BOOL:
+        return c.truth[0]
     return EXAMPLE_BY_KIND.get(c.kind, c.name.replace("_", " ").capitalize())
 
 
@@ -151,8 +162,9 @@ def section(entity: Entity) -> str:
         "",
         f"- **key**: {_names(entity.key)}" + (f" ({_names(entity.optional_key)} may be blank)" if entity.optional_key else ""),
     ]
-    lines += [f"- **references**: `{r.column}` names a [{r.entity}](#{r.entity}) record (its `{r.target_column}`); "
-              "the row is held until it exists" for r in entity.references]
+    lines += [f"- **references**: `{r.column}` names a [{r.entity}](#{r.entity}) record (its `{r.target_column}`)"
+              + (f" where `{r.when[0]}` is `{r.when[1]}`" if r.when else "") + "; the row is held until it exists"
+              for r in entity.references]
     if dependents(entity.name):
         lines.append(f"- **referenced by**: {', '.join(f'[{d}](#{d})' for d in dependents(entity.name))}")
     if entity.latest_by:
@@ -161,6 +173,9 @@ def section(entity: Entity) -> str:
     if entity.replace_set_by:
         lines.append(f"- **replaced as a set**: a file's rows are the complete set for each {_names(entity.replace_set_by)} "
                      "it names; that value's stored rows the file does not hold are removed")
+    if entity.append_only:
+        lines.append(f"- **append-only**: a stored {_names(entity.key)} never changes; a row sending it again with "
+                     "other values is rejected `append_only`")
     if entity.month_column:
         lines.append(f"- **by month**: stored by the month of `{entity.month_column}`; each month is rebuilt from every "
                      "file that holds rows of it")

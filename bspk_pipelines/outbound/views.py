@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
+from bspk_pipelines.model.metafields import json_value
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.warehouse.platform import ACTIVITY_TABLES, associate_profiles, clients
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
@@ -62,6 +65,49 @@ def _split(text: str | None) -> list[str]:
 
 # --- clients -------------------------------------------------------------------------------
 
+class json_objects(sa.sql.functions.GenericFunction):
+    """An aggregate: the group's rows as text of a JSON array of objects, from (name, value) pairs
+    given in turn (`json_objects(literal("key"), table.c.key, ...)`); NULL or `[]` when empty."""
+
+    name = "json_objects"
+    type = sa.Text()
+    inherit_cache = True
+
+
+@compiles(json_objects, "sqlite")
+def _json_objects_sqlite(element, compiler, **kw):
+    return f"json_group_array(json_object({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(json_objects, "postgresql")
+def _json_objects_postgresql(element, compiler, **kw):
+    return f"cast(json_agg(json_build_object({compiler.process(element.clauses, **kw)})) as text)"
+
+
+METAFIELD_FIELDS = ("namespace", "key", "value", "value_type", "is_list", "_updated_at")
+
+
+def _metafields_of_client(c) -> sa.ScalarSelect:
+    """The client's active metafields (of its SHOPPER record) as JSON text, one query per page."""
+    m = ENTITY_TABLES["metafields"].c
+    pairs = [x for name in METAFIELD_FIELDS for x in (sa.cast(sa.literal(name), sa.Text), m[name])]
+    return (sa.select(json_objects(*pairs))
+            .where(m.brand == c.brand, m.owner_type == "Shopper", m.owner_ref == c.shopper_ref, m.active.is_(True))
+            .scalar_subquery())
+
+
+def _metafields(text: str | None) -> list[dict[str, Any]]:
+    """The client's metafields as the Platform API lists them: the value as sent, `json_value`
+    typed, ordered by namespace and key."""
+    out = []
+    for m in sorted(json.loads(text) if text else [], key=lambda m: (m["namespace"], m["key"])):
+        is_list = bool(m["is_list"])
+        out.append({"namespace": m["namespace"], "key": m["key"], "value": m["value"], "value_type": m["value_type"],
+                    "is_list": is_list, "json_value": json_value(m["value_type"], is_list, m["value"]),
+                    "updated_at": iso(datetime.fromisoformat(m["_updated_at"]))})
+    return out
+
+
 def _clients(brand: str) -> sa.Select:
     associates, stores = ENTITY_TABLES["sales_associates"], ENTITY_TABLES["stores"]
     c = clients.c
@@ -71,6 +117,7 @@ def _clients(brand: str) -> sa.Select:
             c.id.label("_id"), c.updated_at.label("_updated_at"),
             (associates.c.first_name + " " + associates.c.last_name).label("_associate_name"),
             stores.c.name.label("_store_name"),
+            _metafields_of_client(c).label("_metafields"),
         )
         .select_from(
             clients.outerjoin(associates, sa.and_(associates.c.brand == c.brand,
@@ -126,6 +173,7 @@ def _client(row: dict[str, Any]) -> dict[str, Any]:
         "referred_at": None,
         "consent": not opt_out and bool(row["email_contact"] or row["phone_call_contact"] or row["chat_contact"]),
         "notify_of_new_collection": bool(row["interested_in_new_products"]),
+        "metafields": _metafields(row["_metafields"]),
         **_shape_times(row, "last_contacted_at", "created_at", "updated_at", "deleted_at"),
     }
 

@@ -17,11 +17,11 @@ from decimal import Decimal
 import polars as pl
 import sqlalchemy as sa
 
-from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, dependents
+from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, Reference, dependents
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import (
     BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, fold, folded_columns, held, match_key,
-    polars_schema, with_folded,
+    polars_schema, rejects, with_folded,
 )
 
 KEY = "_key"
@@ -42,6 +42,7 @@ class Counts:
     held: int = 0
     deleted: int = 0
     released: int = 0
+    rejected: int = 0  # append-only rows resending a stored key with other values
 
     def __iadd__(self, other: Counts) -> Counts:
         for k, v in asdict(other).items():
@@ -105,7 +106,7 @@ def upsert(
     all_new: bool = False,
     observe: Observer | None = None,
     source: str | None = None,
-    unknown: dict[str, pl.Series] | None = None,
+    unknown: dict[Reference, pl.Series] | None = None,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
@@ -146,6 +147,10 @@ def upsert(
     match = _match(target, stage, brand, key)
     differs = sa.or_(*[distinct(target.c[c], stage.c[c]) for c in values]) if values else sa.false()
     newer = target.c[entity.latest_by] <= stage.c[entity.latest_by] if entity.latest_by else sa.true()
+    if entity.append_only and not all_new:
+        # A stored row never changes: one resending its key with other values is rejected.
+        counts.rejected = _reject_changes(conn, entity, target, stage, brand, match, differs, source, file, dry_run)
+        differs = sa.false()
 
     staged = conn.execute(sa.select(sa.func.count()).select_from(stage)).scalar_one()
     counts.inserted = staged if all_new else conn.execute(
@@ -154,7 +159,7 @@ def upsert(
     counts.updated = 0 if all_new else conn.execute(
         sa.select(sa.func.count()).select_from(stage).join(target, match).where(differs, newer)
     ).scalar_one()
-    counts.unchanged = staged - counts.inserted - counts.updated
+    counts.unchanged = staged - counts.inserted - counts.updated - counts.rejected
     if dry_run:
         stage.drop(conn)
         return counts
@@ -179,6 +184,25 @@ def upsert(
         counts.deleted = _replace_sets(conn, entity, target, stage, brand)
     stage.drop(conn)
     return counts
+
+
+def _reject_changes(conn: sa.Connection, entity: Entity, target: sa.Table, stage: sa.Table, brand: str,
+                    match: sa.ColumnElement[bool], differs: sa.ColumnElement[bool], source: str | None,
+                    file: str | None, dry_run: bool) -> int:
+    """Record as rejects the staged rows of an append-only entity whose key is stored with other
+    values (the reference: "a repeated pair is ignored"); the stored row stays as it is."""
+    last = entity.key[-1]
+    changed = conn.execute(sa.select(stage.c[LINE], stage.c[FILE] if file is None else sa.literal(file).label(FILE),
+                                     *[stage.c[k] for k in entity.key]).join(target, match).where(differs)).all()
+    if changed and not dry_run:
+        keys = " and ".join(entity.key)
+        conn.execute(rejects.insert(), [{
+            "brand": brand, "source": source or "", "file": r._mapping[FILE], "entity": entity.name,
+            "line": r._mapping[LINE], "column": last, "value": str(r._mapping[last]), "rule": "append_only",
+            "message": f"this {keys} is already recorded with other values and {entity.file_type} rows are "
+                       f"append-only, so the row is ignored; send the change under a new {last}",
+        } for r in changed])
+    return len(changed)
 
 
 def _insert_new(conn: sa.Connection, entity: Entity, target: sa.Table, brand: str, frame: pl.DataFrame,
@@ -221,7 +245,7 @@ def _holds_any(conn: sa.Connection, entity: Entity, brand: str) -> bool:
 
 
 def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.Table | None, rows: pl.DataFrame,
-                     unknown: dict[str, pl.Series], source: str | None, file: str | None) -> None:
+                     unknown: dict[Reference, pl.Series], source: str | None, file: str | None) -> None:
     """Record `rows`, whose shopper or product (among `unknown`) is not known yet, in `held`. A
     newer row for a key supersedes whatever was held for it: held or staged now, its old held row
     goes (`stage` None: the caller knows nothing is held)."""
@@ -233,12 +257,12 @@ def _hold_unresolved(conn: sa.Connection, entity: Entity, brand: str, stage: sa.
             conn.execute(held.delete().where(where, held.c.key.in_(keys[i:i + KEYS_PER_STATEMENT])))
     if rows.is_empty():
         return
-    entity_of = {r.column: r.entity for r in entity.references}
-    missing = {c: (~_known(entity, rows, c, values)).to_list() for c, values in unknown.items()}
+    missing = {ref: (~_known(rows, ref, values)).to_list() for ref, values in unknown.items()}
     stamp = now()
     conn.execute(held.insert(), [
         _held(brand, entity, r, (source, file) if file is not None else (r[SOURCE], r[FILE]), "reference", "; ".join(
-            f"{c} {r[c]!r} is not a known {entity_of[c]} record yet" for c in missing if missing[c][i]), stamp)
+            f"{ref.column} {r[ref.column]!r} is not a known {ref.entity} record yet" for ref in missing
+            if missing[ref][i]), stamp)
         for i, r in enumerate(rows.iter_rows(named=True))
     ])
 
@@ -393,17 +417,19 @@ def held_by_reference(conn: sa.Connection, brand: str, entity_name: str) -> dict
     }
 
 
-def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame | pl.LazyFrame) -> dict[str, pl.Series]:
+def unknown_references(conn: sa.Connection, entity: Entity, brand: str,
+                       frame: pl.DataFrame | pl.LazyFrame) -> dict[Reference, pl.Series]:
     """For each reference the rows carry, the values among theirs that name no known shopper or
     product (yet), as the target's key matches them (a product_ref folded). The distinct values go
     to the database once; it answers in one join."""
     unknown = {}
     columns = frame.collect_schema().names()
     for ref in entity.references:
-        if ref.column not in columns:
+        if ref.column not in columns or (ref.when and ref.when[0] not in columns):
             continue
-        values = _as_matched(entity, ref.column, pl.col(ref.column))
-        distinct = frame.lazy().select(values.drop_nulls().unique().alias("value")).collect(engine="streaming")
+        rows = frame.lazy().filter(_applies(ref)) if ref.when else frame.lazy()
+        distinct = rows.select(_as_matched(ref, pl.col(ref.column)).drop_nulls().unique().alias("value")).collect(
+            engine="streaming")
         if distinct.is_empty():
             continue
         wanted = sa.Table("wanted_refs", sa.MetaData(), sa.Column("value", sa.Text), prefixes=["TEMPORARY"])
@@ -415,31 +441,35 @@ def unknown_references(conn: sa.Connection, entity: Entity, brand: str, frame: p
         missing = conn.execute(sa.select(wanted.c.value).where(~sa.exists().where(
             referenced.c.brand == brand, referenced.c[target] == wanted.c.value))).scalars().all()
         wanted.drop(conn)
-        unknown[ref.column] = pl.Series(missing, dtype=pl.Utf8)
+        unknown[ref] = pl.Series(missing, dtype=pl.Utf8)
     return unknown
 
 
 def resolves(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame,
-             unknown: dict[str, pl.Series] | None = None) -> pl.Series:
+             unknown: dict[Reference, pl.Series] | None = None) -> pl.Series:
     """For each row, whether every shopper or product it references is known now (`unknown`: from
     `unknown_references` over rows that include these, to ask the database once for many batches)."""
     unknown = unknown_references(conn, entity, brand, frame) if unknown is None else unknown
     ok = pl.repeat(True, frame.height, eager=True)
-    for column, values in unknown.items():
-        if column in frame.columns and not values.is_empty():
-            ok &= _known(entity, frame, column, values)
+    for ref, values in unknown.items():
+        if ref.column in frame.columns and not values.is_empty():
+            ok &= _known(frame, ref, values)
     return ok
 
 
-def _as_matched(entity: Entity, column: str, values: pl.Expr) -> pl.Expr:
+def _applies(ref: Reference) -> pl.Expr:
+    """The rows a reference holds for: all, or those of its `when` (a metafield's owner type)."""
+    return (pl.col(ref.when[0]) == ref.when[1]).fill_null(False) if ref.when else pl.lit(True)
+
+
+def _as_matched(ref: Reference, values: pl.Expr) -> pl.Expr:
     """A reference's values as its target's key matches them: folded where that ignores case."""
-    ref = next(r for r in entity.references if r.column == column)
     return fold(values) if ENTITIES[ref.entity].column(ref.target_column).case_insensitive else values
 
 
-def _known(entity: Entity, frame: pl.DataFrame, column: str, unknown: pl.Series) -> pl.Series:
-    """For each row, whether its `column` names none of the `unknown` values (from `unknown_references`)."""
-    named = _as_matched(entity, column, pl.col(column)).is_in(unknown.implode()).fill_null(False)
+def _known(frame: pl.DataFrame, ref: Reference, unknown: pl.Series) -> pl.Series:
+    """For each row, whether it names none of the `unknown` values of `ref` (from `unknown_references`)."""
+    named = (_applies(ref) & _as_matched(ref, pl.col(ref.column)).is_in(unknown.implode())).fill_null(False)
     return ~frame.select(named).to_series()
 
 

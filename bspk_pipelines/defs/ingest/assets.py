@@ -2,6 +2,7 @@
 delivery) and its platform tables."""
 
 import warnings
+from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
@@ -25,6 +26,7 @@ from bspk_pipelines.ingest.land import NotRetried, land
 from bspk_pipelines.ingest.ledger import rejected_rows
 from bspk_pipelines.warehouse.apply import Counts, held_count
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES
+from bspk_pipelines.warehouse.special_orders import needing_action
 
 PREVIEW_ROWS = 5
 
@@ -221,6 +223,12 @@ def freshness(brand: Brand) -> dg.FreshnessPolicy | None:
     return dg.FreshnessPolicy.time_window(warn_window=window, fail_window=2 * window)
 
 
+# What a table's materialisation says beyond its counts, for the entities whose rows mean more.
+TABLE_FACTS: dict[str, Callable[[sa.Connection, str], dict]] = {
+    "special_order_events": lambda conn, brand: {"orders_needing_action": len(needing_action(conn, brand))},
+}
+
+
 def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) -> dg.AssetsDefinition:
     """The platform table of one entity: every source's mapped files merged and applied in order."""
     b = brand.brand
@@ -251,6 +259,7 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
             rejected = sum(rejected_rows(conn, b, entity_name, [(a.source, a.file) for a in applied]).values())
             rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(whole)).scalar_one()
             preview = conn.execute(sa.select(table).where(whole).limit(PREVIEW_ROWS)).mappings().all()
+            facts = TABLE_FACTS[entity_name](conn, b) if entity_name in TABLE_FACTS else {}
         total = Counts()
         for a in applied:
             total += a.counts
@@ -258,7 +267,7 @@ def build_platform_table(brand: Brand, entity_name: str, dialect: sa.Dialect) ->
         total += released
         yield dg.MaterializeResult(
             metadata={
-                "files_applied": len(applied), "rejected": rejected, **_counts(total), "held": held_now,
+                "files_applied": len(applied), "rejected": rejected, **_counts(total), "held": held_now, **facts,
                 "dagster/row_count": rows, "preview": _md(pl.DataFrame([dict(r) for r in preview]) if preview else None),
                 "files": dg.MetadataValue.md("\n".join(f"- `{a.file}` ({a.source}): {a.counts.as_dict()}" for a in applied)
                                              or "_held rows released_"),

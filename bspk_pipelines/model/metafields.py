@@ -1,0 +1,142 @@
+"""A metafield's value against its declared type: whether it fits (the rule a METAFIELDS row is
+checked by) and the typed JSON value the platform shows beside the text (`json_value`).
+
+The platform's list of types is CUT OFF; its metafields follow Shopify's (`value_type`
+`single_line_text_field`, `is_list` apart), so Shopify's types are the list (`METAFIELD_TYPES`).
+A list's encoding is CUT OFF too: a list is a JSON array of items, each of the type, as the
+Platform API's `json_value` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bspk_pipelines.model.entities import METAFIELD_TRUTH
+
+WHOLE = re.compile(r"^-?\d{1,13}$")  # Shopify's range: at most 13 digits
+NUMBER = re.compile(r"^-?\d{1,13}(\.\d{1,9})?$")
+COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+LINK = re.compile(r"^(https?://[^\s]+|mailto:[^\s]+|tel:[^\s]+|sms:[^\s]+)$")
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+# Types whose value is a JSON object (amount and currency, value and unit, rich text, ...).
+OBJECTS = frozenset({"money", "weight", "volume", "dimension", "rating", "link", "rich_text_field"})
+
+EXPECTED = {
+    "single_line_text_field": "one line of text",
+    "boolean": "true or false",
+    "number_integer": "a whole number of at most 13 digits",
+    "number_decimal": "a number such as 12.5",
+    "date": "a date YYYY-MM-DD",
+    "date_time": "an ISO 8601 date-time such as 2022-01-17T19:23:22Z",
+    "url": "an http(s), mailto, tel or sms link",
+    "color": "a colour #RRGGBB",
+    "json": "JSON",
+    **{t: "a JSON object" for t in OBJECTS},
+}
+
+
+def _date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+def _date_time(text: str) -> bool:
+    if not DATETIME.match(text):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def _item_fits(value_type: str, item: Any) -> bool:
+    """One item, as text (a single value or a list's string) or a JSON value (a list's number,
+    boolean or object), against its type."""
+    if value_type == "json":
+        return not isinstance(item, str) or _json(item) is not _INVALID
+    if value_type in OBJECTS:
+        return isinstance(_json(item) if isinstance(item, str) else item, dict)
+    if isinstance(item, bool):
+        return value_type == "boolean"
+    if isinstance(item, (int, float)):
+        return value_type == "number_decimal" or (value_type == "number_integer" and isinstance(item, int))
+    if not isinstance(item, str):
+        return False
+    match value_type:
+        case "boolean":
+            return item in METAFIELD_TRUTH
+        case "number_integer":
+            return bool(WHOLE.match(item))
+        case "number_decimal":
+            return bool(NUMBER.match(item))
+        case "date":
+            return _date(item)
+        case "date_time":
+            return _date_time(item)
+        case "url":
+            return bool(LINK.match(item))
+        case "color":
+            return bool(COLOR.match(item))
+        case "single_line_text_field":
+            return "\n" not in item and "\r" not in item
+    return True  # multi-line text, ids and references: any text
+
+
+def misfit(value_type: str | None, is_list: bool | None, value: str | None) -> str | None:
+    """Why `value` does not fit its declared type, or None when it does (or when the type or the
+    list flag is missing: their own rules reject that)."""
+    if value is None or value_type is None or is_list is None:
+        return None
+    expected = EXPECTED.get(value_type, "text")
+    if is_list:
+        items = _json(value)
+        if not isinstance(items, list):
+            return f"a list is a JSON array such as [\"Blue\",\"Red\"], each item {expected} ({value_type})"
+        bad = next((i for i, item in enumerate(items) if not _item_fits(value_type, item)), None)
+        return None if bad is None else f"item {bad + 1} of the list is not {expected} ({value_type})"
+    return None if _item_fits(value_type, value) else f"not {expected} ({value_type})"
+
+
+def _typed(value_type: str, item: Any) -> Any:
+    if not isinstance(item, str):
+        return str(item) if value_type == "number_decimal" and not isinstance(item, bool) else item
+    match value_type:
+        case "boolean":
+            return item == METAFIELD_TRUTH[0]
+        case "number_integer":
+            return int(item)
+        case "number_decimal":
+            # Exact, as the brand wrote it: JSON's numbers would be floats.
+            try:
+                return format(Decimal(item), "f")
+            except InvalidOperation:
+                return item
+        case _ if value_type == "json" or value_type in OBJECTS:
+            return json.loads(item)
+    return item
+
+
+def json_value(value_type: str, is_list: bool, value: str) -> Any:
+    """The value typed as JSON: a number, a boolean, an object, a list of them; a decimal stays
+    exact text. Only for values that fit (`misfit` is None)."""
+    if is_list:
+        return [_typed(value_type, item) for item in json.loads(value)]
+    return _typed(value_type, value)
