@@ -10,6 +10,7 @@ import pytest
 from bspk_pipelines.ingest.parse import LINE, RowProblem
 from bspk_pipelines.ingest.rules import Validated, validate
 from bspk_pipelines.model.entities import ENTITIES, Kind
+from bspk_pipelines.model.metafields import json_value
 
 # A row of each entity that breaks no rule: the base each case changes one column of.
 VALID = {
@@ -189,13 +190,26 @@ def test_metafield_booleans_are_lower_case_and_the_message_says_so():
     ("boolean", "true", '[true, "false"]', '["yes"]'),
     ("date", "true", '["2024-01-15"]', '["2024-01-15", "15/01/2024"]'),
     ("product_reference", "false", "gid://shopify/Product/1", None),
+    # Hostile JSON: nested past Python's recursion limit, NaN, a number too large for any store.
+    ("json", "false", "[[1]]", "[" * 30_000 + "]" * 30_000),
+    ("json", "false", '{"a": 1}', "NaN"),
+    ("number_decimal", "true", "[0.1, 2]", "[1e999]"),
+    ("number_decimal", "true", '["0.30", 12.5]', "[Infinity]"),
 ])
 def test_a_metafield_value_must_fit_its_declared_type(value_type, is_list, good, bad):
     assert check("metafields", value_type=value_type, is_list=is_list, value=good).rejects == []
     if bad is not None:
         [reject] = check("metafields", value_type=value_type, is_list=is_list, value=bad).rejects
-        assert (reject.column, reject.rule, reject.value) == ("value", "value_type", bad)
+        assert (reject.column, reject.rule, reject.value) == ("value", "value_type", bad[:200])  # a reject quotes 200
         assert value_type in reject.message
+
+
+def test_a_metafields_json_value_is_typed_and_its_decimals_exact():
+    assert json_value("number_decimal", True, '[0.10, 2, "3.50"]') == ["0.10", "2", "3.50"]
+    assert json_value("number_decimal", False, "0.30000000000000004") == "0.30000000000000004"
+    assert json_value("number_integer", True, '[1, "2"]') == [1, 2]
+    assert json_value("boolean", True, '[true, "false"]') == [True, False]
+    assert json_value("json", False, '{"a": 0.5, "b": [1.25]}') == {"a": 0.5, "b": [1.25]}
 
 
 def test_a_metafield_list_that_is_not_a_json_array_says_how_to_write_one():

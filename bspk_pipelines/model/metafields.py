@@ -57,14 +57,31 @@ def _date_time(text: str) -> bool:
     return True
 
 
+_INVALID = object()
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _json(text: str) -> Any:
+    """`text` read as JSON, numbers with a fraction exact (`Decimal`, never a float's noise), NaN and
+    Infinity refused; `_INVALID` when it is not JSON."""
     try:
-        return json.loads(text)
-    except ValueError:
+        return json.loads(text, parse_float=Decimal, parse_constant=_not_a_number)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return _INVALID
 
 
-_INVALID = object()
+def _plain(value: Any) -> Any:
+    """A JSON value with its exact decimals as JSON numbers again (a float), for `json_value`."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _item_fits(value_type: str, item: Any) -> bool:
@@ -76,8 +93,10 @@ def _item_fits(value_type: str, item: Any) -> bool:
         return isinstance(_json(item) if isinstance(item, str) else item, dict)
     if isinstance(item, bool):
         return value_type == "boolean"
-    if isinstance(item, (int, float)):
-        return value_type == "number_decimal" or (value_type == "number_integer" and isinstance(item, int))
+    if isinstance(item, int):
+        return value_type in ("number_integer", "number_decimal") and bool(WHOLE.match(str(item)))
+    if isinstance(item, Decimal):
+        return value_type == "number_decimal" and bool(NUMBER.match(format(item, "f")))
     if not isinstance(item, str):
         return False
     match value_type:
@@ -117,7 +136,9 @@ def misfit(value_type: str | None, is_list: bool | None, value: str | None) -> s
 
 def _typed(value_type: str, item: Any) -> Any:
     if not isinstance(item, str):
-        return str(item) if value_type == "number_decimal" and not isinstance(item, bool) else item
+        if value_type == "number_decimal":
+            return format(item, "f") if isinstance(item, Decimal) else str(item)
+        return _plain(item)
     match value_type:
         case "boolean":
             return item == METAFIELD_TRUTH[0]
@@ -130,7 +151,7 @@ def _typed(value_type: str, item: Any) -> Any:
             except InvalidOperation:
                 return item
         case _ if value_type == "json" or value_type in OBJECTS:
-            return json.loads(item)
+            return _plain(_json(item))
     return item
 
 
@@ -138,5 +159,5 @@ def json_value(value_type: str, is_list: bool, value: str) -> Any:
     """The value typed as JSON: a number, a boolean, an object, a list of them; a decimal stays
     exact text. Only for values that fit (`misfit` is None)."""
     if is_list:
-        return [_typed(value_type, item) for item in json.loads(value)]
+        return [_typed(value_type, item) for item in _json(value)]
     return _typed(value_type, value)
