@@ -191,3 +191,31 @@ def test_a_repair_systems_own_export_feeds_special_orders(engine, tmp_path):
     assert str(stored["created_at"]).replace(" ", "T").startswith("2022-01-17T19:23:00")  # Paris time, stored UTC
     [(line, column, value, rule)] = h.rejects(name)
     assert (line, column, value, rule) == (3, "ETAT", "perdu", "enum")
+
+
+TWO_SYSTEMS = {"brand": "acme", "company_name": "Acme", "sources": {
+    "main": {"format": "bspk", "drop": "drop/acme"}, "atelier": {"format": "bspk", "drop": "drop/acme/atelier"}}}
+
+
+def test_with_two_sources_a_changed_event_is_rejected_once_and_precedence_keeps_the_trusted_version(engine, tmp_path):
+    h = brand_harness(TWO_SYSTEMS, engine, tmp_path)
+    _applied_orders(h)
+    first = "SPECIAL-ORDER-EVENTS_V2_Acme_202401110000.csv"
+    h.drop(first, EVENTS + event("103495", "103495-1", 1, "Received", "FALSE"))
+    assert h.ingest(first)["inserted"] == 1
+    # The same source resends it changed: one reject, not one per table it passes through.
+    again = "SPECIAL-ORDER-EVENTS_V2_Acme_202401120000.csv"
+    h.drop(again, EVENTS + event("103495", "103495-1", 1, "Received twice", "FALSE"))
+    record = h.ingest(again)
+    assert (record["inserted"], record["updated"], record["unchanged"], record["rejected"]) == (0, 0, 0, 1)
+    assert h.rejects(again) == [(2, "sequence", "1", "append_only")]
+    # The other system sends it otherwise: main is trusted first (the default precedence), so the
+    # merged event is main's, as stored; atelier's version is kept as atelier's.
+    other = "SPECIAL-ORDER-EVENTS_V2_Acme_202401130000.csv"
+    h.drop(other, EVENTS + event("103495", "103495-1", 1, "Received at the workshop", "TRUE"), source="atelier")
+    record = h.ingest(other, source="atelier")
+    assert (record["inserted"], record["updated"], record["unchanged"], record["rejected"]) == (0, 0, 1, 0)
+    assert [r["description"] for r in h.rows("special_order_events__by_source", "source")] == [
+        "Received at the workshop", "Received"]
+    [stored] = h.rows("special_order_events")
+    assert (stored["description"], stored["action_required"]) == ("Received", False)

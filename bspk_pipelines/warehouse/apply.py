@@ -330,8 +330,9 @@ def apply_rows(
     if not owners:
         return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe, source=source)
     by_source = BY_SOURCE_TABLES[entity_name]
-    upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
-           ["source", *entity.key], hold_unresolved=False)
+    # An append-only row the source resends changed is rejected here, against its own last version.
+    sourced = upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
+                     ["source", *entity.key], hold_unresolved=False, source=source)
     key = match_key(entity)
     frame = with_folded(entity, frame)
     keys = frame.select(key).unique()
@@ -344,13 +345,17 @@ def apply_rows(
     )
     stage.drop(conn)
     if rows.is_empty():
-        return Counts()
+        return Counts(rejected=sourced.rejected)
     # The refs as this delivery sent them: the last sent, whichever source sent the others. (Rows
     # a source resends unchanged were set aside before this: they leave the stored casing as it is.)
     complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {}, latest=source)
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
     counts = upsert(conn, entity, target, brand, complete, file, list(entity.key), observe=observe, source=source)
+    # Its merged row is the stored one again: rejected, not unchanged. (Another source's change of a
+    # stored append-only row is rejected by the merged write itself.)
+    counts.rejected += sourced.rejected
+    counts.unchanged -= sourced.rejected
     counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True),
                                     (source, file), owners)
     return counts
