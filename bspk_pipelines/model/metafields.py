@@ -10,6 +10,7 @@ Platform API's `json_value` writes it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -17,11 +18,16 @@ from typing import Any
 
 from bspk_pipelines.model.entities import METAFIELD_TRUTH
 
-WHOLE = re.compile(r"^-?\d{1,13}$")  # Shopify's range: at most 13 digits
-NUMBER = re.compile(r"^-?\d{1,13}(\.\d{1,9})?$")
-COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
-LINK = re.compile(r"^(https?://[^\s]+|mailto:[^\s]+|tel:[^\s]+|sms:[^\s]+)$")
-DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+# ASCII digits only and `\Z`, never `\d` and `$`: Python's `\d` takes any script's digits (`٣`,
+# which int() reads as 3) and `$` matches before a final line break (`5\n` would be a whole number).
+WHOLE = re.compile(r"^-?[0-9]{1,13}\Z")  # Shopify's range: at most 13 digits
+NUMBER = re.compile(r"^-?[0-9]{1,13}(\.[0-9]{1,9})?\Z")
+COLOR = re.compile(r"^#[0-9A-Fa-f]{6}\Z")
+LINK = re.compile(r"^(https?://|mailto:|tel:|sms:)[^\s]+\Z")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+DATETIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?\Z")
+# A number_decimal's most digits before and after the point (NUMBER's).
+WHOLE_DIGITS, FRACTION_DIGITS = 13, 9
 # Types whose value is a JSON object (amount and currency, value and unit, rich text, ...).
 OBJECTS = frozenset({"money", "weight", "volume", "dimension", "rating", "link", "rich_text_field"})
 
@@ -40,11 +46,13 @@ EXPECTED = {
 
 
 def _date(text: str) -> bool:
+    if not DATE.match(text):
+        return False
     try:
         date.fromisoformat(text)
     except ValueError:
         return False
-    return len(text) == 10
+    return True
 
 
 def _date_time(text: str) -> bool:
@@ -64,13 +72,51 @@ def _not_a_number(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> Decimal:
+    """A JSON number with a fraction or exponent, exact; refused when no float holds it (`1e400`):
+    `json_value` writes it as a JSON number, and JSON has no Infinity."""
+    if math.isinf(float(text)):
+        raise ValueError(f"{text} is beyond what a JSON number holds")
+    return Decimal(text)
+
+
+def _unpaired_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds text that is no Unicode (`"\\ud800"`): no UTF-8 answer can carry it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_unpaired_surrogate(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unpaired_surrogate(k) or _unpaired_surrogate(v) for k, v in value.items())
+    return False
+
+
 def _json(text: str) -> Any:
-    """`text` read as JSON, numbers with a fraction exact (`Decimal`, never a float's noise), NaN and
-    Infinity refused; `_INVALID` when it is not JSON."""
+    """`text` read as JSON, numbers with a fraction exact (`Decimal`, never a float's noise), NaN,
+    Infinity and numbers beyond a float refused, and text escaping half a surrogate pair;
+    `_INVALID` when it is not JSON."""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_not_a_number)
+        value = json.loads(text, parse_float=_finite, parse_constant=_not_a_number)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return _INVALID
+    try:
+        return _INVALID if _unpaired_surrogate(value) else value
+    except RecursionError:
+        return _INVALID
+
+
+def _decimal_fits(item: Decimal) -> bool:
+    """A list's JSON number against number_decimal's digits, without writing it out first
+    (`1e999999999` written out is a gigabyte of zeros)."""
+    _, digits, exponent = item.as_tuple()
+    if not isinstance(exponent, int):
+        return False
+    whole, fraction = max(len(digits) + exponent, 0), max(-exponent, 0)
+    return whole <= WHOLE_DIGITS and fraction <= FRACTION_DIGITS and bool(NUMBER.match(format(item, "f")))
 
 
 def _plain(value: Any) -> Any:
@@ -96,7 +142,7 @@ def _item_fits(value_type: str, item: Any) -> bool:
     if isinstance(item, int):
         return value_type in ("number_integer", "number_decimal") and bool(WHOLE.match(str(item)))
     if isinstance(item, Decimal):
-        return value_type == "number_decimal" and bool(NUMBER.match(format(item, "f")))
+        return value_type == "number_decimal" and _decimal_fits(item)
     if not isinstance(item, str):
         return False
     match value_type:
