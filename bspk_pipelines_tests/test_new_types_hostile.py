@@ -269,8 +269,6 @@ def test_sequences_are_whole_numbers_of_at_most_three_digits_at_least_zero(harne
     assert sorted(s for _, s in events_stored(harness)) == [0, 1, 999]
 
 
-@pytest.mark.xfail(strict=True, reason="ingest/rules.py WHOLE/DECIMAL use \\d, which polars reads as any script's digit: "
-                                       "a sequence '٣' passes the check, then the Int64 cast fails the whole file")
 def test_a_sequence_in_arabic_indic_digits_is_rejected_not_a_crash(harness):
     files = Files(harness)
     orders_with_lines(harness, files, "103495")
@@ -278,9 +276,6 @@ def test_a_sequence_in_arabic_indic_digits_is_rejected_not_a_crash(harness):
     assert (record["status"], record["inserted"], record["rejected"]) == ("applied", 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="ingest/rules.py DECIMAL uses \\d, which polars reads as any script's digit: "
-                                       "a total_amount '٣٠' passes the check: stored as that text on SQLite, a "
-                                       "COPY error failing the apply on PostgreSQL")
 def test_a_total_amount_in_arabic_indic_digits_is_rejected(harness):
     files = Files(harness)
     shoppers(harness, "C1")
@@ -411,8 +406,6 @@ def test_a_product_metafield_in_another_case_than_its_product_applies_and_a_shop
     assert [h["reason"] for h in held_rows(harness, "metafields")] == ["owner_ref 'c1' is not a known shoppers record yet"]
 
 
-@pytest.mark.xfail(strict=True, reason="model/entities.py METAFIELDS: owner_ref is not case-insensitive in the key, so "
-                                       "a Product's metafield sent as p-1 then P-1 becomes two metafields of one product")
 def test_a_product_metafield_resent_with_its_ref_in_another_case_is_the_same_metafield(harness):
     files = Files(harness)
     product(harness, "P-1")
@@ -422,8 +415,6 @@ def test_a_product_metafield_resent_with_its_ref_in_another_case_is_the_same_met
     assert [(m["owner_ref"], m["value"]) for m in harness.rows("metafields")] == [("P-1", "Hand wash")]
 
 
-@pytest.mark.xfail(strict=True, reason="ingest/check.py duplicate check: owner_ref is not folded for Product owners, so "
-                                       "p-1 and P-1 in one file are not caught as one key")
 def test_one_products_metafield_twice_in_a_file_in_two_cases_is_a_duplicate_key(harness):
     files = Files(harness)
     product(harness, "P-1")
@@ -586,9 +577,6 @@ def test_an_inactive_metafield_disappears_from_its_client_and_comes_back_when_ac
     assert shown() == ["a"]
 
 
-@pytest.mark.xfail(strict=True, reason="ingest/apply.py release_held: a held metafield released once its shopper "
-                                       "arrives does not move the client's updated_at (MetafieldsTouch observes only "
-                                       "files applied), so an incremental consumer never sees it")
 def test_a_held_metafield_released_later_moves_its_client_on(engine, tmp_path):
     world = make_world(engine, tmp_path)
     h = world.harness["acme"]

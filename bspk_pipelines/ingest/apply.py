@@ -81,7 +81,8 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
         forget_work(layout, brand.brand, source, entity_name, name, claim)
     released = Counts()
     with writing(engine) as conn:
-        for (source, name), counts in release_held(conn, brand.brand, entity_name).items():
+        for (source, name), counts in release_held(conn, brand.brand, entity_name,
+                                                   _client_observer(brand, entity_name, "")).items():
             credit_released(conn, brand.brand, source, name, entity_name, counts)
             released += counts
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
@@ -90,8 +91,9 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
 
 
 def _client_observer(brand: Brand, entity_name: str, name: str) -> Observer | None:
-    """What carries a file's changes over to the brand's clients in the file's transaction: a
-    shopper's values (and the clients' events), a metafield's change of its client's update time."""
+    """What carries a file's changes (`name`; held rows released: "") over to the brand's clients in
+    the same transaction: a shopper's values (and the clients' events), a metafield's change of its
+    client's update time."""
     if entity_name == "shoppers":
         return ImportSync(brand.brand, name, brand.webhooks.echo_imports, now())
     if entity_name == "metafields":

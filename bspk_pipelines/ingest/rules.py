@@ -23,12 +23,13 @@ from bspk_pipelines.ingest.parse import LINE, RowProblem
 EMAIL = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 URL = r"^https?://[^\s]+$"
 E164 = r"^\+[1-9][0-9]{6,14}$"
-DATE = r"^\d{4}-\d{2}-\d{2}$"
-WHOLE = r"^-?\d+$"
-DECIMAL = r"^-?\d+(\.\d+)?$"
+# Digits are ASCII: `\d` in polars' (and Python's) patterns takes any script's digits (`٣`).
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+WHOLE = r"^-?[0-9]+$"
+DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
 NUMBER = re.compile(DECIMAL)
 # ISO 8601 as the platform's files write it: a date, or date and time, optionally Z or an offset.
-DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
 
 
 @cache

@@ -53,6 +53,9 @@ class Column:
     # product_ref and sku are case-insensitive: stored as the brand last sent them, matched whatever
     # their case (`A-100` and `a-100` are one record; the warehouse keys on a folded copy).
     case_insensitive: bool = False
+    # Case-insensitive only on rows whose column (first) has the value (second): a metafield's
+    # owner_ref when it names a product.
+    case_insensitive_when: tuple[str, str] | None = None
     # Stored when the file leaves the value blank, where the reference gives one ("empty means FALSE").
     default: str | None = None
     # The column's name in the platform's file when the warehouse must call it otherwise.
@@ -514,7 +517,7 @@ METAFIELDS = Entity(
     versions=("V1", "V2", "V3"),
     columns=(
         Column("owner_type", Kind.ENUM, required=True, choices=("Shopper", "Product")),
-        _ref("owner_ref"),
+        Column("owner_ref", required=True, case_insensitive_when=("owner_type", "Product")),
         Column("namespace", required=True),
         Column("key", required=True),
         _bool("is_list", required=True, truth=METAFIELD_TRUTH),
@@ -530,8 +533,9 @@ METAFIELDS = Entity(
     notes=(
         "The file's prefix and version are NOT FOUND: `METAFIELDS`, version V1, V2 or V3, "
         "named like every other file.",
-        "owner_type `Shopper` is documented; `Product` is accepted too (a product_ref, in any "
-        "case). A metafield waits for its owner like a sale.",
+        "owner_type `Shopper` is documented; `Product` is accepted too: its owner_ref is a "
+        "product_ref, matched in any case like every product_ref (`p-1` and `P-1` are one product's). "
+        "A metafield waits for its owner like a sale.",
         "value_type's list is CUT OFF: Shopify's metafield types are accepted, and the value must "
         "fit its type (number_integer a whole number, number_decimal a number, boolean true/false, "
         "date YYYY-MM-DD, date_time ISO 8601, url http(s)/mailto/tel/sms, color #RRGGBB, json "

@@ -226,6 +226,9 @@ def value_description(c: Column) -> str:
         parts.append(f"at least {c.minimum:g}")
     if c.case_insensitive:
         parts.append("case-insensitive (stored as last sent)")
+    if c.case_insensitive_when:
+        parts.append(f"case-insensitive where `{c.case_insensitive_when[0]}` is `{c.case_insensitive_when[1]}` "
+                     "(stored as last sent)")
     return "; ".join(parts)
 
 

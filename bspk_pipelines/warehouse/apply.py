@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from bspk_pipelines.model.entities import ENTITIES, LINE, Entity, Reference, dependents
 from bspk_pipelines.warehouse import bulk
 from bspk_pipelines.warehouse.schema import (
-    BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, fold, folded_columns, held, match_key,
+    BY_SOURCE_TABLES, ENTITY_TABLES, column_type, decimal_text, distinct, fold, folded, folded_columns, held, match_key,
     polars_schema, rejects, with_folded,
 )
 
@@ -59,8 +59,7 @@ def now() -> datetime:
 
 def with_key(entity: Entity, frame: pl.DataFrame) -> pl.DataFrame:
     """Adds `_key`: the entity key as one text value (refs folded), how held rows are found again."""
-    parts = [pl.col(k).cast(pl.Utf8).fill_null("") for k in entity.key]
-    parts = [fold(p) if entity.column(k).case_insensitive else p for k, p in zip(entity.key, parts)]
+    parts = [folded(entity, k).cast(pl.Utf8).fill_null("") for k in entity.key]
     return frame.with_columns(pl.concat_str(parts, separator="|").alias(KEY))
 
 
@@ -379,12 +378,13 @@ def _hold_incomplete(conn: sa.Connection, entity: Entity, brand: str, rows: pl.D
     return len(records)
 
 
-def release_held(conn: sa.Connection, brand: str, entity_name: str) -> dict[tuple[str | None, str], Counts]:
+def release_held(conn: sa.Connection, brand: str, entity_name: str,
+                 observe: Observer | None = None) -> dict[tuple[str | None, str], Counts]:
     """Apply held rows of `entity_name` whose references now resolve; the rest stay held.
 
     Returns what was released by the delivery (source, file) that sent it, for the ledger to credit,
     so each file's counts tell the whole story. Rows waiting for an attribute's owner are not
-    released here: the owner's file merges them.
+    released here: the owner's file merges them. `observe` sees each write (see `upsert`).
     """
     entity = ENTITIES[entity_name]
     released = {}
@@ -393,7 +393,8 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str) -> dict[tupl
         frame = frame.filter(resolves(conn, entity, brand, frame))
         if frame.is_empty():
             continue
-        counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key), source=source)
+        counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key), source=source,
+                        observe=observe)
         counts.released = frame.height - counts.held
         released[source, file] = counts
     return released

@@ -88,8 +88,19 @@ def fold(expr: pl.Expr) -> pl.Expr:
 
 @cache
 def folded_columns(entity: Entity) -> dict[str, str]:
-    """Hidden folded column -> the key column it folds, for the entity's case-insensitive key columns."""
-    return {f"_{c.name}_key": c.name for c in entity.columns if c.case_insensitive and c.name in entity.key}
+    """Hidden folded column -> the key column it folds, for the entity's case-insensitive key columns
+    (on every row, or on the rows of `case_insensitive_when`)."""
+    return {f"_{c.name}_key": c.name for c in entity.columns
+            if (c.case_insensitive or c.case_insensitive_when) and c.name in entity.key}
+
+
+def folded(entity: Entity, name: str) -> pl.Expr:
+    """A key column as it is matched: folded, where (and on the rows where) it ignores case."""
+    c, col = entity.column(name), pl.col(name)
+    if c.case_insensitive_when:
+        column, value = c.case_insensitive_when
+        return pl.when(pl.col(column) == value).then(fold(col)).otherwise(col)
+    return fold(col) if c.case_insensitive else col
 
 
 def match_key(entity: Entity, key: Sequence[str] | None = None) -> list[str]:
@@ -102,7 +113,7 @@ def match_key(entity: Entity, key: Sequence[str] | None = None) -> list[str]:
 def with_folded(entity: Entity, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """`frame` with the folded copies of the case-insensitive key columns it carries (written anew)."""
     present = frame.collect_schema().names()
-    return frame.with_columns(fold(pl.col(c)).alias(h) for h, c in folded_columns(entity).items() if c in present)
+    return frame.with_columns(folded(entity, c).alias(h) for h, c in folded_columns(entity).items() if c in present)
 
 
 def column_type(entity: Entity, name: str) -> sa.types.TypeEngine:
