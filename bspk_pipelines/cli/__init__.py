@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample", nargs="?", action="append", const="newest", metavar="FILE",
                    help="check the file mappings' columns against FILE's header (repeatable); with no FILE, against "
                         "the newest file of each pattern in the drop folders")
+    p.add_argument("--connect", action="store_true",
+                   help="also open each source's drop store (SFTP: host key and credentials; S3: bucket and "
+                        "permissions) and the landing zone's bucket, list it once and close it: ok or the reason, "
+                        "per source")
     p = sub.add_parser("sync", help="process everything pending in brands' drop folders once")
     p.add_argument("--brand", action="append", help="brand id (repeatable; default: every brand)")
     p.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing (default 1)")

@@ -1,5 +1,6 @@
 """`bspk check-config`: every brand file validated, without Dagster, so it answers at once; with
-`--sample`, each file mapping's columns checked against the header of a real file."""
+`--sample`, each file mapping's columns checked against the header of a real file; with
+`--connect`, each source's drop store (and the landing zone's bucket) opened and listed once."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     for sample in args.sample or []:
         problems += check_samples(brands, settings.data_dir, None if sample == NEWEST else Path(sample))
+    if args.connect:
+        problems += check_stores(brands, settings)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -72,6 +75,44 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
     if sample and not checked:
         problems.append(f"{sample.name}: matches no file pattern of any brand: nothing to check it against")
     return problems
+
+
+def check_stores(brands: list[Brand], settings: Settings) -> list[str]:
+    """Each file source's drop store opened, listed once and closed (SFTP's host key and
+    credentials tried, a bucket's permissions), and the landing zone's bucket listed once: a line
+    printed for each that answered, a problem for each that did not."""
+    from bspk_pipelines.ingest.layout import Layout
+    from bspk_pipelines.ingest.stores import Refused, Snapshot
+
+    layout = Layout(settings.data_dir, settings.landing_url, settings.known_hosts)
+    problems = []
+    for brand in brands:
+        for sid, source in brand.sources.items():
+            if source.format == "shopify":
+                continue  # its folder is its pulls' own
+            store = layout.drop_store(brand, sid)
+            try:
+                files = sum(isinstance(entry, Snapshot) for entry in store.entries().values())
+                print(f"{brand.brand}: {sid}: {store.where}: ok ({files} file(s) there)")
+            except Refused as e:
+                problems.append(f"{brand.brand}.yaml: sources.{sid}.drop ({store.where}): {e}")
+            finally:
+                store.close()
+    if settings.landing_url:
+        problems += _check_landing(settings.landing_url)
+    return problems
+
+
+def _check_landing(url: str) -> list[str]:
+    """The landing zone's bucket listed once: a line printed if it answered, else the problem."""
+    from bspk_pipelines.ingest.stores import Refused, parse_drop, s3
+
+    try:
+        s3.check_landing(parse_drop(url))
+    except Refused as e:
+        return [str(e)]
+    print(f"landing zone {url}: ok")
+    return []
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import sqlalchemy as sa
@@ -25,17 +26,24 @@ from bspk_pipelines.warehouse.schema import files, held, months
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Sync the wanted brands (default: all), then print the summary. Exit 0 when every delivery is
     applied (or a duplicate), 1 when one failed, now or before and not retried yet (0 with
-    `allow_failed`), 2 for a config error. `settings` are the deployment's unless given (`bspk demo` gives its own)."""
+    `allow_failed`), or when a drop store was refused whole (whatever `allow_failed` says: nothing
+    of it was looked at), 2 for a config error. `settings` are the deployment's unless given
+    (`bspk demo` gives its own)."""
+    refused: list[str] = []  # brands with a drop store refused whole
+
     def step(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance) -> bool:
         print(f"{brand.brand}:")
         pulled = all([r.success for r in pull_shops(defs, brand, instance)])
-        ran = all([r.success for r in sync_brand(defs, brand, instance, args.settle)])
+        synced = take_pending(defs, brand, instance, args.settle)
+        if not_taken_from(brand, synced.refused_stores):
+            refused.append(brand.brand)
+        ran = all([r.success for r in synced.runs])
         return still_failed(resource(defs, "warehouse").engine, brand) == 0 and ran and pulled
 
     defs, brands, ok = each_brand(settings or deployment(), args.brand, step)
     print()
     print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
-    return 0 if ok or args.allow_failed else 1
+    return 1 if refused or not (ok or args.allow_failed) else 0
 
 
 def pull_shops(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, only: str | None = None,
@@ -60,19 +68,39 @@ def pull_shops(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
     return results
 
 
+@dataclass
+class Synced:
+    """What one sync of a brand's drop stores did: the runs, and the sources whose store was
+    refused whole (unreachable, credentials refused, no folder), with why."""
+
+    runs: list[dg.ExecuteInProcessResult]
+    refused_stores: dict[str, str]
+
+
 def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, settle_seconds: float = 1.0, out=print) -> list[dg.ExecuteInProcessResult]:
+    """The runs of `take_pending`."""
+    return take_pending(defs, brand, instance, settle_seconds, out).runs
+
+
+def take_pending(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance, settle_seconds: float = 1.0,
+                 out=print) -> Synced:
     """Process everything pending in the brand's drop folders through the same jobs the sensor
-    launches, recording each run in the Dagster instance. Waits `settle_seconds` between looks
-    so a file still being written is left for later."""
+    launches, recording each run in the Dagster instance; each problem said once. Waits
+    `settle_seconds` between looks so a file still being written is left for later."""
     warehouse, folders = resource(defs, "warehouse"), resource(defs, "folders")
     layout = folders.layout
     cursor = load_cursor(None)
     results = []
+    refused: dict[str, str] = {}
+    said: set[str] = set()
     done: set[str] = set()
     for _ in range(100):
         plan = plan_runs(brand, layout, warehouse.engine, cursor)
+        refused |= plan.refused_stores
         for problem in plan.failed:
-            out(f"  not taken: {problem}")
+            if problem not in said:
+                said.add(problem)
+                out(f"  not taken: {problem}")
         for partitions, keys in plan.partitions.items():
             add_partitions(instance, partitions, keys)
         for event in plan.duplicates:
@@ -89,7 +117,17 @@ def sync_brand(defs: dg.Definitions, brand: Brand, instance: dg.DagsterInstance,
         if not ran and not plan.settling:
             break
         time.sleep(settle_seconds)
-    return results
+    return Synced(results, refused)
+
+
+def not_taken_from(brand: Brand, refused_stores: dict[str, str], out=print) -> int:
+    """One line naming the brand's sources whose drop store was refused whole (why is said above),
+    and how to try again; how many there are."""
+    if refused_stores:
+        whose, them = ("its drop store was", "it") if len(refused_stores) == 1 else ("their drop stores were", "them")
+        out(f"  nothing was taken from {', '.join(refused_stores)}: {whose} refused (above); fix {them}, then: "
+            f"bspk sync --brand {brand.brand}")
+    return len(refused_stores)
 
 
 def still_failed(engine: sa.Engine, brand: Brand, out=print) -> int:
@@ -110,9 +148,14 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
         instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
         tags=request.tags, raise_on_error=False, run_config=QUIET,
     )
-    outcome = "ok" if result.success else "FAILED: " + failure(result)
+    outcome = "ok" if result.success else "FAILED: " + _unnamed(failure(result), request.partition_key)
     out(f"  {_what(request)}: run {result.run_id[:8]} {outcome}")
     return result
+
+
+def _unnamed(message: str, name: str | None) -> str:
+    """A run's failure without the file name it starts with: the line names the file already."""
+    return message.removeprefix(f"{name}: ") if name else message
 
 
 def _what(request: dg.RunRequest) -> str:

@@ -195,7 +195,7 @@ def look(store: DropStore, previous: dict[str, Snapshot]) -> Look:
 
     Links and other entries that are not regular files are refused without being opened or
     followed; folders are left alone (a subfolder is not a delivery). A store refused whole (a
-    drop folder that is a link, a server that cannot be reached) raises Refused.
+    drop folder that is a link or does not exist, a server that cannot be reached) raises Refused.
     """
     result = Look([], {}, {})
     listing = store.entries()

@@ -14,10 +14,9 @@ import polars as pl
 
 from bspk_pipelines.ingest.drop import CHUNK, safe_name
 from bspk_pipelines.ingest.stores import (
-    Changed, DropStore, DropUrlError, S3Address, chunks, open_store, parse_drop,
+    Changed, DropStore, DropUrlError, S3Address, SftpCredentials, chunks, open_store, parse_drop,
 )
 from bspk_pipelines.model.brand import Brand
-from bspk_pipelines.settings import brand_secret
 
 # Under a source's entity work folder, the folders of the claims (the others are digests').
 CLAIMS = "claims"
@@ -49,9 +48,10 @@ class Layout:
         src = brand.sources[source]
         folder = self.drop(brand, source)
         if folder is not None:
-            return open_store(str(folder), self.data_dir)
-        return open_store(src.drop, self.data_dir, self.known_hosts, brand_secret(src.drop_key_env),
-                          brand_secret(src.drop_password_env))
+            # A Shopify source's folder is its pulls' own: made by the first pull, empty until then.
+            return open_store(str(folder), self.data_dir, missing_ok=src.drop is None)
+        return open_store(src.drop, self.data_dir, self.known_hosts,
+                          SftpCredentials.from_env(src.drop_key_env, src.drop_password_env))
 
     def landed(self, brand: str, source: str, name: str) -> Path:
         """A landed file's place in the data folder (with a landing URL, the copy kept there)."""

@@ -37,6 +37,8 @@ class Plan:
     cursor: dict = field(default_factory=dict)
     # Files seen that have not stopped growing yet: another look will take them.
     settling: int = 0
+    # Sources whose drop store was refused whole (unreachable, credentials refused, no folder): why.
+    refused_stores: dict[str, str] = field(default_factory=dict)
 
 
 def load_cursor(text: str | None) -> dict:
@@ -106,6 +108,7 @@ def _look_at(brand: Brand, source: str, store: DropStore, engine: sa.Engine, cur
         seen = look(store, previous)
     except Refused as e:
         report(f"{store.where}: refused: {e}")
+        plan.refused_stores[source] = str(e)
         plan.cursor["seen"][source] = cursor["seen"].get(source, {})
         plan.cursor["requested"][source] = cursor["requested"].get(source, {})
         return found

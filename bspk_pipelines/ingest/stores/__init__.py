@@ -12,6 +12,7 @@ S3-compatible bucket prefix (`s3.S3Prefix`). A source's `drop` names its store:
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
+
+from bspk_pipelines.settings import brand_secret
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,8 @@ class DropStore(Protocol):
     parallel_reads: bool
 
     def entries(self) -> Listing:
-        """The store's entries now (folders left out); empty if the store does not exist yet.
-        Refused if the store itself is refused (a drop folder that is a link)."""
+        """The store's entries now (folders left out). Refused if the store itself is refused: it
+        cannot be reached, its folder does not exist (`NO_FOLDER`) or is a link."""
 
     def reading(self, name: str) -> AbstractContextManager[Reading]:
         """One file opened for reading. Refused says why not; FileNotFoundError if it is gone."""
@@ -84,6 +87,8 @@ class DropStore(Protocol):
 LINK = "a symbolic link: links in a drop folder are never followed; put the file itself there"
 FOLDER_LINK = ("the drop folder is a symbolic link: links are never followed; name the folder itself in the "
                "source's `drop`, or put the files there")
+NO_FOLDER = "the folder does not exist: create it, or correct the source's `drop`"
+NOT_A_FOLDER = "not a folder: name the folder the files arrive in as the source's `drop`"
 
 
 def is_candidate(name: str) -> bool:
@@ -102,6 +107,14 @@ def kind_of(mode: int) -> str:
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
 
 
+def check_folder(mode: int) -> None:
+    """Refused unless a drop folder's mode (as lstat gives it) is a folder's: a link is never followed."""
+    if stat.S_ISLNK(mode):
+        raise Refused(FOLDER_LINK, retried=False)
+    if not stat.S_ISDIR(mode):
+        raise Refused(NOT_A_FOLDER, retried=True)
+
+
 def listed(mode: int, snapshot: Callable[[], Snapshot]) -> Snapshot | Refused | None:
     """A candidate entry by its mode (as lstat gives it): its snapshot, its refusal (a link, a
     pipe...), or None for a subfolder, which is left alone (a subfolder is not a delivery)."""
@@ -118,6 +131,13 @@ class DropUrlError(ValueError):
     """A source's `drop` is not a folder, an sftp:// or an s3:// address."""
 
 
+SFTP_FORM = "sftp://user@host:22/path"
+S3_FORM = "s3://bucket/prefix"
+# A `scheme:` at the start of a drop: an address, never a folder (`sftp:/host/path` lacks a slash).
+SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):")
+WRITTEN = {"sftp": f"an SFTP drop is written {SFTP_FORM}", "s3": f"an S3 drop is written {S3_FORM}"}
+
+
 @dataclass(frozen=True)
 class SftpAddress:
     user: str
@@ -132,14 +152,29 @@ class S3Address:
     prefix: str  # "" or ending in "/"
 
 
+@dataclass(frozen=True)
+class SftpCredentials:
+    """An SFTP drop's key file and password, and the variables they are read from (named in messages)."""
+
+    key_file: str | None = None
+    password: str | None = None
+    key_env: str = "BSPK_SFTP_KEY_FILE"
+    password_env: str = "BSPK_SFTP_PASSWORD"
+
+    @classmethod
+    def from_env(cls, key_env: str, password_env: str) -> SftpCredentials:
+        """The credentials in the variables a source names (`drop_key_env`, `drop_password_env`)."""
+        return cls(brand_secret(key_env), brand_secret(password_env), key_env, password_env)
+
+
 def parse_drop(drop: str) -> Path | SftpAddress | S3Address:
     """A source's `drop` as the store it names (DropUrlError saying what is wrong)."""
     if "://" not in drop:
-        return Path(drop)
+        return _folder(drop)
     parts = urlsplit(drop)
     if parts.scheme == "sftp":
         if not parts.username or not parts.hostname:
-            raise DropUrlError(f"{drop}: an SFTP drop names its user and host: sftp://user@host[:port]/path")
+            raise DropUrlError(f"{drop}: an SFTP drop names its user and host: {SFTP_FORM}")
         if parts.password is not None:
             raise DropUrlError(f"{drop}: never write a password into a drop address: put it in the variable the "
                                "source's `drop_password_env` names")
@@ -158,24 +193,37 @@ def parse_drop(drop: str) -> Path | SftpAddress | S3Address:
             raise DropUrlError(f"{drop}: an S3 drop takes no ?query or #fragment")
         prefix = unquote(parts.path).strip("/")
         return S3Address(parts.netloc, f"{prefix}/" if prefix else "")
-    raise DropUrlError(f"{drop}: a drop is a folder, sftp://user@host[:port]/path or s3://bucket/prefix; "
-                       f"{parts.scheme}:// is not one of them")
+    raise DropUrlError(f"{drop}: a drop is a folder, {SFTP_FORM} or {S3_FORM}; {parts.scheme}:// is not one of them")
 
 
-def open_store(drop: str, base: Path, known_hosts: Path | None = None, key_file: str | None = None,
-               password: str | None = None) -> DropStore:
+def _folder(drop: str) -> Path:
+    """A drop without `://` as the folder it names; DropUrlError for a mistyped address
+    (`sftp:/host/path`, `s3:bucket`, `sftp:user@host`), which would be taken for a folder."""
+    typo = SCHEME.match(drop)
+    if typo is None:
+        return Path(drop)
+    form = WRITTEN.get(typo["scheme"].lower())
+    if form:
+        raise DropUrlError(f"{drop}: {form}, with `://`")
+    raise DropUrlError(f"{drop}: a drop is a folder, {SFTP_FORM} or {S3_FORM} (a folder whose name has a colon is "
+                       f"written ./{drop})")
+
+
+def open_store(drop: str, base: Path, known_hosts: Path | None = None,
+               credentials: SftpCredentials = SftpCredentials(), missing_ok: bool = False) -> DropStore:
     """The store a source's `drop` names (a relative folder is under `base`); SFTP's host keys
-    (default ~/.ssh/known_hosts) and credentials as given (from the variables the source names).
-    DropUrlError if `drop` names none."""
+    (default ~/.ssh/known_hosts) and credentials (from the variables the source names). A folder
+    that does not exist is refused (`NO_FOLDER`), or empty with `missing_ok` (a folder the
+    pipeline makes itself). DropUrlError if `drop` names none."""
     where = parse_drop(drop)
     if isinstance(where, SftpAddress):
         from bspk_pipelines.ingest.stores.sftp import SftpFolder
-        return SftpFolder(where, known_hosts or Path.home() / ".ssh" / "known_hosts", key_file, password)
+        return SftpFolder(where, known_hosts or Path.home() / ".ssh" / "known_hosts", credentials)
     if isinstance(where, S3Address):
         from bspk_pipelines.ingest.stores.s3 import S3Prefix
         return S3Prefix(where)
     from bspk_pipelines.ingest.stores.local import LocalFolder
-    return LocalFolder(where if where.is_absolute() else base / where)
+    return LocalFolder(where if where.is_absolute() else base / where, missing_ok)
 
 
 def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:

@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bspk_pipelines.ingest.stores import FOLDER_LINK, LINK, Listing, Reading, Refused, Snapshot, is_candidate, kind_of, listed, not_regular
+from bspk_pipelines.ingest.stores import (
+    FOLDER_LINK, LINK, NO_FOLDER, Listing, Reading, Refused, Snapshot, check_folder, is_candidate, kind_of, listed,
+    not_regular,
+)
 
 
 def _refusal(error: OSError) -> Refused:
@@ -28,21 +31,26 @@ def _snapshot(st: os.stat_result) -> Snapshot:
 
 
 class LocalFolder:
-    """A drop folder on this machine's disks (or a volume mounted on it)."""
+    """A drop folder on this machine's disks (or a volume mounted on it); one that does not exist
+    is refused (`NO_FOLDER`), or empty with `missing_ok` (a folder the pipeline makes itself)."""
 
     parallel_reads = True
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, missing_ok: bool = False):
         self.folder = folder
+        self.missing_ok = missing_ok
         self.where = str(folder)
 
     def entries(self) -> Listing:
         try:
-            if stat.S_ISLNK(os.lstat(self.folder).st_mode):
-                raise Refused(FOLDER_LINK, retried=False)
+            check_folder(os.lstat(self.folder).st_mode)
             entries = list(os.scandir(self.folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
+        except (FileNotFoundError, NotADirectoryError):  # not there, or under a file
+            if self.missing_ok:
+                return {}
+            raise Refused(NO_FOLDER, retried=True) from None
+        except OSError as e:
+            raise _refusal(e) from None
         listing: Listing = {}
         for entry in entries:
             if not is_candidate(entry.name):

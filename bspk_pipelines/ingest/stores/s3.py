@@ -19,8 +19,11 @@ import botocore.exceptions
 from botocore.config import Config
 
 from bspk_pipelines.ingest.stores import Changed, Listing, Reading, Refused, S3Address, Snapshot, is_candidate
+from bspk_pipelines.settings import LANDING_URL
 
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+NO_PREFIX = ("nothing is under the prefix: the folder does not exist (an S3 folder is there once an object is under "
+             "it): put the files there, or correct the source's `drop`")
 
 
 def client():
@@ -38,21 +41,28 @@ def _code(error: botocore.exceptions.ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def refusal(where: str, error: Exception) -> Refused:
-    """An S3 error as a refusal that says what to change (tried again at the next look)."""
+def refusal(error: Exception, named_by: str = "the source's `drop`",
+            grants: str = "s3:ListBucket and s3:GetObject") -> Refused:
+    """An S3 error as a refusal that says what to change (tried again at the next look): the
+    setting that names the bucket (`named_by`), the permissions the credentials need (`grants`).
+    The caller names the store or the entry."""
     if isinstance(error, botocore.exceptions.NoCredentialsError):
-        return Refused(f"{where}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give the "
-                       "pod a role)", retried=True)
+        return Refused("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give the pod a role)",
+                       retried=True)
     if isinstance(error, botocore.exceptions.ClientError):
         code = _code(error)
         if code == "NoSuchBucket":
-            return Refused(f"{where}: the bucket does not exist: create it or correct the source's `drop`",
-                           retried=True)
+            return Refused(f"the bucket does not exist: create it or correct {named_by}", retried=True)
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return Refused(f"{where}: access denied ({code}): give the credentials s3:ListBucket and s3:GetObject "
-                           "on the prefix", retried=True)
-        return Refused(f"{where}: S3 answered {code or error}; tried again at the next look", retried=True)
-    return Refused(f"{where}: cannot reach S3 ({error}); tried again at the next look", retried=True)
+            return Refused(f"access denied ({code}): give the credentials {grants} on the prefix", retried=True)
+        return Refused(f"S3 answered {code or error}; tried again at the next look", retried=True)
+    return Refused(f"cannot reach S3 ({error}); tried again at the next look", retried=True)
+
+
+def landing_refusal(address: S3Address, error: Exception) -> Refused:
+    """An S3 error of the landing zone, named as BSPK_LANDING_URL names it (never as a source's drop)."""
+    why = refusal(error, named_by=LANDING_URL, grants="s3:ListBucket, s3:PutObject and s3:GetObject")
+    return Refused(f"the landing zone s3://{address.bucket}/{address.prefix} ({LANDING_URL}): {why}", retried=True)
 
 
 def _snapshot(size: int, modified, etag: str) -> Snapshot:
@@ -72,15 +82,19 @@ class S3Prefix:
         listing: Listing = {}
         pages = client().get_paginator("list_objects_v2").paginate(
             Bucket=self.address.bucket, Prefix=self.address.prefix, Delimiter="/")
+        anything = False  # under the prefix: an object, its folder marker or a subfolder
         try:
             for page in pages:
+                anything = anything or bool(page.get("Contents") or page.get("CommonPrefixes"))
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(self.address.prefix):]
                     if not name:
                         continue  # the prefix's own folder marker
                     listing[name] = _snapshot(obj["Size"], obj["LastModified"], obj["ETag"]) if is_candidate(name) else None
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
-            raise refusal(self.where, e) from None
+            raise refusal(e) from None
+        if self.address.prefix and not anything:
+            raise Refused(NO_PREFIX, retried=True)
         return listing
 
     def _head(self, name: str) -> Snapshot:
@@ -89,9 +103,9 @@ class S3Prefix:
         except botocore.exceptions.ClientError as e:
             if _code(e) in NOT_FOUND:
                 raise FileNotFoundError(name) from None
-            raise refusal(self.where + name, e) from None
+            raise refusal(e) from None
         except botocore.exceptions.BotoCoreError as e:
-            raise refusal(self.where + name, e) from None
+            raise refusal(e) from None
         return _snapshot(head["ContentLength"], head["LastModified"], head["ETag"])
 
     @contextmanager
@@ -105,9 +119,9 @@ class S3Prefix:
                 raise FileNotFoundError(name) from None
             if _code(e) in ("PreconditionFailed", "412"):
                 raise Changed(f"{name} was replaced while it was opened") from None
-            raise refusal(self.where + name, e) from None
+            raise refusal(e) from None
         except botocore.exceptions.BotoCoreError as e:
-            raise refusal(self.where + name, e) from None
+            raise refusal(e) from None
         try:
             yield Reading(body, opened, lambda: self._head(name))
         finally:
@@ -123,22 +137,29 @@ class S3Prefix:
         pass
 
 
+def check_landing(address: S3Address) -> None:
+    """The landing zone's bucket listed once (`landing_refusal` if it cannot be)."""
+    try:
+        client().list_objects_v2(Bucket=address.bucket, Prefix=address.prefix, MaxKeys=1)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise landing_refusal(address, e) from None
+
+
 def keep(address: S3Address, key: str, path, sha256: str) -> None:
-    """Put a landed file into the bucket under `prefix/key`, its sha256 in the object's metadata
-    (multipart for a large file: memory stays flat)."""
-    where = f"s3://{address.bucket}/{address.prefix}{key}"
+    """Put a landed file into the landing zone's bucket under `prefix/key`, its sha256 in the
+    object's metadata (multipart for a large file: memory stays flat)."""
     try:
         client().upload_file(str(path), address.bucket, address.prefix + key,
                              ExtraArgs={"Metadata": {"sha256": sha256}})
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
             boto3.exceptions.S3UploadFailedError) as e:
-        raise refusal(where, e.__context__ if isinstance(e, boto3.exceptions.S3UploadFailedError) and e.__context__
-                      else e) from None
+        raise landing_refusal(address, e.__context__ if isinstance(e, boto3.exceptions.S3UploadFailedError)
+                              and e.__context__ else e) from None
 
 
 def fetch(address: S3Address, key: str, target) -> str:
-    """Download `prefix/key` into `target`; the sha256 its metadata records, for the caller to check
-    the bytes against (FileNotFoundError if there is no such object)."""
+    """Download `prefix/key` from the landing zone into `target`; the sha256 its metadata records,
+    for the caller to check the bytes against (FileNotFoundError if there is no such object)."""
     where = f"s3://{address.bucket}/{address.prefix}{key}"
     try:
         head = client().head_object(Bucket=address.bucket, Key=address.prefix + key)
@@ -146,7 +167,7 @@ def fetch(address: S3Address, key: str, target) -> str:
     except botocore.exceptions.ClientError as e:
         if _code(e) in NOT_FOUND:
             raise FileNotFoundError(where) from None
-        raise refusal(where, e) from None
+        raise landing_refusal(address, e) from None
     except botocore.exceptions.BotoCoreError as e:
-        raise refusal(where, e) from None
+        raise landing_refusal(address, e) from None
     return head.get("Metadata", {}).get("sha256", "")

@@ -18,11 +18,14 @@ from pathlib import Path, PurePosixPath
 import paramiko
 
 from bspk_pipelines.ingest.stores import (
-    FOLDER_LINK, LINK, Listing, Reading, Refused, SftpAddress, Snapshot, is_candidate, kind_of, listed, not_regular,
+    LINK, NO_FOLDER, Listing, Reading, Refused, SftpAddress, SftpCredentials, Snapshot, check_folder, is_candidate,
+    kind_of, listed, not_regular,
 )
 
 # Seconds to wait for the server (TCP, banner, authentication).
 TIMEOUT = 20
+# How a public key file begins (OpenSSH's one line, or RFC 4716's block).
+PUBLIC_KEY = (b"ssh-", b"ecdsa-", b"sk-ssh-", b"sk-ecdsa-", b"---- BEGIN SSH2 PUBLIC KEY")
 
 
 def _snapshot(attrs: paramiko.SFTPAttributes) -> Snapshot:
@@ -37,16 +40,33 @@ def _io_refusal(error: OSError) -> Refused:
                    retried=True)
 
 
+def _key_file_problem(path: Path) -> str | None:
+    """What is wrong with a key file before paramiko reads it (its messages name no variable), if anything."""
+    if path.is_dir():
+        return "is a folder, not a key file: give the private key file"
+    if not path.exists():
+        return "does not exist: mount the private key there or correct the variable"
+    if not path.is_file():
+        return "is not a regular file: give the private key file"
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(PUBLIC_KEY[-1]))
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e}): give the pipeline's user read access"
+    if path.suffix == ".pub" or head.startswith(PUBLIC_KEY):
+        return "points at a public key; give the private key file"
+    return None
+
+
 class SftpFolder:
     """A folder on an SFTP server, reached with one connection for as long as the store is open."""
 
     parallel_reads = False
 
-    def __init__(self, address: SftpAddress, known_hosts: Path, key_file: str | None, password: str | None):
+    def __init__(self, address: SftpAddress, known_hosts: Path, credentials: SftpCredentials):
         self.address = address
         self.known_hosts = known_hosts
-        self.key_file = key_file
-        self.password = password
+        self.credentials = credentials
         self.where = f"sftp://{address.user}@{address.host}:{address.port}{address.path}"
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -54,15 +74,14 @@ class SftpFolder:
     def _session(self) -> paramiko.SFTPClient:
         if self._sftp is not None:
             return self._sftp
-        a = self.address
-        if not self.key_file and not self.password:
-            raise Refused(f"no credentials for {a.user}@{a.host}: set the variable the source's `drop_key_env` names "
-                          "(default BSPK_SFTP_KEY_FILE, a private key file) or `drop_password_env` (default "
-                          "BSPK_SFTP_PASSWORD)", retried=True)
-        if self.key_file and not Path(self.key_file).is_file():
-            raise Refused(f"the private key file {self.key_file} (from the source's `drop_key_env`, default "
-                          "BSPK_SFTP_KEY_FILE) does not exist: mount the key there or correct the variable",
-                          retried=True)
+        a, c = self.address, self.credentials
+        if not c.key_file and not c.password:
+            raise Refused(f"no credentials for {a.user}@{a.host}: set {c.key_env} (a private key file's path) or "
+                          f"{c.password_env} (the variables the source's `drop_key_env` and `drop_password_env` "
+                          "name)", retried=True)
+        problem = _key_file_problem(Path(c.key_file)) if c.key_file else None
+        if problem:
+            raise Refused(f"{c.key_env} ({c.key_file}) {problem}", retried=True)
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(self.known_hosts))
@@ -72,7 +91,7 @@ class SftpFolder:
                           "BSPK_SFTP_KNOWN_HOSTS", retried=True) from None
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
-            client.connect(a.host, a.port, a.user, password=self.password, key_filename=self.key_file,
+            client.connect(a.host, a.port, a.user, password=c.password, key_filename=c.key_file,
                            allow_agent=False, look_for_keys=False, timeout=TIMEOUT, banner_timeout=TIMEOUT,
                            auth_timeout=TIMEOUT)
             self._sftp = client.open_sftp()
@@ -83,8 +102,8 @@ class SftpFolder:
                           "replace the line", retried=True) from None
         except paramiko.AuthenticationException:
             client.close()
-            raise Refused(f"{a.user}@{a.host}:{a.port} refused the credentials: check the key or password in the "
-                          "variables the source names", retried=True) from None
+            raise Refused(f"{a.user}@{a.host}:{a.port} refused the credentials: check the key in {c.key_env} or the "
+                          f"password in {c.password_env}", retried=True) from None
         except paramiko.SSHException as e:
             client.close()
             unknown = "not found in known_hosts" in str(e)
@@ -105,11 +124,10 @@ class SftpFolder:
     def entries(self) -> Listing:
         sftp = self._session()
         try:
-            if stat.S_ISLNK(sftp.lstat(self.address.path).st_mode or 0):
-                raise Refused(FOLDER_LINK, retried=False)
+            check_folder(sftp.lstat(self.address.path).st_mode or 0)
             attrs = sftp.listdir_attr(self.address.path)
         except FileNotFoundError:
-            return {}
+            raise Refused(NO_FOLDER, retried=True) from None
         except OSError as e:
             raise _io_refusal(e) from None
         listing: Listing = {}
