@@ -193,8 +193,6 @@ def test_a_held_resend_of_a_stored_event_released_later_is_rejected_append_only_
     assert events_stored(harness) == {("103495", 1): "Stored"}
 
 
-@pytest.mark.xfail(strict=True, reason="warehouse/apply.py _hold_unresolved: a held row whose key a later file sends "
-                                       "is deleted from `held`, yet its file keeps counting it held for ever")
 def test_a_held_event_superseded_by_a_later_files_event_leaves_no_phantom_held_count(harness):
     files = Files(harness)
     orders_with_lines(harness, files, "103495")
@@ -210,14 +208,12 @@ def test_a_held_event_superseded_by_a_later_files_event_leaves_no_phantom_held_c
     assert f["inserted"] + f["rejected"] + f["held"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="warehouse/apply.py _hold_unresolved: a held append-only event is silently "
-                                       "dropped when a changed resend is held (the later version wins, the first file "
-                                       "still counts it held but no held row or reject remains)")
 def test_a_changed_resend_while_the_first_is_held_keeps_the_first_and_rejects_the_resend(harness):
     files = Files(harness)
     first = files.send("SPECIAL-ORDER-EVENTS", EVENTS, event("103495", 4, "Back from fabrication", "TRUE"))
     second = files.send("SPECIAL-ORDER-EVENTS", EVENTS, event("103495", 4, "Lost in fabrication"))
-    assert first["held"] == second["held"] == 1
+    # The first version waits for its order; the resend is rejected at once against it.
+    assert (first["held"], second["held"], second["rejected"]) == (1, 0, 1)
     orders_with_lines(harness, files, "103495")
     release_all(harness)
     first, second = harness.file(first["name"]), harness.file(second["name"])
