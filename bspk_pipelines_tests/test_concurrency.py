@@ -136,7 +136,7 @@ def test_four_syncs_and_a_sensor_at_once_end_as_one_serial_sync(two_warehouses, 
     assert serial.returncode == 0, serial.stdout + serial.stderr
 
     expected, found = _snapshot(alone_url), _snapshot(together_url)
-    assert expected["sales"][0] == 554 and len(expected["files"]) == 14  # the serial run loaded the samples
+    assert expected["sales"][0] == 554 and len(expected["files"]) == 20  # the serial run loaded the samples
     assert all(status == "applied" for _, status, *_ in found["files"])
     assert found == expected
     assert {n for _, n in found["file_import.finished"]} == {1}

@@ -26,7 +26,6 @@ from bspk_pipelines.ingest.layout import Layout
 from bspk_pipelines.ingest.stores import (
     NO_FOLDER, Changed, DropUrlError, Refused, S3Address, SftpCredentials, open_store, parse_drop,
 )
-from bspk_pipelines.ingest.stores.s3 import NO_PREFIX
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.settings import SettingError, Settings
 from benchmarks.latency import free_port
@@ -132,14 +131,16 @@ def test_a_bucket_that_does_not_exist_says_so(s3):
     assert _refusal(store) == "the bucket does not exist: create it or correct the source's `drop`"
 
 
-def test_a_drop_folder_that_does_not_exist_says_so_for_each_store(sftp_server, s3, tmp_path):
-    """Before, a folder that was not there was an empty one: a typo in `drop` took nothing, silently."""
+def test_a_drop_folder_that_does_not_exist_says_so_and_an_empty_prefix_is_an_empty_drop(sftp_server, s3, tmp_path):
+    """Before, a folder that was not there was an empty one: a typo in `drop` took nothing, silently.
+    A bucket has no folders: a prefix with nothing under it (yet, or since the brand's retention
+    emptied it) is an empty drop, not an error that would fail every sync until a file comes."""
     assert _refusal(open_store("drop/nowhere", tmp_path)) == NO_FOLDER
     assert _refusal(open_store(str(tmp_path / "nowhere"), tmp_path)) == NO_FOLDER
     assert _refusal(_sftp(sftp_server, key_file=str(sftp_server.key_file), path=sftp_server.home / "nowhere")) \
         == NO_FOLDER
     bucket = _bucket()
-    assert _refusal(open_store(f"s3://{bucket}/nowhere", tmp_path)) == NO_PREFIX
+    assert look(open_store(f"s3://{bucket}/nothing-yet", tmp_path), {}).seen == {}
     boto3.client("s3").put_object(Bucket=bucket, Key="outbox/", Body=b"")  # a folder made in the console
     assert look(open_store(f"s3://{bucket}/outbox", tmp_path), {}).seen == {}
     assert look(open_store(f"s3://{bucket}", tmp_path), {}).seen == {}  # a bucket is there once it exists

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from bspk_pipelines.model.brand_file import load_brand
 from bspk_pipelines.ingest.drop import Delivery, classify
 from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.warehouse.special_orders import needing_action
 from bspk_pipelines.demo.samples import LATE_SHOPPERS, SHOPPERS, UPDATED_SHOPPERS, generate_samples
 from bspk_pipelines_tests.builders import Harness
 
@@ -97,15 +98,26 @@ def check_common(harness: Harness, trail: Trail, expected_rejects: dict[str, int
 
 def test_acme_samples_ingest(engine, tmp_path):
     harness, trail = ingest_samples(engine, tmp_path, "acme")
-    assert len(trail) == 14
+    assert len(trail) == 20
     assert trail[0][0].name == "STORE-REGION_V2_Acme_202601050200.csv"
-    assert trail[-1][0].name == "SALE_V2_Acme_202601120200.csv"
+    assert trail[-1][0].name == "SPECIAL-ORDER-EVENTS_V2_Acme_202601120200.csv"
     check_common(
         harness, trail,
         {"SHOPPER_V3_Acme_202601050200.csv": 2, "PRODUCT-PRICES_V2_Acme_202601050200.csv": 1,
-         "SALE_V2_Acme_202601050200.csv": 1},
-        {"e164_phone", "country", "date", "datetime"},
+         "SALE_V2_Acme_202601050200.csv": 1, "METAFIELDS_V1_Acme_202601050200.csv": 1,
+         "SPECIAL-ORDERS_V2_Acme_202601050200.csv": 1, "SPECIAL-ORDER-EVENTS_V2_Acme_202601050200.csv": 1,
+         "SPECIAL-ORDER-EVENTS_V2_Acme_202601120200.csv": 1},
+        {"e164_phone", "country", "date", "datetime", "value_type", "required_with", "length", "overflow", "append_only"},
     )
+    # Special orders: six orders, their lines, events; the delta clears one alert and raises another.
+    assert [len(harness.rows(t)) for t in ("special_orders", "special_order_line_items", "special_order_events")] == [
+        6, 9, 20]
+    with engine.connect() as conn:
+        assert [(a["order_ref"], a["sequence"]) for a in needing_action(conn, "acme")] == [("SO-5005", 3), ("SO-5001", 4)]
+    # Metafields: the late shopper's waited for the delta's SHOPPER file; the delta removed one tier.
+    metafields = harness.rows("metafields")
+    assert len(metafields) == 64 and sum(not m["active"] for m in metafields) == 1
+    assert harness.file("METAFIELDS_V1_Acme_202601050200.csv")["inserted"] == 64
 
 
 def read_csv(path: Path, encoding: str, delimiter: str) -> list[dict]:

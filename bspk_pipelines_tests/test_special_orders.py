@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from bspk_pipelines.cli.sync import summary
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.warehouse.special_orders import needing_action
 from bspk_pipelines_tests.builders import SHOPPER, brand_harness, header, shopper_row
@@ -219,3 +220,12 @@ def test_with_two_sources_a_changed_event_is_rejected_once_and_precedence_keeps_
         "Received at the workshop", "Received"]
     [stored] = h.rows("special_order_events")
     assert (stored["description"], stored["action_required"]) == ("Received", False)
+
+
+def test_the_sync_summary_keeps_its_columns_for_the_longest_entity_name(harness):
+    _applied_orders(harness)
+    header, *lines = summary(harness.engine, ["acme"]).splitlines()
+    assert any(line.split()[1] == "special_order_line_items" for line in lines)
+    # Every line's counts start where the header's do.
+    start = header.index("files")
+    assert all(line[start - 1] == " " and line[start:start + 9].strip().replace(",", "").isdigit() for line in lines)

@@ -193,7 +193,8 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
             sa.select(held.c.brand, held.c.entity, sa.func.count().label("n")).group_by(held.c.brand, held.c.entity)))
     cols = ["files", "rows_read", "inserted", "updated", "unchanged", "rejected", "skipped", "held", "failed", "duplicate",
             "refused"]
-    lines = [f"{'brand':<8} {'entity':<18} " + " ".join(f"{c:>9}" for c in cols)]
+    width = max([len("(unknown)"), *(len(r["entity"] or "") for r in rows)])
+    lines = [f"{'brand':<8} {'entity':<{width}} " + " ".join(f"{c:>9}" for c in cols)]
     for r in sorted(rows, key=lambda r: (r["brand"], DEPENDENCY_ORDER.get(r["entity"], 99))):
         values = r | {"held": holds.get((r["brand"], r["entity"]), 0)}
         if (r["brand"], r["entity"]) in rebuilt:
@@ -201,5 +202,6 @@ def summary(engine: sa.Engine, brands: list[str]) -> str:
             values |= {"inserted": month.inserted, "updated": month.updated}
             values["unchanged"] = max(0, r["rows_read"] - r["rejected"] - r["skipped"] - r["superseded"] - month.inserted
                                       - month.updated - values["held"])
-        lines.append(f"{r['brand']:<8} {r['entity'] or '(unknown)':<18} " + " ".join(f"{int(values[c]):>9,}" for c in cols))
+        lines.append(f"{r['brand']:<8} {r['entity'] or '(unknown)':<{width}} "
+                     + " ".join(f"{int(values[c]):>9,}" for c in cols))
     return "\n".join(lines)

@@ -22,8 +22,6 @@ from bspk_pipelines.ingest.stores import Changed, Listing, Reading, Refused, S3A
 from bspk_pipelines.settings import LANDING_URL
 
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
-NO_PREFIX = ("nothing is under the prefix: the folder does not exist (an S3 folder is there once an object is under "
-             "it): put the files there, or correct the source's `drop`")
 
 
 def client():
@@ -82,10 +80,8 @@ class S3Prefix:
         listing: Listing = {}
         pages = client().get_paginator("list_objects_v2").paginate(
             Bucket=self.address.bucket, Prefix=self.address.prefix, Delimiter="/")
-        anything = False  # under the prefix: an object, its folder marker or a subfolder
         try:
             for page in pages:
-                anything = anything or bool(page.get("Contents") or page.get("CommonPrefixes"))
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(self.address.prefix):]
                     if not name:
@@ -93,8 +89,6 @@ class S3Prefix:
                     listing[name] = _snapshot(obj["Size"], obj["LastModified"], obj["ETag"]) if is_candidate(name) else None
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise refusal(e) from None
-        if self.address.prefix and not anything:
-            raise Refused(NO_PREFIX, retried=True)
         return listing
 
     def _head(self, name: str) -> Snapshot:
