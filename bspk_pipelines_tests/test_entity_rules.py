@@ -210,6 +210,9 @@ def test_a_metafields_json_value_is_typed_and_its_decimals_exact():
     assert json_value("number_integer", True, '[1, "2"]') == [1, 2]
     assert json_value("boolean", True, '[true, "false"]') == [True, False]
     assert json_value("json", False, '{"a": 0.5, "b": [1.25]}') == {"a": 0.5, "b": [1.25]}
+    assert json_value("json", True, '["abc", {"a": 1.5}, 2]') == ["abc", {"a": 1.5}, 2]  # a list's items are JSON
+    assert json_value("number_decimal", True, '[-0.0, "-0"]') == ["0.0", "0"]  # no sign on a zero
+    assert check("metafields", value_type="json", is_list="true", value='["abc"]').rejects == []
 
 
 def test_a_metafield_list_that_is_not_a_json_array_says_how_to_write_one():

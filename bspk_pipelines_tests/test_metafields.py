@@ -182,3 +182,17 @@ def test_a_crms_own_attribute_export_feeds_metafields_and_a_bad_boolean_gets_a_h
         message = conn.execute(sa.text("select message from rejects where line = 4")).scalar_one()
     assert message.startswith("expected true or false; map the file's values with values")
     assert '"true"' in message
+
+
+def test_rows_checked_under_other_metafield_rules_are_checked_again(tmp_path, monkeypatch):
+    """Unchanged rows are set aside by a digest that names the rules; the value-type rules are part
+    of them, so a fix there checks a resent row again rather than trusting the old check."""
+    from bspk_pipelines.ingest import check
+    from bspk_pipelines.model import metafields as rules_of_types
+
+    fingerprint = check.rules_fingerprint.__wrapped__  # computed anew, not the process's cached one
+    before = fingerprint()
+    changed = tmp_path / "metafields.py"
+    changed.write_text(open(rules_of_types.__file__, encoding="utf-8").read() + "\n# a fix\n", encoding="utf-8")
+    monkeypatch.setattr(rules_of_types, "__file__", str(changed))
+    assert fingerprint() != before

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.api.models import Client

@@ -32,6 +32,7 @@ from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.ingest.rules import label, validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model import entities as entities_code
+from bspk_pipelines.model import metafields as metafields_code
 from bspk_pipelines.ingest.drop import dropped_name
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.mapping import EntityMap
@@ -275,8 +276,8 @@ def rules_fingerprint() -> str:
     """The code that reads, maps and checks rows, found by its modules wherever they live: digests
     made under other rules compare with nothing."""
     code = b"".join(Path(module.__file__).read_bytes()
-                    for module in (entities_code, parse_code, mapping_code, rules_code, precedence_code, unchanged_code,
-                                   sys.modules[__name__]))
+                    for module in (entities_code, metafields_code, parse_code, mapping_code, rules_code, precedence_code,
+                                   unchanged_code, sys.modules[__name__]))
     return hashlib.sha256(code).hexdigest()
 
 @dataclass

@@ -130,13 +130,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _item_fits(value_type: str, item: Any) -> bool:
-    """One item, as text (a single value or a list's string) or a JSON value (a list's number,
-    boolean or object), against its type."""
+def _item_fits(value_type: str, item: Any, parsed: bool = False) -> bool:
+    """One item against its type: a single value's text, or (`parsed`) an item of a JSON array, a
+    string, number, boolean or object as JSON gave it."""
     if value_type == "json":
-        return not isinstance(item, str) or _json(item) is not _INVALID
+        return parsed or _json(item) is not _INVALID
     if value_type in OBJECTS:
-        return isinstance(_json(item) if isinstance(item, str) else item, dict)
+        return isinstance(item if parsed else _json(item), dict)
     if isinstance(item, bool):
         return value_type == "boolean"
     if isinstance(item, int):
@@ -175,15 +175,23 @@ def misfit(value_type: str | None, is_list: bool | None, value: str | None) -> s
         items = _json(value)
         if not isinstance(items, list):
             return f"a list is a JSON array such as [\"Blue\",\"Red\"], each item {expected} ({value_type})"
-        bad = next((i for i, item in enumerate(items) if not _item_fits(value_type, item)), None)
+        bad = next((i for i, item in enumerate(items) if not _item_fits(value_type, item, parsed=True)), None)
         return None if bad is None else f"item {bad + 1} of the list is not {expected} ({value_type})"
     return None if _item_fits(value_type, value) else f"not {expected} ({value_type})"
 
 
-def _typed(value_type: str, item: Any) -> Any:
+def _exact(number: Decimal) -> str:
+    """A decimal's text as written, without a sign on a zero (`-0.0` is `0.0`)."""
+    text = format(number, "f")
+    return text.lstrip("-") if number == 0 else text
+
+
+def _typed(value_type: str, item: Any, parsed: bool = False) -> Any:
+    if parsed and value_type == "json" or value_type in OBJECTS and not isinstance(item, str):
+        return _plain(item)
     if not isinstance(item, str):
         if value_type == "number_decimal":
-            return format(item, "f") if isinstance(item, Decimal) else str(item)
+            return _exact(item) if isinstance(item, Decimal) else str(item)
         return _plain(item)
     match value_type:
         case "boolean":
@@ -193,7 +201,7 @@ def _typed(value_type: str, item: Any) -> Any:
         case "number_decimal":
             # Exact, as the brand wrote it: JSON's numbers would be floats.
             try:
-                return format(Decimal(item), "f")
+                return _exact(Decimal(item))
             except InvalidOperation:
                 return item
         case _ if value_type == "json" or value_type in OBJECTS:
@@ -205,5 +213,5 @@ def json_value(value_type: str, is_list: bool, value: str) -> Any:
     """The value typed as JSON: a number, a boolean, an object, a list of them; a decimal stays
     exact text. Only for values that fit (`misfit` is None)."""
     if is_list:
-        return [_typed(value_type, item) for item in _json(value)]
+        return [_typed(value_type, item, parsed=True) for item in _json(value)]
     return _typed(value_type, value)
