@@ -148,6 +148,23 @@ def test_bad_special_orders_are_rejected_naming_line_column_and_rule_and_the_res
                                             (3, "created_at", "", "required")]
 
 
+def test_bad_line_items_are_rejected_naming_line_column_and_rule(harness):
+    with_shopper(harness)
+    harness.drop(ORDERS_FILE, ORDERS + order("103495"))
+    harness.ingest(ORDERS_FILE)
+    harness.drop(LINES_FILE, LINES
+                 + line("103495", "1-")  # line_item_ref shorter than 3
+                 + line("103495", "103495-2", currency="")  # a price without its currency
+                 + line("103495", "103495-3", quantity="-1")
+                 + "103495,103495-4,,,,,,not-a-url,1,,,open\n"  # no name, an image that is no URL
+                 + line("103495", "103495-5"))
+    record = harness.ingest(LINES_FILE)
+    assert (record["inserted"], record["rejected"]) == (1, 4)
+    assert harness.rejects(LINES_FILE) == [
+        (2, "line_item_ref", "1-", "length"), (3, "currency_code", "", "required_with"), (4, "quantity", "-1", "minimum"),
+        (5, "image_url", "not-a-url", "url"), (5, "name", "", "required")]
+
+
 def test_a_rerun_of_an_applied_special_orders_file_changes_nothing(harness):
     _applied_orders(harness)
     before = harness.rows("special_orders", "order_ref")
