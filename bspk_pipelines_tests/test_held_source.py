@@ -14,7 +14,7 @@ from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResourc
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.warehouse.engine import migrate
 from bspk_pipelines_tests.builders import (
-    HISTORY_CONFIG, SHOPPER, TWO_PRODUCTS, VARIANTS, Harness, brand_harness, sales_file, shopper_row,
+    HISTORY_CONFIG, NATIVE, SHOPPER, TWO_PRODUCTS, VARIANTS, Harness, brand_harness, sales_file, shopper_row,
 )
 
 TWO_SOURCES = {"brand": "acme", "company_name": "Acme", "history_start": "2023-11", "sources": {
@@ -125,3 +125,23 @@ def test_an_older_month_store_still_rebuilds_and_its_rows_wait_without_a_source(
     h.drop(SHOPPERS_FILE, SHOPPER + shopper_row("S1"))
     h.ingest(SHOPPERS_FILE)
     assert [r["sale_ref"] for r in h.rows("sales")] == ["T1"] and h.rows("held") == []
+
+
+def test_a_held_row_a_later_delivery_replaces_is_counted_superseded_not_held_for_ever(engine, tmp_path):
+    """Two files send variant sku-1 of a product not known yet: the later one's row takes the held
+    row's place, and the earlier file's record says so rather than counting a row held that is not."""
+    h = brand_harness(NATIVE, engine, tmp_path)
+    early, late = "PRODUCT-VARIANTS_V2_Acme_202401010000.csv", "PRODUCT-VARIANTS_V2_Acme_202401020000.csv"
+    h.drop(early, VARIANTS + variant("P1", "sku-1"))
+    assert h.ingest(early)["held"] == 1
+    h.drop(late, VARIANTS + variant("P1", "sku-1", "FALSE"))
+    assert h.ingest(late)["held"] == 1
+    assert (h.file(early)["held"], h.file(early)["superseded"]) == (0, 1)
+    h.drop(PRODUCTS_FILE, TWO_PRODUCTS)
+    h.ingest(PRODUCTS_FILE)
+    apply_pending(h.engine, h.layout, h.brand, "product_variants")
+    assert [(v["sku"], v["published"]) for v in h.rows("product_variants")] == [("sku-1", False)]
+    for name in (early, late):
+        f = h.file(name)
+        assert f["rows_read"] == f["inserted"] + f["updated"] + f["unchanged"] + f["rejected"] + f["held"] + (
+            f["superseded"] or 0), name

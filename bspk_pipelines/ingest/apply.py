@@ -13,7 +13,7 @@ from bspk_pipelines.engagement.clients import ImportSync, MetafieldsTouch
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import forget_work, map_file
 from bspk_pipelines.ingest.layout import Layout, parquet_parts
-from bspk_pipelines.ingest.ledger import advance, credit_released
+from bspk_pipelines.ingest.ledger import account_superseded_held, advance, credit_released
 from bspk_pipelines.ingest.months import release_months
 from bspk_pipelines.ingest.precedence import provided_columns
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
@@ -85,6 +85,7 @@ def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name:
                                                    _client_observer(brand, entity_name, "")).items():
             credit_released(conn, brand.brand, source, name, entity_name, counts)
             released += counts
+        account_superseded_held(conn, brand.brand, entity_name)
         # Held sales wait in their months: the months whose shopper or product arrived rebuild.
         release_months(conn, brand.brand, entity_name)
     return applied, released

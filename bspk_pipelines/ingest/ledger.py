@@ -21,7 +21,7 @@ from bspk_pipelines.ingest.stores import Refused, Snapshot
 from bspk_pipelines.ingest.parse import RowProblem
 from bspk_pipelines.outbound.events import file_finished
 from bspk_pipelines.warehouse.apply import Counts, now
-from bspk_pipelines.warehouse.schema import files
+from bspk_pipelines.warehouse.schema import files, held
 from bspk_pipelines.warehouse.engine import insert_ignoring_conflicts, writing
 
 IN_PROGRESS = ("received", "validated", "mapped")
@@ -79,6 +79,17 @@ def credit_released(conn: sa.Connection, brand: str, source: str, name: str, ent
     _set(conn, brand, source, name, entity, inserted=f.inserted + released.inserted, updated=f.updated + released.updated,
          unchanged=f.unchanged + released.unchanged, held=f.held - released.released,
          rejected=sa.func.coalesce(f.rejected, 0) + released.rejected)
+
+def account_superseded_held(conn: sa.Connection, brand: str, entity: str) -> None:
+    """Held rows a later delivery's rows for the same keys replaced (applied or held in their place)
+    leave the held count of the delivery that sent them for its superseded count, so its record
+    still adds up: every row read is applied, unchanged, rejected, held, skipped or superseded."""
+    f, h = files.c, held.c
+    still_held = sa.select(sa.func.count()).where(
+        h.brand == f.brand, h.entity == f.entity, h.file == f.name,
+        sa.or_(h.source == f.source, h.source.is_(None))).scalar_subquery()
+    conn.execute(files.update().where(f.brand == brand, f.entity == entity, f.held > still_held).values(
+        superseded=sa.func.coalesce(f.superseded, 0) + f.held - still_held, held=still_held))
 
 def nothing_to_do(step: str, row) -> StepResult:
     if row is None:

@@ -199,7 +199,8 @@ files = sa.Table(
     sa.Column("duplicate_of", sa.Text),
     sa.Column("rows_read", sa.BigInteger),
     sa.Column("rejected", sa.BigInteger),
-    sa.Column("superseded", sa.BigInteger, comment="rows replaced by a later measurement in the same file"),
+    sa.Column("superseded", sa.BigInteger, comment="rows replaced by a later measurement in the same file, or, "
+                                                   "while held, by a later delivery's row of the same key"),
     sa.Column("skipped", sa.BigInteger, comment="rows the mapping's skip rules left out: neither applied nor rejected"),
     sa.Column("inserted", sa.BigInteger),
     sa.Column("updated", sa.BigInteger),
