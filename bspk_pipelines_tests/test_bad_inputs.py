@@ -24,6 +24,7 @@ from bspk_pipelines.ingest.drop import FileNameError, classify, look, safe_name
 from bspk_pipelines.ingest.stores import Snapshot
 from bspk_pipelines.ingest.stores.local import LocalFolder
 from bspk_pipelines.ingest.layout import Layout
+from bspk_pipelines.ingest.ledger import failed
 from bspk_pipelines.warehouse.schema import metadata
 from bspk_pipelines_tests.builders import (
     INVENTORY, NATIVE, PRICES, PRODUCT, SALE, SHOPPER, STORE, Harness, brand_harness, header,
@@ -606,6 +607,21 @@ def test_bad_file_name(name, message):
     with pytest.raises(FileNameError) as e:
         classify(BRAND, "main", name)
     assert str(e.value) == message
+
+
+def test_a_misnamed_file_renamed_and_applied_waits_for_nothing(harness):
+    """A file named wrongly fails by its name and feeds no entity; once the brand renames it and its
+    bytes apply under the right name, the failure is no longer listed (nor retried) for ever."""
+    content = STORE + store("S1")
+    harness.drop("STORE_V2_ACME_202601010000.csv", content)
+    harness.planned()
+    with harness.engine.connect() as conn:
+        assert [r.name for r in failed(conn, "acme")] == ["STORE_V2_ACME_202601010000.csv"]
+    (harness.layout.drop(harness.brand, "main") / "STORE_V2_ACME_202601010000.csv").unlink()
+    harness.drop(STORE_FILE, content)
+    assert harness.ingest(STORE_FILE)["status"] == "applied"
+    with harness.engine.connect() as conn:
+        assert failed(conn, "acme") == []
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b.csv", "..", "", "x\\..\\y.csv"])

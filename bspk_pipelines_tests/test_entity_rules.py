@@ -166,7 +166,7 @@ def test_a_currency_is_required_with_an_amount_and_only_then(entity, amount):
 
 def test_metafield_booleans_are_lower_case_and_the_message_says_so():
     [reject] = check("metafields", is_list="FALSE").rejects
-    assert (reject.column, reject.rule, reject.message) == ("is_list", "boolean", "expected true or false")
+    assert (reject.column, reject.rule, reject.message) == ("is_list", "boolean", "expected true or false, in lower case (not TRUE or FALSE)")
     assert check("metafields", active="false").rows["active"].to_list() == [False]
     assert check("special_order_events", action_required="true").rejects[0].message == "expected TRUE or FALSE"
 

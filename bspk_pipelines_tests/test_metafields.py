@@ -135,7 +135,7 @@ def test_bad_metafields_are_rejected_naming_line_column_rule_and_what_to_write(h
         messages = dict(conn.execute(sa.text("select line, message from rejects where brand = 'acme'")).all())
     assert messages[2] == "not a whole number of at most 13 digits (number_integer)"
     assert messages[3].startswith('a list is a JSON array such as ["Blue","Red"]')
-    assert messages[5] == "expected true or false"
+    assert messages[5] == "expected true or false, in lower case (not TRUE or FALSE)"
 
 
 def test_the_clients_extract_carries_their_metafields(engine, tmp_path):
@@ -180,7 +180,7 @@ def test_a_crms_own_attribute_export_feeds_metafields_and_a_bad_boolean_gets_a_h
     assert h.rejects(name) == [(3, "VALEUR", "1 250", "value_type"), (4, "ACTIF", "peut-être", "boolean")]
     with engine.connect() as conn:
         message = conn.execute(sa.text("select message from rejects where line = 4")).scalar_one()
-    assert message.startswith("expected true or false; map the file's values with values")
+    assert message.startswith("expected true or false, in lower case (not TRUE or FALSE); map the file's values with")
     assert '"true"' in message
 
 

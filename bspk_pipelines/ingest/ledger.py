@@ -241,10 +241,13 @@ def retry(conn: sa.Connection, brand: str, source: str, name: str) -> tuple[list
 def failed(conn: sa.Connection, brand: str, name: str | None = None) -> list[sa.Row]:
     """The brand's failed deliveries waiting for a fix (source, key, entity, error), oldest
     first; with `name`, those under that key or drop folder name. One that a later delivery of
-    the same source and entity replaced, applied since, waits for nothing: it is not retried."""
+    the same source and entity replaced, applied since, waits for nothing: it is not retried; nor
+    does one whose very bytes the source sent again under another name, applied (a misnamed file
+    renamed: its failure feeds no entity, so no later delivery would replace it)."""
     f, later = files.c, files.alias("later").c
-    replaced = sa.exists().where(later.brand == f.brand, later.source == f.source, later.entity == f.entity,
-                                 later.status == "applied", later.sort_key > f.sort_key)
+    replaced = sa.exists().where(later.brand == f.brand, later.source == f.source, later.status == "applied", sa.or_(
+        sa.and_(later.entity == f.entity, later.sort_key > f.sort_key),
+        sa.and_(later.sha256 == f.sha256, later.name != f.name)))
     query = sa.select(f.source, f.name, f.entity, f.error).where(f.brand == brand, f.status == "failed", ~replaced)
     rows = conn.execute(query.order_by(f.sort_key, f.name, f.entity)).all()
     return [r for r in rows if name is None or name in (r.name, dropped_name(r.name))]

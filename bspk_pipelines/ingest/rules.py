@@ -184,6 +184,11 @@ def _schema(entity: Entity, columns: tuple[str, ...]) -> pa.DataFrameSchema:
 def _message(c: Column, rule: str) -> str:
     if rule == "not_nullable":
         return MESSAGES["required"]
+    if rule == "overflow" and c.kind is Kind.INT:
+        return f"more than {c.max_digits} digits"
+    if rule == "boolean" and c.truth[0].islower():
+        # Most of the platform's files write TRUE/FALSE: say so where this one does not.
+        return f"expected {' or '.join(c.truth)}, in lower case (not {' or '.join(t.upper() for t in c.truth)})"
     return MESSAGES.get(rule, rule).format(
         min=c.min_len, max=c.max_len, minimum=c.minimum, digits=c.max_digits,
         choices=", ".join(c.choices), truth=" or ".join(c.truth),

@@ -33,7 +33,7 @@ OBJECTS = frozenset({"money", "weight", "volume", "dimension", "rating", "link",
 
 EXPECTED = {
     "single_line_text_field": "one line of text",
-    "boolean": "true or false",
+    "boolean": "true or false in lower case",
     "number_integer": "a whole number of at most 13 digits",
     "number_decimal": "a number such as 12.5",
     "date": "a date YYYY-MM-DD",
