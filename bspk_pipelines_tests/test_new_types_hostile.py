@@ -202,24 +202,25 @@ def test_a_held_event_superseded_by_a_later_files_event_leaves_no_phantom_held_c
     release_all(harness)
     still_held = [h for h in held_rows(harness, "special_order_events") if h["file"] == early["name"]]
     f = harness.file(early["name"])
-    # The early row is applied, rejected or held: whichever, its file's record says so.
-    assert f["held"] == len(still_held)
-    assert f["inserted"] + f["rejected"] + f["held"] == 1
+    # The early row was never recorded: the later version took its place, and its file says so.
+    assert f["held"] == len(still_held) == 0
+    assert (f["inserted"], f["rejected"], f["superseded"]) == (0, 0, 1) and accounted(f)
+    assert events_stored(harness) == {("103495", 1): "New text"}
 
 
-def test_a_changed_resend_while_the_first_is_held_keeps_the_first_and_rejects_the_resend(harness):
+def test_a_changed_resend_while_the_first_is_still_held_takes_its_place(harness):
+    """Append-only is of events recorded: one still held (its order not arrived) was never
+    recorded, so a later version replaces it as any held row's, and the first file says superseded."""
     files = Files(harness)
     first = files.send("SPECIAL-ORDER-EVENTS", EVENTS, event("103495", 4, "Back from fabrication", "TRUE"))
     second = files.send("SPECIAL-ORDER-EVENTS", EVENTS, event("103495", 4, "Lost in fabrication"))
-    # The first version waits for its order; the resend is rejected at once against it.
-    assert (first["held"], second["held"], second["rejected"]) == (1, 0, 1)
+    assert first["held"] == second["held"] == 1
     orders_with_lines(harness, files, "103495")
     release_all(harness)
     first, second = harness.file(first["name"]), harness.file(second["name"])
-    # Append-only: the first version sent is the event; the later one is rejected, nothing vanishes.
-    assert events_stored(harness) == {("103495", 4): "Back from fabrication"}
-    assert (first["inserted"], first["held"]) == (1, 0) and accounted(first)
-    assert (second["inserted"], second["rejected"], second["held"]) == (0, 1, 0) and accounted(second)
+    assert events_stored(harness) == {("103495", 4): "Lost in fabrication"}
+    assert (first["inserted"], first["held"], first["superseded"]) == (0, 0, 1) and accounted(first)
+    assert (second["inserted"], second["rejected"], second["held"]) == (1, 0, 0) and accounted(second)
 
 
 def test_an_event_waits_for_its_line_item_too_and_the_reason_names_both(harness):

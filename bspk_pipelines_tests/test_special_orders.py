@@ -4,10 +4,12 @@ On SQLite and PostgreSQL (the `harness` fixture)."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from bspk_pipelines.cli.sync import summary
 from bspk_pipelines.ingest.apply import apply_pending
+from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.special_orders import needing_action
 from bspk_pipelines_tests.builders import SHOPPER, brand_harness, header, shopper_row
 
@@ -215,28 +217,27 @@ TWO_SYSTEMS = {"brand": "acme", "company_name": "Acme", "sources": {
     "main": {"format": "bspk", "drop": "drop/acme"}, "atelier": {"format": "bspk", "drop": "drop/acme/atelier"}}}
 
 
-def test_with_two_sources_a_changed_event_is_rejected_once_and_precedence_keeps_the_trusted_version(engine, tmp_path):
+def test_with_two_sources_the_first_version_of_an_event_stays_whichever_source_changes_it(engine, tmp_path):
     h = brand_harness(TWO_SYSTEMS, engine, tmp_path)
     _applied_orders(h)
     first = "SPECIAL-ORDER-EVENTS_V2_Acme_202401110000.csv"
-    h.drop(first, EVENTS + event("103495", "103495-1", 1, "Received", "FALSE"))
-    assert h.ingest(first)["inserted"] == 1
-    # The same source resends it changed: one reject, not one per table it passes through.
-    again = "SPECIAL-ORDER-EVENTS_V2_Acme_202401120000.csv"
-    h.drop(again, EVENTS + event("103495", "103495-1", 1, "Received twice", "FALSE"))
-    record = h.ingest(again)
-    assert (record["inserted"], record["updated"], record["unchanged"], record["rejected"]) == (0, 0, 0, 1)
-    assert h.rejects(again) == [(2, "sequence", "1", "append_only")]
-    # The other system sends it otherwise: main is trusted first (the default precedence), so the
-    # merged event is main's, as stored; atelier's version is kept as atelier's.
-    other = "SPECIAL-ORDER-EVENTS_V2_Acme_202401130000.csv"
-    h.drop(other, EVENTS + event("103495", "103495-1", 1, "Received at the workshop", "TRUE"), source="atelier")
-    record = h.ingest(other, source="atelier")
-    assert (record["inserted"], record["updated"], record["unchanged"], record["rejected"]) == (0, 0, 1, 0)
-    assert [r["description"] for r in h.rows("special_order_events__by_source", "source")] == [
-        "Received at the workshop", "Received"]
+    h.drop(first, EVENTS + event("103495", "103495-1", 1, "Received", "FALSE"), source="atelier")
+    assert h.ingest(first, source="atelier")["inserted"] == 1
+    # Each system resends it otherwise: each resend is rejected once, counted rejected, not merged.
+    for n, (source, text) in enumerate((("main", "Received twice"), ("main", "Received thrice"),
+                                        ("atelier", "Received at the workshop"))):
+        name = f"SPECIAL-ORDER-EVENTS_V2_Acme_20240112{n:02d}00.csv"
+        h.drop(name, EVENTS + event("103495", "103495-1", 1, text, "FALSE"), source=source)
+        record = h.ingest(name, source=source)
+        assert (record["inserted"], record["updated"], record["unchanged"], record["rejected"]) == (0, 0, 0, 1), name
+        assert h.rejects(name) == [(2, "sequence", "1", "append_only")]
     [stored] = h.rows("special_order_events")
-    assert (stored["description"], stored["action_required"]) == ("Received", False)
+    assert stored["description"] == "Received"
+
+
+def test_precedence_for_append_only_events_is_refused_as_a_config_error():
+    with pytest.raises(ValueError, match="precedence.special_order_events: SPECIAL-ORDER-EVENTS rows are append-only"):
+        Brand.model_validate(TWO_SYSTEMS | {"precedence": {"special_order_events": {"default": ["main", "atelier"]}}})
 
 
 def test_the_sync_summary_keeps_its_columns_for_the_longest_entity_name(harness):

@@ -40,7 +40,8 @@ def apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: 
 
 def _apply_pending(engine: sa.Engine, layout: Layout, brand: Brand, entity_name: str) -> tuple[list[Applied], Counts]:
     entity = ENTITIES[entity_name]
-    multi = len(brand.sources_of(entity_name)) > 1
+    # Append-only rows are not merged: the first version recorded stays, whichever source sent it.
+    multi = len(brand.sources_of(entity_name)) > 1 and not entity.append_only
     owners = {a: brand.attribute_owners(entity_name, a) for a in entity.attributes} if multi else None
     provided = provided_columns(brand, entity_name) if multi else None
     with engine.connect() as conn:

@@ -213,6 +213,9 @@ class Brand(Strict):
         for entity, rules in self.precedence.items():
             if entity not in ENTITIES:
                 raise ValueError(f"precedence.{entity}: one of {', '.join(ENTITIES)}")
+            if ENTITIES[entity].append_only:
+                raise ValueError(f"precedence.{entity}: {ENTITIES[entity].file_type} rows are append-only, not "
+                                 "merged by precedence: the first version recorded stays, whichever source sent it")
             feeding = set(self.sources_of(entity))
             columns = ENTITIES[entity].attributes
             for attribute, order in rules.items():

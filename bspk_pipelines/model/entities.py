@@ -494,7 +494,9 @@ SPECIAL_ORDER_EVENTS = Entity(
     notes=(
         "Events are append-only: an (order_ref, sequence) already stored is never changed. Sent "
         "again as stored it counts as unchanged; sent with other values it is rejected "
-        "`append_only` (the reference says it is ignored: the rejects say so, and keep the row).",
+        "`append_only` (the reference says it is ignored: the rejects say so, and keep the row), "
+        "whichever source sends it: events are not merged by precedence. One still held was never "
+        "stored: a later version takes its place.",
         "action_required counts only on an order's last event (the highest sequence): "
         "`warehouse.special_orders.needing_action` lists the orders whose last event asks for it.",
     ),

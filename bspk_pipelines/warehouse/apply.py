@@ -106,7 +106,6 @@ def upsert(
     observe: Observer | None = None,
     source: str | None = None,
     unknown: dict[Reference, pl.Series] | None = None,
-    against_held: bool = True,
 ) -> Counts:
     """Insert new keys, update keys whose content differs, leave the rest untouched.
 
@@ -120,14 +119,10 @@ def upsert(
     table's statistics (`refresh_statistics`) once it has loaded all it loads. `observe` is called with
     the stage once held rows have left it, while the target still holds the old rows. `unknown`:
     the references that do not resolve (`unknown_references`), if the caller asked already over
-    rows that include these. `against_held`: an append-only row whose key is held already is
-    compared with that first version (False when releasing the held rows themselves).
+    rows that include these.
     """
     counts = Counts()
     frame = with_key(entity, frame) if KEY not in frame.columns else frame
-    held_same = held_changed = 0
-    if entity.append_only and hold_unresolved and against_held:
-        frame, held_same, held_changed = _against_held(conn, entity, brand, frame, source, file, dry_run)
     if dry_run or hold_unresolved:
         # Rows whose shopper or product is not known yet are held, not staged (a dry run counts them).
         unknown = unknown_references(conn, entity, brand, frame) if unknown is None else unknown
@@ -163,8 +158,7 @@ def upsert(
     counts.updated = 0 if all_new else conn.execute(
         sa.select(sa.func.count()).select_from(stage).join(target, match).where(differs, newer)
     ).scalar_one()
-    counts.unchanged = staged - counts.inserted - counts.updated - counts.rejected + held_same
-    counts.rejected += held_changed
+    counts.unchanged = staged - counts.inserted - counts.updated - counts.rejected
     if dry_run:
         stage.drop(conn)
         return counts
@@ -196,46 +190,17 @@ def _reject_changes(conn: sa.Connection, entity: Entity, target: sa.Table, stage
                     file: str | None, dry_run: bool) -> int:
     """Record as rejects the staged rows of an append-only entity whose key is stored with other
     values (the reference: "a repeated pair is ignored"); the stored row stays as it is."""
-    changed = conn.execute(sa.select(stage.c[LINE], stage.c[FILE] if file is None else sa.literal(file).label(FILE),
-                                     stage.c[entity.key[-1]]).join(target, match).where(differs)).mappings().all()
-    if not dry_run:
-        _reject_append_only(conn, entity, brand, source, changed)
-    return len(changed)
-
-
-def _against_held(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame, source: str | None,
-                  file: str | None, dry_run: bool) -> tuple[pl.DataFrame, int, int]:
-    """An append-only entity's rows whose key is held already (its first version waits for what it
-    names): that version stays the one applied when it is released. Returns the other rows, and
-    how many were the held version again (unchanged) and how many differed (rejected)."""
-    if frame.is_empty() or not _holds_any(conn, entity, brand):
-        return frame, 0, 0
-    keys, first = frame[KEY].to_list(), {}
-    for i in range(0, len(keys), KEYS_PER_STATEMENT):
-        first |= dict(conn.execute(sa.select(held.c.key, held.c.payload).where(
-            held.c.brand == brand, held.c.entity == entity.name, held.c.key.in_(keys[i:i + KEYS_PER_STATEMENT]))).all())
-    if not first:
-        return frame, 0, 0
-    again = frame.filter(pl.col(KEY).is_in(list(first)))
-    changed = [r | {FILE: r.get(FILE, file)} for r in again.iter_rows(named=True)
-               if _as_held(entity, r) != {k: v for k, v in json.loads(first[r[KEY]]).items() if k != LINE}]
-    if not dry_run:
-        _reject_append_only(conn, entity, brand, source, changed)
-    return frame.filter(~pl.col(KEY).is_in(list(first))), again.height - len(changed), len(changed)
-
-
-def _reject_append_only(conn: sa.Connection, entity: Entity, brand: str, source: str | None, rows) -> None:
-    """Rejects for rows (with their `_file`, line and last key column) that send an append-only
-    record's key again with other values."""
-    if not rows:
-        return
     last, keys = entity.key[-1], " and ".join(entity.key)
-    conn.execute(rejects.insert(), [{
-        "brand": brand, "source": source or "", "file": r[FILE], "entity": entity.name, "line": r[LINE],
-        "column": last, "value": str(r[last]), "rule": "append_only",
-        "message": f"this {keys} is already recorded with other values and {entity.file_type} rows are "
-                   f"append-only, so the row is ignored; send the change under a new {last}",
-    } for r in rows])
+    changed = conn.execute(sa.select(stage.c[LINE], stage.c[FILE] if file is None else sa.literal(file).label(FILE),
+                                     stage.c[last]).join(target, match).where(differs)).mappings().all()
+    if changed and not dry_run:
+        conn.execute(rejects.insert(), [{
+            "brand": brand, "source": source or "", "file": r[FILE], "entity": entity.name, "line": r[LINE],
+            "column": last, "value": str(r[last]), "rule": "append_only",
+            "message": f"this {keys} is already recorded with other values and {entity.file_type} rows are "
+                       f"append-only, so the row is ignored; send the change under a new {last}",
+        } for r in changed])
+    return len(changed)
 
 
 def _insert_new(conn: sa.Connection, entity: Entity, target: sa.Table, brand: str, frame: pl.DataFrame,
@@ -308,18 +273,10 @@ def _held(brand: str, entity: Entity, row: dict, delivery: tuple[str | None, str
     return {
         "brand": brand, "entity": entity.name, "key": row[KEY], "source": source, "file": file, "line": row[LINE],
         "cause": cause, "reason": reason, "held_at": stamp,
-        "payload": json.dumps(_payload(entity, row), default=str),
+        "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE, *folded_columns(entity))},
+                              default=str),
     }
 
-
-def _payload(entity: Entity, row: dict) -> dict:
-    """What `held` keeps of a row: its columns and line, not its key, delivery or folded copies."""
-    return {k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE, *folded_columns(entity))}
-
-
-def _as_held(entity: Entity, row: dict) -> dict:
-    """A row as its held payload reads back (values as JSON text gives them), without its line."""
-    return {k: v for k, v in json.loads(json.dumps(_payload(entity, row), default=str)).items() if k != LINE}
 
 
 def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]],
@@ -372,9 +329,8 @@ def apply_rows(
     if not owners:
         return upsert(conn, entity, target, brand, frame, file, list(entity.key), observe=observe, source=source)
     by_source = BY_SOURCE_TABLES[entity_name]
-    # An append-only row the source resends changed is rejected here, against its own last version.
-    sourced = upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
-                     ["source", *entity.key], hold_unresolved=False, source=source)
+    upsert(conn, entity, by_source, brand, frame.with_columns(pl.lit(source).alias("source")), file,
+           ["source", *entity.key], hold_unresolved=False)
     key = match_key(entity)
     frame = with_folded(entity, frame)
     keys = frame.select(key).unique()
@@ -387,17 +343,13 @@ def apply_rows(
     )
     stage.drop(conn)
     if rows.is_empty():
-        return Counts(rejected=sourced.rejected)
+        return Counts()
     # The refs as this delivery sent them: the last sent, whichever source sent the others. (Rows
     # a source resends unchanged were set aside before this: they leave the stored casing as it is.)
     complete, incomplete = merge_by_precedence(entity, rows, owners, provided or {}, latest=source)
     lines = frame.select(*key, LINE)
     complete = complete.join(lines, on=key, how="left", nulls_equal=True)
     counts = upsert(conn, entity, target, brand, complete, file, list(entity.key), observe=observe, source=source)
-    # Its merged row is the stored one again: rejected, not unchanged. (Another source's change of a
-    # stored append-only row is rejected by the merged write itself.)
-    counts.rejected += sourced.rejected
-    counts.unchanged -= sourced.rejected
     counts.held += _hold_incomplete(conn, entity, brand, incomplete.join(lines, on=key, how="left", nulls_equal=True),
                                     (source, file), owners)
     return counts
@@ -437,7 +389,7 @@ def release_held(conn: sa.Connection, brand: str, entity_name: str,
         if frame.is_empty():
             continue
         counts = upsert(conn, entity, ENTITY_TABLES[entity_name], brand, frame, file, list(entity.key), source=source,
-                        observe=observe, against_held=False)
+                        observe=observe)
         counts.released = frame.height - counts.held
         released[source, file] = counts
     return released
