@@ -18,11 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bspk_pipelines.model.entities import METAFIELDS
 from bspk_pipelines.outbound.events import client_key, enqueue, iso
 from bspk_pipelines.outbound.views import VIEWS
 from bspk_pipelines.warehouse.apply import refresh_statistics
 from bspk_pipelines.warehouse.platform import CLIENT_FIELDS, client_changes, clients
-from bspk_pipelines.model.entities import METAFIELDS
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, distinct, match_key
 
 

@@ -83,13 +83,18 @@ def credit_released(conn: sa.Connection, brand: str, source: str, name: str, ent
 def account_superseded_held(conn: sa.Connection, brand: str, entity: str) -> None:
     """Held rows a later delivery's rows for the same keys replaced (applied or held in their place)
     leave the held count of the delivery that sent them for its superseded count, so its record
-    still adds up: every row read is applied, unchanged, rejected, held, skipped or superseded."""
+    still adds up: every row read is applied, unchanged, rejected, held, skipped or superseded.
+    Two reads: the entity's held rows by delivery, and the deliveries counting some held."""
     f, h = files.c, held.c
-    still_held = sa.select(sa.func.count()).where(
-        h.brand == f.brand, h.entity == f.entity, h.file == f.name,
-        sa.or_(h.source == f.source, h.source.is_(None))).scalar_subquery()
-    conn.execute(files.update().where(f.brand == brand, f.entity == entity, f.held > still_held).values(
-        superseded=sa.func.coalesce(f.superseded, 0) + f.held - still_held, held=still_held))
+    still_held = dict(((r.source, r.file), r.n) for r in conn.execute(
+        sa.select(h.source, h.file, sa.func.count().label("n")).where(h.brand == brand, h.entity == entity)
+        .group_by(h.source, h.file)))
+    counting = conn.execute(sa.select(f.source, f.name, f.held).where(f.brand == brand, f.entity == entity, f.held > 0))
+    for source, name, counted in counting.all():
+        now_held = still_held.get((source, name), 0) + still_held.get((None, name), 0)
+        if counted > now_held:
+            _set(conn, brand, source, name, entity, held=now_held,
+                 superseded=sa.func.coalesce(f.superseded, 0) + (counted - now_held))
 
 def nothing_to_do(step: str, row) -> StepResult:
     if row is None:

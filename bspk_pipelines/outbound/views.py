@@ -88,11 +88,13 @@ METAFIELD_FIELDS = ("namespace", "key", "value", "value_type", "is_list", "_upda
 
 
 def _metafields_of_client(c) -> sa.ScalarSelect:
-    """The client's active metafields (of its SHOPPER record) as JSON text, one query per page."""
+    """The client's active metafields (of its SHOPPER record) as JSON text: a subquery correlated
+    to each client row, found by the metafields' primary key (brand, owner type, the owner_ref's
+    key copy, which a Shopper's is unfolded: shopper_refs keep their case)."""
     m = ENTITY_TABLES["metafields"].c
     pairs = [x for name in METAFIELD_FIELDS for x in (sa.cast(sa.literal(name), sa.Text), m[name])]
     return (sa.select(json_objects(*pairs))
-            .where(m.brand == c.brand, m.owner_type == "Shopper", m.owner_ref == c.shopper_ref, m.active.is_(True))
+            .where(m.brand == c.brand, m.owner_type == "Shopper", m._owner_ref_key == c.shopper_ref, m.active.is_(True))
             .scalar_subquery())
 
 

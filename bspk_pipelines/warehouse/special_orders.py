@@ -13,8 +13,9 @@ from bspk_pipelines.warehouse.schema import ENTITY_TABLES
 
 
 def needing_action(conn: sa.Connection, brand: str) -> list[dict]:
-    """The brand's orders whose last event asks for action: order, event, its time, the order's
-    associate (None while the order itself has not arrived), oldest event first."""
+    """The brand's orders whose last event asks for action: order, event, its time and the order's
+    associate (the one alerted), oldest event first. An order's status does not silence it: the
+    reference ties the alert to the last event alone."""
     events, orders = ENTITY_TABLES["special_order_events"], ENTITY_TABLES["special_orders"]
     last = (sa.select(events.c.order_ref, sa.func.max(events.c.sequence).label("sequence"))
             .where(events.c.brand == brand).group_by(events.c.order_ref).subquery())
