@@ -247,3 +247,15 @@ def test_the_sync_summary_keeps_its_columns_for_the_longest_entity_name(harness)
     # Every line's counts start where the header's do.
     start = header.index("files")
     assert all(line[start - 1] == " " and line[start:start + 9].strip().replace(",", "").isdigit() for line in lines)
+
+
+def test_a_source_mapping_an_amount_with_no_currency_anywhere_is_a_config_error():
+    columns = dict(ATELIER["sources"]["atelier"]["files"][0]["columns"])
+    del columns["currency_code"]
+    atelier = ATELIER["sources"]["atelier"] | {"files": [ATELIER["sources"]["atelier"]["files"][0] | {"columns": columns}]}
+    config = ATELIER | {"sources": {"atelier": atelier}}
+    with pytest.raises(ValueError, match=r"sources.atelier.files\[0\]: maps total_amount of special_orders, but no "
+                                         r"source sends currency_code, .*\(currency_code: \{constant: EUR\}\)"):
+        Brand.model_validate(config)
+    # The platform's own format sends every column: a bspk source beside it is enough.
+    Brand.model_validate(config | {"sources": {"atelier": atelier, "main": {"format": "bspk", "drop": "drop/acme"}}})

@@ -12,10 +12,13 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
-from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES
+from bspk_pipelines.model.entities import DEPENDENCY_ORDER, ENTITIES, Kind
 from bspk_pipelines.model.mapping import EMPTY, Dialect, FileMap, Strict
 from bspk_pipelines.ingest.stores import DropUrlError, parse_drop
 from bspk_pipelines.model.shopify import ENV_NAME, ShopifySource
+
+# A constant a source may map where its files lack a column the platform requires beside others.
+CONSTANT_EXAMPLES = {Kind.LANGUAGE: "fr", Kind.CURRENCY: "EUR"}
 
 # The variables an SFTP drop's credentials are in, unless the source names others.
 DEFAULT_KEY_ENV = "BSPK_SFTP_KEY_FILE"
@@ -231,23 +234,25 @@ class Brand(Strict):
         return self
 
     @model_validator(mode="after")
-    def _options_have_a_language(self) -> Brand:
-        """The platform requires a variant's language_code beside its options: some source must
-        send it, or every variant with an option would be refused row by row."""
-        sends = lambda sid, column: self.sources[sid].format == "bspk" or any(  # noqa: E731
-            column in f.feeds.get("product_variants", EMPTY).columns for f in self.sources[sid].files)
-        feeding = self.sources_of("product_variants")
-        if any(sends(s, "language_code") for s in feeding):
-            return self
-        for sid in feeding:
-            for i, f in enumerate(self.sources[sid].files):
-                variants = f.feeds.get("product_variants", EMPTY).columns
-                options = [c for c in ("option_1_value", "option_2_value", "option_3_value") if c in variants]
-                if options:
-                    raise ValueError(
-                        f"sources.{sid}.files[{i}]: maps {options[0]} of product_variants, but no source sends "
-                        "language_code, which the platform requires with options: map the file's language "
-                        "column, or a constant (language_code: {constant: fr})")
+    def _companions_sent(self) -> Brand:
+        """A column the platform requires beside others (a variant's language_code beside its
+        options, a currency beside an amount): some source must send it, or every row giving the
+        others would be refused row by row."""
+        for entity_name in self.entities:
+            feeding = self.sources_of(entity_name)
+            maps = {sid: [f.feeds.get(entity_name, EMPTY).columns for f in self.sources[sid].files] for sid in feeding}
+            sends = lambda column: any(  # noqa: E731
+                self.sources[sid].format == "bspk" or any(column in m for m in maps[sid]) for sid in feeding)
+            for c in ENTITIES[entity_name].columns:
+                if not c.required_with or sends(c.name):
+                    continue
+                for sid, i, given in ((sid, i, [g for g in c.required_with if g in m])
+                                      for sid in feeding for i, m in enumerate(maps[sid])):
+                    if given:
+                        raise ValueError(
+                            f"sources.{sid}.files[{i}]: maps {given[0]} of {entity_name}, but no source sends "
+                            f"{c.name}, which the platform requires with it: map the file's {c.name} column, or a "
+                            f"constant ({c.name}: {{constant: {CONSTANT_EXAMPLES.get(c.kind, '...')}}})")
         return self
 
     @model_validator(mode="after")
