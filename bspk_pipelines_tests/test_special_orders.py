@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from bspk_pipelines.cli.sync import summary
+from bspk_pipelines.cli.sync import alerts, summary
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.warehouse.special_orders import needing_action
@@ -259,3 +259,11 @@ def test_a_source_mapping_an_amount_with_no_currency_anywhere_is_a_config_error(
         Brand.model_validate(config)
     # The platform's own format sends every column: a bspk source beside it is enough.
     Brand.model_validate(config | {"sources": {"atelier": atelier, "main": {"format": "bspk", "drop": "drop/acme"}}})
+
+
+def test_the_sync_names_the_orders_needing_action_and_their_associate(harness):
+    _applied_orders(harness)
+    harness.drop(EVENTS_FILE, EVENTS + event("103495", "103495-1", 1, "Call the client", "TRUE")
+                 + event("103496", "103496-1", 1, "Received", "FALSE"))
+    harness.ingest(EVENTS_FILE)
+    assert alerts(harness.engine, ["acme"]) == ["acme: 1 special order(s) need action: 103495 (1 Call the client, SA1)"]

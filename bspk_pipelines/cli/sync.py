@@ -21,6 +21,7 @@ from bspk_pipelines.model.entities import DEPENDENCY_ORDER
 from bspk_pipelines.model.shopify import ShopifySource
 from bspk_pipelines.settings import Settings
 from bspk_pipelines.warehouse.schema import files, held, months
+from bspk_pipelines.warehouse.special_orders import needing_action
 
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -41,8 +42,11 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
         return still_failed(resource(defs, "warehouse").engine, brand) == 0 and ran and pulled
 
     defs, brands, ok = each_brand(settings or deployment(), args.brand, step)
+    engine = resource(defs, "warehouse").engine
     print()
-    print(summary(resource(defs, "warehouse").engine, [b.brand for b in brands]))
+    print(summary(engine, [b.brand for b in brands]))
+    for line in alerts(engine, [b.brand for b in brands if "special_order_events" in b.entities]):
+        print(line)
     return 1 if refused or not (ok or args.allow_failed) else 0
 
 
@@ -163,6 +167,19 @@ def _what(request: dg.RunRequest) -> str:
         return request.partition_key
     start, end = request.tags[names.RANGE_START_TAG], request.tags[names.RANGE_END_TAG]
     return f"{request.tags.get('entity', '')} months {start}" + ("" if start == end else f" to {end}")
+
+
+def alerts(engine: sa.Engine, brands: list[str]) -> list[str]:
+    """A line per brand whose special orders ask an associate for action (their last event says
+    so), naming each order, its event and the associate alerted."""
+    lines = []
+    with engine.connect() as conn:
+        for brand in brands:
+            waiting = needing_action(conn, brand)
+            if waiting:
+                lines.append(f"{brand}: {len(waiting)} special order(s) need action: " + "; ".join(
+                    f"{o['order_ref']} ({o['sequence']} {o['description']}, {o['sales_associate_id']})" for o in waiting))
+    return lines
 
 
 def summary(engine: sa.Engine, brands: list[str]) -> str:
