@@ -684,8 +684,11 @@ def test_api_keys_command_creates_lists_and_revokes(warehouse_url, tmp_path, mon
     monkeypatch.setenv("BSPK_MAPPINGS_DIR", str(mappings))
     monkeypatch.setenv("BSPK_WAREHOUSE_URL", warehouse_url)
     assert main(["api-keys", "create", "--brand", "acme", "--name", "CRM sync"]) == 0
-    key = capsys.readouterr().out.strip()
+    said = capsys.readouterr()
+    key = said.out.strip()
     assert key.startswith("bspk_") and len(key.splitlines()) == 1
+    # The warehouse the key is in is named (without a password), as `bspk serve` must read that one.
+    assert f"created in {sa.make_url(warehouse_url).render_as_string(hide_password=True)};" in said.err
     key_id = key.split("_")[1]
     assert main(["api-keys", "list", "--brand", "acme"]) == 0
     listed = capsys.readouterr().out

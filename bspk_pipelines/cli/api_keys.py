@@ -19,7 +19,10 @@ def run(args: argparse.Namespace) -> int:
             print("create needs --name: what the key is for", file=sys.stderr)
             return 2
         key_id, key = keys.create_key(engine, brand, args.name)
-        print(f"{brand}: key {key_id} ({args.name}) created; it is shown this once, keep it secret:", file=sys.stderr)
+        # The warehouse named, so a key made in another one than `bspk serve` reads is seen at once.
+        where = engine.url.render_as_string(hide_password=True)
+        print(f"{brand}: key {key_id} ({args.name}) created in {where}; it is shown this once, keep it secret:",
+              file=sys.stderr)
         print(key)
     elif args.action == "list":
         with engine.connect() as conn:
