@@ -75,3 +75,17 @@ def test_preview_of_a_file_that_cannot_be_read_exits_1_in_one_line_per_entity(wa
     assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()
     other = _cli(tmp_path, warehouse_url, "preview", "--brand", "acme", str(tmp_path / "stock.csv"))
     assert other.returncode == 1 and other.stderr.strip().endswith("stock.csv: no such file")
+
+
+def test_preview_of_a_platform_format_file_sets_only_the_columns_its_header_names(tmp_path):
+    """A SHOPPER file may leave out the columns the reference does not demand (their stored
+    values are kept): the dry run must not say it sets them."""
+    from bspk_pipelines.ingest.check import dry_run
+    from bspk_pipelines.model.brand import Brand
+    from bspk_pipelines_tests.builders import NATIVE, SHOPPER, shopper_row
+
+    path = tmp_path / "SHOPPER_V3_Acme_202401010000.csv"
+    path.write_text(SHOPPER + shopper_row("C1"), encoding="utf-8")
+    result = dry_run(Brand.model_validate(NATIVE), "main", "shoppers", path)
+    assert "first_name" in result.sets and "email_contact" in result.sets
+    assert not {"barcode", "profile_type", "birthday", "passport_number"} & set(result.sets)

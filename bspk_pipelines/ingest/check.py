@@ -320,7 +320,8 @@ def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int =
             problems += _deduplicate(entity, parts, [], mapping_of(brand, source, entity_name, path.name)[1])[0]
         valid = count_rows(parts)
     file_map, _ = mapping_of(brand, source, entity_name, path.name)
-    sent = set(file_map.columns) if file_map else set(entity.column_names)
+    # A mapped source sends what it maps; one of the platform's format, what the file's header names.
+    sent = set(file_map.columns) if file_map else set(preview.columns if preview is not None else entity.column_names)
     owned = set(owned_columns(brand, source, entity_name))
     attributes = [a for a in entity.attributes if a in sent]
     return DryRun(entity_name, read, valid, preview, sorted(problems, key=lambda p: (p.line, p.column)),
