@@ -352,3 +352,36 @@ def test_check_config_sample_checks_each_from_column_against_a_real_header(tmp_p
     other.write_text("x\n")
     assert main(["check-config", "--mappings", str(mappings), "--sample", str(other)]) == 1
     assert "stock.csv: matches no file pattern of any brand" in capsys.readouterr().err
+
+
+def test_check_config_sample_checks_a_platform_format_sources_names_and_headers(tmp_path, capsys, monkeypatch):
+    """A source of the platform's format has no mapping to check: its files' names and the header
+    of the newest file of each type are what `--sample` checks."""
+    from bspk_pipelines_tests.builders import header
+
+    mappings, data = tmp_path / "mappings", tmp_path / "data"
+    mappings.mkdir()
+    write(mappings, "acme", "brand: acme\ncompany_name: Acme\nsources:\n  main: {format: bspk, drop: drop/acme}\n")
+    monkeypatch.setenv("BSPK_DATA_DIR", str(data))
+    drop = data / "drop" / "acme"
+    drop.mkdir(parents=True)
+    (drop / "METAFIELDS_V1_Acme_202601010000.csv").write_text(header("metafields"))
+    assert main(["check-config", "--mappings", str(mappings), "--sample"]) == 0
+    capsys.readouterr()
+    (drop / "METAFIELDS_V1_Acme_202601020000.csv").write_text(header("metafields").replace("owner_type", "ownertype"))
+    (drop / "SHOPPER_V3_acme_202601010000.csv").write_text(header("shoppers"))
+    assert main(["check-config", "--mappings", str(mappings), "--sample"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "acme.yaml: sources.main: SHOPPER_V3_acme_202601010000.csv: company name should be Acme; found acme",
+        "acme.yaml: sources.main, metafields: sample METAFIELDS_V1_Acme_202601020000.csv: line 1: the header does not "
+        "fit: missing column owner_type; unknown column 'ownertype'",
+        "2 problem(s) found"]
+    # With FILE: that file alone, by its name and header.
+    sample = tmp_path / "SPECIAL-ORDERS_V2_Acme_202601010000.csv"
+    sample.write_text(header("special_orders"))
+    assert main(["check-config", "--mappings", str(mappings), "--sample", str(sample)]) == 0
+    sample.write_text(header("special_orders").replace("shopper_id", "shopper_ref"))
+    assert main(["check-config", "--mappings", str(mappings), "--sample", str(sample)]) == 1
+    assert "special_orders: sample SPECIAL-ORDERS_V2_Acme_202601010000.csv: line 1: the header does not fit: " \
+           "missing column shopper_id; unknown column 'shopper_ref'" in capsys.readouterr().err

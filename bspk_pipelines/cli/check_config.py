@@ -58,6 +58,11 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
         for sid, source in brand.sources.items():
             if source.format == "shopify":
                 continue  # its deliveries are the pulls' own JSONL, read by the built-in mapping
+            if source.format == "bspk":
+                found = _platform_samples(brand, sid, data_dir, sample)
+                if found is not None:
+                    checked, problems = checked + 1, problems + found
+                continue
             for i, file_map in enumerate(source.files):
                 folder = Layout(data_dir).drop(brand, sid)  # a remote store's files are checked as they land
                 path = sample if sample else _newest(folder, file_map.pattern) if folder else None
@@ -74,6 +79,47 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
                         problems.append(f"{path}: cannot be read as a sample: {e.strerror or e}")
     if sample and not checked:
         problems.append(f"{sample.name}: matches no file pattern of any brand: nothing to check it against")
+    return problems
+
+
+def _platform_samples(brand: Brand, sid: str, data_dir: Path, sample: Path | None) -> list[str] | None:
+    """A source of the platform's format: `sample`'s header, or else every file's name in its drop
+    folder and the header of the newest file of each type. None when `sample` is not the source's
+    (its name does not parse for this brand)."""
+    from bspk_pipelines.ingest.check import expected_header
+    from bspk_pipelines.ingest.drop import FileNameError, classify
+    from bspk_pipelines.ingest.layout import Layout
+    from bspk_pipelines.ingest.parse import FileFailure, read_batches
+
+    folder = Layout(data_dir).drop(brand, sid)  # a remote store's files are checked as they land
+    if sample is not None:
+        paths = [sample]
+    else:
+        try:
+            paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()) if folder else []
+        except FileNotFoundError:
+            paths = []
+    problems, newest = [], {}
+    for path in paths:
+        try:
+            delivery = classify(brand, sid, path.name)
+        except FileNameError as e:
+            if sample is not None:
+                return None
+            problems.append(f"{brand.brand}.yaml: sources.{sid}: {e}")
+            continue
+        for entity in delivery.entities:
+            if entity not in newest or delivery.sort_key > newest[entity][0]:
+                newest[entity] = (delivery.sort_key, path)
+    dialect = brand.sources[sid].dialect
+    for entity, (_, path) in newest.items():
+        expected, optional, exact = expected_header(brand, sid, entity, path.name)
+        try:
+            next(read_batches(path, dialect, expected, optional, exact, batch_rows=1), None)
+        except FileFailure as e:
+            problems.append(f"{brand.brand}.yaml: sources.{sid}, {entity}: sample {e}")
+        except OSError as e:
+            problems.append(f"{path}: cannot be read as a sample: {e.strerror or e}")
     return problems
 
 
