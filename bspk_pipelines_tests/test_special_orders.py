@@ -267,3 +267,29 @@ def test_the_sync_names_the_orders_needing_action_and_their_associate(harness):
                  + event("103496", "103496-1", 1, "Received", "FALSE"))
     harness.ingest(EVENTS_FILE)
     assert alerts(harness.engine, ["acme"]) == ["acme: 1 special order(s) need action: 103495 (1 Call the client, SA1)"]
+
+
+def test_an_event_naming_another_orders_line_item_is_rejected_saying_whose_it_is(harness):
+    _applied_orders(harness)  # 103495-1 is a line of 103495, 103496-1 of 103496
+    harness.drop(EVENTS_FILE, EVENTS + event("103495", "103496-1", 1, "Received", "FALSE")
+                 + event("103495", "103495-1", 2, "Sent to fabrication", "FALSE"))
+    record = harness.ingest(EVENTS_FILE)
+    assert (record["inserted"], record["rejected"], record["held"]) == (1, 1, 0)
+    assert harness.rejects(EVENTS_FILE) == [(2, "line_item_ref", "103496-1", "reference")]
+    with harness.engine.connect() as conn:
+        message = conn.execute(sa.text("select message from rejects where rule = 'reference'")).scalar_one()
+    assert message == ("line_item_ref '103496-1' is a special_order_line_items record of order_ref '103496', "
+                       "not of this row's order_ref '103495'")
+
+
+def test_an_event_held_for_a_line_item_that_arrives_under_another_order_is_rejected_at_its_release(harness):
+    _applied_orders(harness)
+    harness.drop(EVENTS_FILE, EVENTS + event("103495", "103496-9", 1, "Received", "FALSE"))
+    assert harness.ingest(EVENTS_FILE)["held"] == 1
+    late = "SPECIAL-ORDER-LINE-ITEMS_V2_Acme_202401150000.csv"
+    harness.drop(late, LINES + line("103496", "103496-9"))
+    harness.ingest(late)
+    apply_pending(harness.engine, harness.layout, harness.brand, "special_order_events")
+    record = harness.file(EVENTS_FILE)
+    assert (record["inserted"], record["rejected"], record["held"]) == (0, 1, 0)
+    assert harness.rows("special_order_events") == []

@@ -77,12 +77,15 @@ class Column:
 @dataclass(frozen=True)
 class Reference:
     """A column that must name a record of another entity before the row can be applied; with
-    `when` (column, value), only on rows whose column has that value (a metafield's owner)."""
+    `when` (column, value), only on rows whose column has that value (a metafield's owner). With
+    `agrees` ((column, target column), ...), the record named must hold the row's values there
+    too (an event's line item is of the event's order), or the row is rejected `reference`."""
 
     column: str
     entity: str
     target_column: str
     when: tuple[str, str] | None = None
+    agrees: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -488,7 +491,7 @@ SPECIAL_ORDER_EVENTS = Entity(
     key=("order_ref", "sequence"),
     references=(
         Reference("order_ref", "special_orders", "order_ref"),
-        Reference("line_item_ref", "special_order_line_items", "line_item_ref"),
+        Reference("line_item_ref", "special_order_line_items", "line_item_ref", agrees=(("order_ref", "order_ref"),)),
     ),
     append_only=True,
     notes=(

@@ -164,6 +164,8 @@ def section(entity: Entity) -> str:
     ]
     lines += [f"- **references**: `{r.column}` names a [{r.entity}](#{r.entity}) record (its `{r.target_column}`)"
               + (f" where `{r.when[0]}` is `{r.when[1]}`" if r.when else "") + "; the row is held until it exists"
+              + "".join(f"; that record's `{t}` must be the row's `{c}` (else the row is rejected `reference`)"
+                        for c, t in r.agrees)
               for r in entity.references]
     if dependents(entity.name):
         lines.append(f"- **referenced by**: {', '.join(f'[{d}](#{d})' for d in dependents(entity.name))}")

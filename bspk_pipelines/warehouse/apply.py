@@ -129,6 +129,11 @@ def upsert(
         known = resolves(conn, entity, brand, frame, unknown)
         waiting, frame = frame.filter(~known), frame.filter(known)
         counts.held = waiting.height
+    disagreeing = 0
+    for ref in entity.references if hold_unresolved else ():
+        if ref.agrees:
+            frame, rejected = _reject_disagreeing(conn, entity, brand, frame, ref, source, file, dry_run)
+            disagreeing += rejected
     frame = frame.drop(SOURCE, strict=False)  # it names the delivery, not a column of the table
     if all_new and not dry_run and observe is None and not entity.replace_set_by and not (
             hold_unresolved and _holds_any(conn, entity, brand)):
@@ -159,6 +164,7 @@ def upsert(
         sa.select(sa.func.count()).select_from(stage).join(target, match).where(differs, newer)
     ).scalar_one()
     counts.unchanged = staged - counts.inserted - counts.updated - counts.rejected
+    counts.rejected += disagreeing
     if dry_run:
         stage.drop(conn)
         return counts
@@ -201,6 +207,33 @@ def _reject_changes(conn: sa.Connection, entity: Entity, target: sa.Table, stage
                        f"append-only, so the row is ignored; send the change under a new {last}",
         } for r in changed])
     return len(changed)
+
+
+def _reject_disagreeing(conn: sa.Connection, entity: Entity, brand: str, frame: pl.DataFrame, ref: Reference,
+                        source: str | None, file: str | None, dry_run: bool) -> tuple[pl.DataFrame, int]:
+    """The rows whose referenced record (known by now) holds other values where `ref.agrees` says it
+    must hold the row's (an event naming another order's line item): rejected `reference`, each
+    naming what the record holds; the other rows go on."""
+    pairs = [(column, target) for column, target in ref.agrees if column in frame.columns]
+    if frame.is_empty() or not pairs or ref.column not in frame.columns:
+        return frame, 0
+    table, values = ENTITY_TABLES[ref.entity], frame[ref.column].drop_nulls().unique().to_list()
+    stored: dict = {}
+    for i in range(0, len(values), KEYS_PER_STATEMENT):
+        stored |= {r[0]: r[1:] for r in conn.execute(sa.select(table.c[ref.target_column], *[table.c[t] for _, t in pairs])
+                   .where(table.c.brand == brand, table.c[ref.target_column].in_(values[i:i + KEYS_PER_STATEMENT])))}
+    named = frame.filter(pl.col(ref.column).is_in(list(stored)))
+    bad = [r for r in named.iter_rows(named=True) if any(r[c] != held for (c, _), held in zip(pairs, stored[r[ref.column]]))]
+    if bad and not dry_run:
+        conn.execute(rejects.insert(), [{
+            "brand": brand, "source": source or "", "file": file if file is not None else r[FILE], "entity": entity.name,
+            "line": r[LINE], "column": ref.column, "value": str(r[ref.column]), "rule": "reference",
+            "message": f"{ref.column} {r[ref.column]!r} is a {ref.entity} record of " + ", ".join(
+                f"{t} {held!r}" for (_, t), held in zip(pairs, stored[r[ref.column]]))
+                       + ", not of this row's " + ", ".join(f"{c} {r[c]!r}" for c, _ in pairs),
+        } for r in bad])
+    keys = {r[KEY] for r in bad}
+    return frame.filter(~pl.col(KEY).is_in(list(keys))), len(bad)
 
 
 def _insert_new(conn: sa.Connection, entity: Entity, target: sa.Table, brand: str, frame: pl.DataFrame,
