@@ -113,9 +113,8 @@ class Checker:
     def __init__(self, brand: Brand, delivery: Delivery, limit: int):
         dialect = brand.sources[delivery.source].dialect
         self.brand, self.delivery, self.limit, self.dialect = brand, delivery, limit, dialect
-        # As validation reads it: a UTF-8 byte-order mark is allowed.
-        encoding = "utf-8-sig" if dialect.encoding == "utf-8" else dialect.encoding
-        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.decoder = None  # made from the upload's first bytes, as validation reads the file
+        self.start = b""  # those bytes, until there are enough to tell a byte-order mark
         self.size, self.sha = 0, hashlib.sha256()
         self.head: list[str] = []
         self.header_checked = False
@@ -125,6 +124,11 @@ class Checker:
         if self.size > self.limit:
             raise HTTPException(413, f"the upload is larger than the limit of {self.limit} bytes")
         self.sha.update(chunk)
+        if self.decoder is None:
+            self.start += chunk
+            if len(self.start) < 4 and not final:
+                return
+            chunk, self.decoder = self.start, codecs.getincrementaldecoder(self.dialect.decoding_for(self.start))()
         try:
             text = self.decoder.decode(chunk, final=final)
         except UnicodeDecodeError as e:

@@ -53,11 +53,6 @@ class ParsedBatch:
     set_aside: int = 0  # rows read but set aside (see `read_batches`)
 
 
-def _decoding(dialect: Dialect) -> str:
-    # A UTF-8 byte-order mark is harmless and common (Excel writes one): read past it.
-    return "utf-8-sig" if dialect.encoding == "utf-8" else dialect.encoding
-
-
 def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
     """Line, byte offset and bytes of the first sequence that does not decode."""
     decoder = codecs.getincrementaldecoder(encoding)()
@@ -68,11 +63,10 @@ def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
                 # Bytes of a multi-byte sequence the decoder holds: the bad sequence starts with them.
                 pending = decoder.getstate()[0]
                 try:
-                    decoder.decode(chunk[i : i + 1])
+                    # Lines are counted in the text: a 0x0A byte is half a character in UTF-16.
+                    line += decoder.decode(chunk[i : i + 1]).count("\n")
                 except UnicodeDecodeError:
                     return line, offset + i - len(pending), (pending + chunk[i : i + 4])[:4]
-                if chunk[i] == 0x0A:
-                    line += 1
             offset += len(chunk)
     pending = decoder.getstate()[0]
     return line, offset - len(pending), pending
@@ -134,7 +128,8 @@ def read_batches(
     if _plain(path, dialect):
         yield from _split_batches(path, dialect, expected, optional, exact, batch_rows, set_aside)
         return
-    encoding = _decoding(dialect)
+    with path.open("rb") as f:
+        encoding = dialect.decoding_for(f.read(4))
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
             text = _Lines(f, encoding)
@@ -146,7 +141,8 @@ def read_batches(
                                   "is this a CSV file?") from None
             if not header or all(not h.strip() for h in header):
                 raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
-            header = [h.strip() for h in header]
+            # A byte-order mark the codec keeps (utf-16-le, say) is no part of the first column's name.
+            header = [h.strip() for h in [header[0].removeprefix("\ufeff"), *header[1:]]]
             check_header(name, header, expected, list(optional), exact, dialect.delimiter)
             width = len(header)
             columns: list[list[str | None]] = [[] for _ in header]
@@ -379,7 +375,7 @@ def _plain(path: Path, dialect: Dialect) -> bool:
     UTF-8 with no NUL byte, no carriage return but before a line feed, quotes only around whole
     fields that hold neither a delimiter nor a quote, and no line over MAX_ROW_BYTES (polars
     would hold it whole: the csv path reads past it)."""
-    if dialect.encoding not in ("utf-8", "utf-8-sig"):
+    if dialect.decoding != "utf-8-sig":
         return False
     decoder = codecs.getincrementaldecoder("utf-8")()
     previous = b""

@@ -4,6 +4,8 @@ The brand's configuration around it (sources, precedence, schedules) is `model.b
 
 from __future__ import annotations
 
+import codecs
+
 import csv
 import difflib
 import fnmatch
@@ -30,18 +32,48 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# Codecs that read the byte order from a byte-order mark, and the marks they take.
+UNMARKED = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
+
+
 class Dialect(Strict):
     """How a source writes its CSV files. The defaults are the platform's own format."""
 
     delimiter: str = Field(",", min_length=1, max_length=1)
     quote: str = Field('"', min_length=1, max_length=1)
-    encoding: Literal["utf-8", "utf-8-sig", "cp1252", "latin-1", "iso-8859-15"] = "utf-8"
+    # Any text encoding Python's codecs name, aliases too (windows-1252 is cp1252; utf-16 reads
+    # its byte-order mark, or takes little-endian without one); kept as written, for messages.
+    encoding: str = "utf-8"
     decimal: DecimalMark = "."
     thousands: Thousands = ""
     date_format: str = "%Y-%m-%d"
     datetime_format: str = "%Y-%m-%dT%H:%M:%S"
     # Zone of naive datetimes in the file; sales are stored in UTC as the platform requires.
     timezone: str = "UTC"
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, v: str) -> str:
+        try:
+            "".encode(v)  # a LookupError for an unknown name and for codecs of bytes (base64, zlib)
+        except LookupError:
+            raise ValueError("an encoding Python knows, such as utf-8, cp1252 (windows-1252), latin-1, iso-8859-15, "
+                             f"utf-16 or shift_jis; found {v!r}") from None
+        return v
+
+    @property
+    def decoding(self) -> str:
+        """The codec files are read with: UTF-8 reads past a byte-order mark (Excel writes one)."""
+        name = codecs.lookup(self.encoding).name
+        return "utf-8-sig" if name == "utf-8" else name
+
+    def decoding_for(self, start: bytes) -> str:
+        """The codec a file starting with `start` is read with: UTF-16 or UTF-32 without a
+        byte-order mark is little-endian, as Windows writes it (Python's codec would refuse it)."""
+        name = self.decoding
+        if name in UNMARKED and not start.startswith(UNMARKED[name]):
+            return f"{name}-le"
+        return name
 
     @model_validator(mode="after")
     def _separators_differ(self) -> Dialect:

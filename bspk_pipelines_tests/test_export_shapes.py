@@ -1,0 +1,90 @@
+"""The shapes a brand's export comes in (issue 17), as the brand's systems write them: here the
+encodings any of Python's codecs name, aliases included, and UTF-16 as Excel's "Unicode text"
+writes it (tab-delimited, a byte-order mark, CRLF). On SQLite and PostgreSQL; the original is
+landed byte for byte and rejects keep their line."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from pydantic import ValidationError
+
+from bspk_pipelines.model.brand import Brand
+from bspk_pipelines_tests.builders import brand_harness
+
+PRODUCTS = {"pattern": "ARTIKEL_*.txt", "entity": "products",
+            "columns": {"product_ref": {"from": "Artikel"}, "name": {"from": "Bezeichnung"},
+                        "published": {"constant": "TRUE"}, "language_code": {"from": "Sprache"}}}
+
+
+def exports(engine, tmp_path, encoding: str, delimiter: str = "\t"):
+    source = {"format": "csv", "drop": "drop/acme/erp", "dialect": {"delimiter": delimiter, "encoding": encoding},
+              "files": [PRODUCTS]}
+    return brand_harness({"brand": "acme", "company_name": "Acme", "sources": {"erp": source}}, engine, tmp_path)
+
+
+TEXT = ("Artikel\tBezeichnung\tSprache\r\n"
+        "A-1\tMantel aus Wolle\tde\r\n"
+        "A-2\tÉcharpe 東京\txx\r\n"  # a language that is no ISO 639-1 code: rejected on line 3
+        "A-3\tStiefel\tde\r\n")
+
+
+@pytest.mark.parametrize("encoding, data", [
+    ("utf-16", b"\xff\xfe" + TEXT.encode("utf-16-le")),  # Excel's "Unicode text": a BOM, little-endian
+    ("utf-16", TEXT.encode("utf-16-le")),  # no BOM: little-endian, as Windows writes it
+    ("utf-16-be", TEXT.encode("utf-16-be")),
+    ("utf-16-le", b"\xff\xfe" + TEXT.encode("utf-16-le")),  # the codec keeps the BOM: not part of the header
+    ("UTF8", TEXT.encode("utf-8")),
+    ("gb18030", TEXT.encode("gb18030")),
+], ids=["utf-16-bom", "utf-16-no-bom", "utf-16-be", "utf-16-le-bom", "utf8-alias", "gb18030"])
+def test_a_file_in_any_codec_is_read_kept_byte_for_byte_and_rejects_keep_their_line(engine, tmp_path, encoding, data):
+    h = exports(engine, tmp_path, encoding)
+    name = "ARTIKEL_20260105.txt"
+    h.drop(name, data, source="erp")
+    record = h.ingest(name, source="erp")
+    assert (record["status"], record["inserted"], record["rejected"]) == ("applied", 2, 1)
+    assert [(p["product_ref"], p["name"]) for p in h.rows("products", "product_ref")] == [
+        ("A-1", "Mantel aus Wolle"), ("A-3", "Stiefel")]
+    assert h.rejects(name) == [(3, "Sprache", "xx", "language")]
+    landed = h.layout.landed("acme", "erp", name).read_bytes()
+    assert hashlib.sha256(landed).hexdigest() == hashlib.sha256(data).hexdigest() == record["sha256"]
+
+
+def test_windows_1252_is_cp1252_by_its_alias(engine, tmp_path):
+    h = exports(engine, tmp_path, "windows-1252", delimiter=";")
+    h.drop("ARTIKEL_20260105.txt", "Artikel;Bezeichnung;Sprache\nA-1;Écharpe €;fr\n".encode("cp1252"), source="erp")
+    assert h.ingest("ARTIKEL_20260105.txt", source="erp")["inserted"] == 1
+    assert [p["name"] for p in h.rows("products")] == ["Écharpe €"]
+
+
+def test_a_utf16_file_that_does_not_decode_fails_naming_its_line(engine, tmp_path):
+    """A lone surrogate on line 3 (0x0A bytes inside characters must not be counted as lines)."""
+    h = exports(engine, tmp_path, "utf-16")
+    body = "Artikel\tBezeichnung\tSprache\r\n\u0a0aA-1\tMantel\tde\r\n".encode("utf-16-le")
+    name = "ARTIKEL_20260105.txt"
+    h.drop(name, b"\xff\xfe" + body + b"\x00\xd8" + "A-2\tSchal\tde\r\n".encode("utf-16-le"), source="erp")
+    record = h.ingest(name, source="erp")
+    assert record["status"] == "failed"
+    assert record["error"].startswith(f"{name}: line 3: not valid utf-16 text (byte offset {2 + len(body)}")
+
+
+@pytest.mark.parametrize("encoding", ["klingon", "base64", "zlib"])
+def test_an_encoding_python_does_not_know_as_text_is_a_config_error(encoding):
+    source = {"format": "csv", "drop": "drop/acme/erp", "dialect": {"encoding": encoding}, "files": [PRODUCTS]}
+    with pytest.raises(ValidationError, match=f"an encoding Python knows, such as utf-8, cp1252 .*; found '{encoding}'"):
+        Brand.model_validate({"brand": "acme", "company_name": "Acme", "sources": {"erp": source}})
+
+
+def test_an_upload_in_utf16_is_checked_as_validation_reads_it(engine, tmp_path):
+    """The upload API decodes what it receives with the source's codec, as validation will."""
+    from bspk_pipelines.api.imports import Checker
+    from bspk_pipelines.ingest.drop import classify
+
+    h = exports(engine, tmp_path, "utf-16")
+    data = b"\xff\xfe" + TEXT.encode("utf-16-le")
+    for first in (len(data), 1):  # the byte-order mark whole, or split across the first chunks
+        checker = Checker(h.brand, classify(h.brand, "erp", "ARTIKEL_20260105.txt"), limit=1 << 20)
+        checker.feed(data[:first])
+        checker.feed(data[first:], final=True)
+        assert checker.header_checked and checker.size == len(data)
