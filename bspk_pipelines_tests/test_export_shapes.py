@@ -88,3 +88,17 @@ def test_an_upload_in_utf16_is_checked_as_validation_reads_it(engine, tmp_path):
         checker.feed(data[:first])
         checker.feed(data[first:], final=True)
         assert checker.header_checked and checker.size == len(data)
+
+
+def test_a_utf16_row_over_a_mebibyte_of_the_files_bytes_is_rejected_and_the_file_goes_on(engine, tmp_path):
+    """The row limit counts the file's bytes: 600,000 characters of UTF-16 are 1.2 MB, over it."""
+    from bspk_pipelines.ingest.parse import MAX_ROW_BYTES
+
+    h = exports(engine, tmp_path, "utf-16")
+    long = "x" * 600_000
+    assert len(long) < MAX_ROW_BYTES < len(long.encode("utf-16-le"))
+    text = f"Artikel\tBezeichnung\tSprache\r\nA-1\t{long}\tde\r\nA-2\tSchal\tde\r\n"
+    h.drop("ARTIKEL_20260105.txt", b"\xff\xfe" + text.encode("utf-16-le"), source="erp")
+    record = h.ingest("ARTIKEL_20260105.txt", source="erp")
+    assert (record["inserted"], record["rejected"]) == (1, 1)
+    assert [(line, rule) for line, _, _, rule in h.rejects("ARTIKEL_20260105.txt")] == [(2, "length")]

@@ -230,7 +230,10 @@ class _Lines:
 
     def __init__(self, f: TextIO, encoding: str):
         self._f = f
-        self._utf8 = encoding.startswith("utf-8")  # the other encodings take one byte a character
+        # Rows are measured in the file's bytes: the codec without its byte-order mark, and with
+        # ASCII text taken as one byte a character where the codec writes it so (not UTF-16/32).
+        self._measure = {"utf-8-sig": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}.get(encoding, encoding)
+        self._ascii_bytes = len("a".encode(self._measure)) == 1
         self._unread: str | None = None  # what a look past a \r read of the next line
         self._held: tuple[str, bool] | None = None  # the first piece of the line that did not fit
         self._row: list[str] = []  # the lines handed over for the row being read
@@ -242,7 +245,7 @@ class _Lines:
         self._row, self._row_bytes = [], 0
 
     def _bytes(self, text: str) -> int:
-        return len(text) if not self._utf8 or text.isascii() else len(text.encode())
+        return len(text) if self._ascii_bytes and text.isascii() else len(text.encode(self._measure, "replace"))
 
     def _read(self) -> str:
         if self._unread is None:
@@ -269,13 +272,13 @@ class _Lines:
 
     def __iter__(self) -> Iterator[str]:
         # Run once a line of the file: a generator, with no call for a line that fits whole.
-        readline, utf8 = self._f.readline, self._utf8
+        readline, ascii_bytes, measure = self._f.readline, self._ascii_bytes, self._measure
         while True:
             piece = readline(_PIECE) if self._unread is None else self._read()
             if not piece:
                 return
             piece, ends = (piece, True) if len(piece) < _PIECE else self._ends(piece)
-            size = len(piece) if not utf8 or piece.isascii() else len(piece.encode())
+            size = len(piece) if ascii_bytes and piece.isascii() else len(piece.encode(measure, "replace"))
             # The line break that ends the row does not count: measured only when it could matter.
             if ends and (self._row_bytes + size <= MAX_ROW_BYTES
                          or self._row_bytes + self._bytes(piece.rstrip("\r\n")) <= MAX_ROW_BYTES):
