@@ -102,3 +102,24 @@ def test_a_utf16_row_over_a_mebibyte_of_the_files_bytes_is_rejected_and_the_file
     record = h.ingest("ARTIKEL_20260105.txt", source="erp")
     assert (record["inserted"], record["rejected"]) == (1, 1)
     assert [(line, rule) for line, _, _, rule in h.rejects("ARTIKEL_20260105.txt")] == [(2, "length")]
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_null_values_read_as_blank_on_either_reading_path(engine, tmp_path, plain):
+    """`NULL`, `-` and `N/A` as the source writes them are blanks: an optional column is cleared, a
+    required one rejected; other text (`NULLS`, `n/a`) stays. A quoted field with the delimiter in
+    it sends the file down the csv path, which must read them alike."""
+    source = {"format": "csv", "drop": "drop/acme/erp", "dialect": {"delimiter": ";", "null_values": ["NULL", "-", "N/A"]},
+              "files": [{"pattern": "ARTIKEL_*.csv", "entity": "products", "columns": {
+                  "product_ref": {"from": "Artikel"}, "name": {"from": "Bezeichnung"}, "description": {"from": "Text"},
+                  "published": {"constant": "TRUE"}}}]}
+    h = brand_harness({"brand": "acme", "company_name": "Acme", "sources": {"erp": source}}, engine, tmp_path)
+    last = '"Schal; rot"' if not plain else "Schal"
+    h.drop("ARTIKEL_20260105.csv", "Artikel;Bezeichnung;Text\nA-1;Mantel;NULL\nA-2;N/A;Warm\nA-3;Stiefel; - \n"
+                                   f"A-4;NULLS;n/a\nA-5;{last};-\n", source="erp")
+    record = h.ingest("ARTIKEL_20260105.csv", source="erp")
+    assert (record["inserted"], record["rejected"]) == (4, 1)
+    assert h.rejects("ARTIKEL_20260105.csv") == [(3, "Bezeichnung", "", "required")]
+    assert [(p["product_ref"], p["name"], p["description"]) for p in h.rows("products", "product_ref")] == [
+        ("A-1", "Mantel", None), ("A-3", "Stiefel", None), ("A-4", "NULLS", "n/a"),
+        ("A-5", "Schal; rot" if not plain else "Schal", None)]

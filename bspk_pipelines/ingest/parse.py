@@ -143,6 +143,7 @@ def read_batches(
                 raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
             # A byte-order mark the codec keeps (utf-16-le, say) is no part of the first column's name.
             header = [h.strip() for h in [header[0].removeprefix("\ufeff"), *header[1:]]]
+            nulls = set(dialect.null_values)
             check_header(name, header, expected, list(optional), exact, dialect.delimiter)
             width = len(header)
             columns: list[list[str | None]] = [[] for _ in header]
@@ -189,7 +190,7 @@ def read_batches(
                     continue
                 lines.append(line)
                 for col, value in zip(columns, record):
-                    col.append(value if value.strip() else None)
+                    col.append(value if value.strip() and value.strip() not in nulls else None)
                 if len(lines) >= batch_rows:
                     yield _batch(header, columns, lines, problems, set_aside)
                     columns, lines, problems = [[] for _ in header], [], []
@@ -444,8 +445,9 @@ def _split_batches(
         quote = dialect.quote
         values = [pl.col("_fields").list.get(i).str.strip_prefix(quote).str.strip_suffix(quote).alias(h)
                   for i, h in enumerate(header)]
+        nulls = pl.Series(["", *dialect.null_values], dtype=pl.Utf8)  # blank, or what the source writes for it
         rows = good.select(*values, pl.col(LINE)).with_columns(
-            pl.when(pl.col(h).str.strip_chars() != "").then(pl.col(h)).alias(h) for h in header)
+            pl.when(~pl.col(h).str.strip_chars().is_in(nulls.implode())).then(pl.col(h)).alias(h) for h in header)
         yield ParsedBatch(rows, problems, read - present.height)
 
 
