@@ -123,3 +123,64 @@ def test_null_values_read_as_blank_on_either_reading_path(engine, tmp_path, plai
     assert [(p["product_ref"], p["name"], p["description"]) for p in h.rows("products", "product_ref")] == [
         ("A-1", "Mantel", None), ("A-3", "Stiefel", None), ("A-4", "NULLS", "n/a"),
         ("A-5", "Schal; rot" if not plain else "Schal", None)]
+
+
+def report(engine, tmp_path, skip: int):
+    source = {"format": "csv", "drop": "drop/acme/erp", "dialect": {"delimiter": ";", "skip_lines": skip},
+              "files": [{"pattern": "ARTIKEL_*.csv", "entity": "products", "columns": {
+                  "product_ref": {"from": "Artikel"}, "name": {"from": "Bezeichnung"},
+                  "language_code": {"from": "Sprache"}, "published": {"constant": "TRUE"}}}]}
+    return brand_harness({"brand": "acme", "company_name": "Acme", "sources": {"erp": source}}, engine, tmp_path)
+
+
+PREAMBLE = "Artikelstamm Nordhaus GmbH\nExportiert am 05.01.2026 06:00\n\n"
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_lines_before_the_header_are_skipped_and_rows_keep_their_lines_in_the_file(engine, tmp_path, plain):
+    h = report(engine, tmp_path, skip=3)
+    quoted = '"Schal; rot"' if not plain else "Schal"  # a quoted delimiter takes the csv path
+    h.drop("ARTIKEL_20260105.csv", PREAMBLE + f"Artikel;Bezeichnung;Sprache\nA-1;Mantel;de\nA-2;{quoted};xx\n",
+           source="erp")
+    record = h.ingest("ARTIKEL_20260105.csv", source="erp")
+    assert (record["status"], record["rows_read"], record["inserted"], record["rejected"]) == ("applied", 2, 1, 1)
+    assert h.rejects("ARTIKEL_20260105.csv") == [(6, "Sprache", "xx", "language")]  # line 6 of the file
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_a_header_that_does_not_fit_after_skipped_lines_names_its_own_line(engine, tmp_path, plain):
+    h = report(engine, tmp_path, skip=2)  # one line too few: the blank third line is taken as the header
+    h.drop("ARTIKEL_20260105.csv", PREAMBLE + "Artikel;Bezeichnung;Sprache\nA-1;" + ('"a;b"' if not plain else "a")
+           + ";de\n", source="erp")
+    record = h.ingest("ARTIKEL_20260105.csv", source="erp")
+    assert record["status"] == "failed"
+    assert record["error"] == "ARTIKEL_20260105.csv: line 3: expected a header, found an empty line"
+    h2 = report(engine, tmp_path / "b", skip=1)  # the export date taken as the header
+    h2.drop("ARTIKEL_20260106.csv", PREAMBLE + "Artikel;Bezeichnung;Sprache\n", source="erp")
+    error = h2.ingest("ARTIKEL_20260106.csv", source="erp")["error"]
+    assert error.startswith("ARTIKEL_20260106.csv: line 2: expected a header naming the columns")
+
+
+@pytest.mark.parametrize("content", ["only a title\n", 'a "quoted" title\n'], ids=["polars-path", "csv-path"])
+def test_a_file_that_ends_before_its_header_says_so(engine, tmp_path, content):
+    h = report(engine, tmp_path, skip=3)
+    h.drop("ARTIKEL_20260105.csv", content, source="erp")
+    record = h.ingest("ARTIKEL_20260105.csv", source="erp")
+    assert record["error"] == "ARTIKEL_20260105.csv: the file ends before its header (line 4, after skip_lines: 3)"
+
+
+def test_an_upload_with_lines_before_its_header_is_checked_at_its_header(engine, tmp_path):
+    from fastapi import HTTPException
+
+    from bspk_pipelines.api.imports import Checker
+    from bspk_pipelines.ingest.drop import classify
+
+    h = report(engine, tmp_path, skip=3)
+    delivery = classify(h.brand, "erp", "ARTIKEL_20260105.csv")
+    checker = Checker(h.brand, delivery, limit=1 << 20)
+    checker.feed((PREAMBLE + "Artikel;Bezeichnung;Sprache\nA-1;Mantel;de\n").encode(), final=True)
+    assert checker.header_checked
+    checker = Checker(h.brand, delivery, limit=1 << 20)
+    with pytest.raises(HTTPException) as e:
+        checker.feed((PREAMBLE + "Artikel;Name;Sprache\n").encode(), final=True)
+    assert e.value.detail.startswith("ARTIKEL_20260105.csv: line 4: the header does not fit: missing column Bezeichnung")

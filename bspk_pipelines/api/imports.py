@@ -137,8 +137,9 @@ class Checker:
         if not self.header_checked:
             self.head.append(text)
             head = "".join(self.head)
-            if "\n" in head or final:
-                self._check_header(head.split("\n", 1)[0])
+            skip = self.dialect.skip_lines  # lines before the header: a report's title, its date
+            if head.count("\n") > skip or final:
+                self._check_header((head.split("\n", skip + 1) + [""] * (skip + 1))[skip])
             elif len(head) > MAX_HEADER_CHARS:
                 raise HTTPException(422, f"{self.delivery.name}: no end of line in the first {MAX_HEADER_CHARS} characters")
 
@@ -146,15 +147,16 @@ class Checker:
         self.header_checked = True
         name = self.delivery.name
         if not line.strip():
-            raise HTTPException(422, f"{name}: line 1: expected the header, found " + ("nothing" if not self.size else "an empty line"))
+            raise HTTPException(422, f"{name}: line {self.dialect.skip_lines + 1}: expected the header, found "
+                                     + ("nothing" if not self.size else "an empty line"))
         if "\x00" in line:
-            raise HTTPException(422, f"{name}: line 1: NUL characters in the header")
+            raise HTTPException(422, f"{name}: line {self.dialect.skip_lines + 1}: NUL characters in the header")
         header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], delimiter=self.dialect.delimiter,
                                                      quotechar=self.dialect.quote))]
         for entity in self.delivery.entities:
             expected, optional, exact = expected_header(self.brand, self.delivery.source, entity, self.delivery.name)
             try:
-                check_header(name, header, expected, optional, exact, self.dialect.delimiter)
+                check_header(name, header, expected, optional, exact, self.dialect.delimiter, self.dialect.skip_lines + 1)
             except FileFailure as e:
                 raise HTTPException(422, f"{e} (for {entity})" if len(self.delivery.entities) > 1 else str(e)) from None
 

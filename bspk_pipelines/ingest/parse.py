@@ -73,22 +73,25 @@ def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
 
 
 def check_header(
-    name: str, header: list[str], expected: list[str], optional: list[str], exact: bool, delimiter: str = ","
+    name: str, header: list[str], expected: list[str], optional: list[str], exact: bool, delimiter: str = ",",
+    line: int = 1,
 ) -> None:
-    """Fail the file unless its header names every expected column once (and, if exact, no others)."""
+    """Fail the file unless its header (on `line`) names every expected column once (and, if
+    exact, no others)."""
     if expected and not set(header) & set(expected):
-        # Data on line 1, or another delimiter: listing every column as missing would hide that.
-        line = delimiter.join(header)
-        other = next((d for d in ";,\t|" if d != delimiter and d in line), None) if len(header) == 1 else None
+        # Data on the header's line, or another delimiter: listing every column as missing would hide that.
+        found = delimiter.join(header)
+        other = next((d for d in ";,\t|" if d != delimiter and d in found), None) if len(header) == 1 else None
         hint = f"is the file delimited by {other!r} instead of {delimiter!r}?" if other else "is the header line missing?"
         raise FileFailure(
-            f"{name}: line 1: expected a header naming the columns ({', '.join(expected)}); "
-            f"found {line[:200]!r}, which names none of them: {hint}"
+            f"{name}: line {line}: expected a header naming the columns ({', '.join(expected)}); "
+            f"found {found[:200]!r}, which names none of them: {hint}"
         )
     seen: dict[str, int] = {}
     for pos, col in enumerate(header, start=1):
         if col in seen:
-            raise FileFailure(f"{name}: line 1: column {col!r} appears twice in the header (positions {seen[col]} and {pos})")
+            raise FileFailure(f"{name}: line {line}: column {col!r} appears twice in the header "
+                              f"(positions {seen[col]} and {pos})")
         seen[col] = pos
     missing = [c for c in expected if c not in seen]
     unknown = [c for c in header if c not in expected and c not in optional] if exact else []
@@ -98,7 +101,7 @@ def check_header(
             parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         if unknown:
             parts.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(repr(c) for c in unknown)}")
-        raise FileFailure(f"{name}: line 1: the header does not fit: {'; '.join(parts)}")
+        raise FileFailure(f"{name}: line {line}: the header does not fit: {'; '.join(parts)}")
 
 
 def read_batches(
@@ -123,8 +126,9 @@ def read_batches(
     it is), on the other the header's fields and `_line`.
     """
     name = path.name
+    at = dialect.skip_lines + 1  # the header's line
     if path.stat().st_size == 0:
-        raise FileFailure(f"{name}: the file is empty: expected a header on line 1")
+        raise FileFailure(f"{name}: the file is empty: expected a header on line {at}")
     if _plain(path, dialect):
         yield from _split_batches(path, dialect, expected, optional, exact, batch_rows, set_aside)
         return
@@ -133,18 +137,25 @@ def read_batches(
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
             text = _Lines(f, encoding)
-            reader = _reader(text, dialect)
             try:
+                for _ in range(dialect.skip_lines):  # a report's title, its date: lines, not rows
+                    text.new_row()
+                    if next(iter(text), None) is None:
+                        raise FileFailure(f"{name}: the file ends before its header (line {at}, after skip_lines: "
+                                          f"{dialect.skip_lines})")
+                reader = _reader(text, dialect)
+                text.new_row()
                 header = next(reader, None)
             except _RowTooLong:
-                raise FileFailure(f"{name}: line 1: the header is longer than {MAX_ROW_BYTES:,} bytes (1 MiB): "
-                                  "is this a CSV file?") from None
+                what = "the header" if text.number + 1 >= at else "a line before the header"
+                raise FileFailure(f"{name}: line {text.number + 1}: {what} is longer than {MAX_ROW_BYTES:,} bytes "
+                                  "(1 MiB): is this a CSV file?") from None
             if not header or all(not h.strip() for h in header):
-                raise FileFailure(f"{name}: line 1: expected a header, found an empty line")
+                raise FileFailure(f"{name}: line {at}: expected a header, found an empty line")
             # A byte-order mark the codec keeps (utf-16-le, say) is no part of the first column's name.
             header = [h.strip() for h in [header[0].removeprefix("\ufeff"), *header[1:]]]
             nulls = set(dialect.null_values)
-            check_header(name, header, expected, list(optional), exact, dialect.delimiter)
+            check_header(name, header, expected, list(optional), exact, dialect.delimiter, at)
             width = len(header)
             columns: list[list[str | None]] = [[] for _ in header]
             lines: list[int] = []
@@ -202,7 +213,7 @@ def read_batches(
         ) from None
     except csv.Error as e:
         # Rows handle their own CSV errors: only the header (line 1 onwards) gets here.
-        raise FileFailure(f"{name}: line 1: the header is not readable as CSV: {e}") from None
+        raise FileFailure(f"{name}: line {at}: the header is not readable as CSV: {e}") from None
 
 
 def _reader(lines: _Lines, dialect: Dialect):
@@ -417,16 +428,19 @@ def _split_batches(
     """The plain-file path: polars reads whole lines, then splits them on the delimiter."""
     lines = _lines(path)
     header: list[str] | None = None
-    line = 0
+    line, at = 0, dialect.skip_lines + 1  # lines read; the header's line
     for chunk in lines.collect_batches(chunk_size=batch_rows):
         numbered = chunk.with_row_index(LINE, offset=line + 1).with_columns(pl.col(LINE).cast(pl.Int64))
         line += chunk.height
         if header is None:
+            numbered = numbered.filter(pl.col(LINE) >= at)  # the lines before the header are no rows
+            if numbered.is_empty():
+                continue
             first = numbered.row(0, named=True)["raw"]
             header = [h.strip() for h in (first or "").removeprefix("\ufeff").split(dialect.delimiter)]
             if not first or all(not h for h in header):
-                raise FileFailure(f"{path.name}: line 1: expected a header, found an empty line")
-            check_header(path.name, header, expected, list(optional), exact, dialect.delimiter)
+                raise FileFailure(f"{path.name}: line {at}: expected a header, found an empty line")
+            check_header(path.name, header, expected, list(optional), exact, dialect.delimiter, at)
             numbered = numbered.slice(1)
         present = numbered.filter(pl.col("raw").is_not_null())
         read = present.height
@@ -449,6 +463,9 @@ def _split_batches(
         rows = good.select(*values, pl.col(LINE)).with_columns(
             pl.when(~pl.col(h).str.strip_chars().is_in(nulls.implode())).then(pl.col(h)).alias(h) for h in header)
         yield ParsedBatch(rows, problems, read - present.height)
+    if header is None:
+        raise FileFailure(f"{path.name}: the file ends before its header (line {at}, after skip_lines: "
+                          f"{dialect.skip_lines})")
 
 
 def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem],

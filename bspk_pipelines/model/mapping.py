@@ -44,6 +44,8 @@ class Dialect(Strict):
     # Any text encoding Python's codecs name, aliases too (windows-1252 is cp1252; utf-16 reads
     # its byte-order mark, or takes little-endian without one); kept as written, for messages.
     encoding: str = "utf-8"
+    # Lines before the header (a report's title, its export date): skipped, never read as rows.
+    skip_lines: int = Field(0, ge=0, le=1000)
     # What the source's system writes for "no value" (NULL, -, N/A): a field whose trimmed text is
     # one of these reads as blank, as an empty field does (a blank clears, a blank required is rejected).
     null_values: list[str] = []
