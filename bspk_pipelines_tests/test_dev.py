@@ -130,3 +130,32 @@ def test_make_dev_stops_with_every_process_it_started(tmp_path, how):
             except ProcessLookupError:
                 pass
         shell.wait(timeout=10)
+
+
+def test_a_process_started_in_a_group_after_the_stop_signal_hears_it_too(monkeypatch, capsys):
+    """Under load Dagster's proxy may start a code server while `dagster dev` shuts down: that
+    process was not there for the first signal. It gets it again, so nothing is left to kill."""
+    import textwrap
+
+    from bspk_pipelines.cli import dev
+
+    monkeypatch.setattr(dev, "GRACE_SECONDS", 8.0)
+    monkeypatch.setattr(dev, "RESIGNAL_SECONDS", 1.0)
+    late = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+    parent = textwrap.dedent(f"""
+        import signal, subprocess, sys, time
+        def restart(*_):
+            subprocess.Popen([sys.executable, "-c", {late!r}])  # in this group, after the signal
+            time.sleep(0.5)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, restart)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", parent], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    dev._stop({"the parent": child}, signal.SIGTERM, [])
+    said = capsys.readouterr().err
+    assert "killed" not in said and "bspk dev: stopped" in said, said
+    assert time.monotonic() - started < 8.0

@@ -23,6 +23,8 @@ from pathlib import Path
 from bspk_pipelines.cli.environment import PROJECT_ROOT, ensure_dagster_home
 
 GRACE_SECONDS = 20.0
+# How often the stop signal is sent again to what is left of the groups (see `_stop`).
+RESIGNAL_SECONDS = 3
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
@@ -85,15 +87,23 @@ def _listed(names: list[str]) -> str:
 
 
 def _stop(children: dict[str, subprocess.Popen], signo: int, received: list[int]) -> None:
-    """Signal each child's process group, wait for the groups to empty, kill what stays."""
+    """Signal each child's process group, wait for the groups to empty, kill what stays. The
+    groups still there get SIGTERM every RESIGNAL_SECONDS: a process started in a
+    group after the first one (Dagster's proxy restarting a code server while it shuts down, under
+    load) would otherwise never hear it and be killed at the deadline."""
     groups = {name: child.pid for name, child in children.items()}  # each child leads its group
     for pgid in groups.values():
         _signal_group(pgid, signo)
     signals_before = len(received)
-    deadline = time.monotonic() + GRACE_SECONDS
+    now = time.monotonic()
+    deadline, resignal = now + GRACE_SECONDS, now + RESIGNAL_SECONDS
     while any(_alive(g) for g in groups.values()) and time.monotonic() < deadline and len(received) == signals_before:
         time.sleep(0.1)
         _reap(children)
+        if time.monotonic() >= resignal:
+            for pgid in groups.values():
+                _signal_group(pgid, signal.SIGTERM)
+            resignal = time.monotonic() + RESIGNAL_SECONDS
     left = [name for name, pgid in groups.items() if _alive(pgid)]
     if left:
         _say(f"{', '.join(left)} still running: killed")
