@@ -51,7 +51,6 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
     message per entity whose columns the header lacks."""
     from bspk_pipelines.ingest.layout import Layout
     from bspk_pipelines.ingest.mapping import source_columns
-    from bspk_pipelines.ingest.parse import FileFailure, read_batches
 
     problems, checked = [], 0
     for brand in brands:
@@ -70,13 +69,8 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
                     continue
                 checked += 1
                 for entity, entity_map in file_map.feeds.items():
-                    try:
-                        next(read_batches(path, source.dialect, source_columns(entity_map), batch_rows=1), None)
-                    except FileFailure as e:
-                        problems.append(f"{brand.brand}.yaml: sources.{sid}.files[{i}] ({file_map.pattern}), {entity}: "
-                                        f"sample {e}")
-                    except OSError as e:
-                        problems.append(f"{path}: cannot be read as a sample: {e.strerror or e}")
+                    problems += _header_problems(path, source.dialect, (source_columns(entity_map), [], False),
+                                                 f"{brand.brand}.yaml: sources.{sid}.files[{i}] ({file_map.pattern}), {entity}")
     if sample and not checked:
         problems.append(f"{sample.name}: matches no file pattern of any brand: nothing to check it against")
     return problems
@@ -89,7 +83,6 @@ def _platform_samples(brand: Brand, sid: str, data_dir: Path, sample: Path | Non
     from bspk_pipelines.ingest.check import expected_header
     from bspk_pipelines.ingest.drop import FileNameError, classify
     from bspk_pipelines.ingest.layout import Layout
-    from bspk_pipelines.ingest.parse import FileFailure, read_batches
 
     folder = Layout(data_dir).drop(brand, sid)  # a remote store's files are checked as they land
     if sample is not None:
@@ -111,16 +104,24 @@ def _platform_samples(brand: Brand, sid: str, data_dir: Path, sample: Path | Non
         for entity in delivery.entities:
             if entity not in newest or delivery.sort_key > newest[entity][0]:
                 newest[entity] = (delivery.sort_key, path)
-    dialect = brand.sources[sid].dialect
     for entity, (_, path) in newest.items():
-        expected, optional, exact = expected_header(brand, sid, entity, path.name)
-        try:
-            next(read_batches(path, dialect, expected, optional, exact, batch_rows=1), None)
-        except FileFailure as e:
-            problems.append(f"{brand.brand}.yaml: sources.{sid}, {entity}: sample {e}")
-        except OSError as e:
-            problems.append(f"{path}: cannot be read as a sample: {e.strerror or e}")
+        problems += _header_problems(path, brand.sources[sid].dialect, expected_header(brand, sid, entity, path.name),
+                                     f"{brand.brand}.yaml: sources.{sid}, {entity}")
     return problems
+
+
+def _header_problems(path: Path, dialect, header: tuple[list[str], list[str], bool], where: str) -> list[str]:
+    """`path` read as a sample up to its first row: [] when its header fits (columns expected,
+    optional, whether others are refused), else the one problem, prefixed with `where`."""
+    from bspk_pipelines.ingest.parse import FileFailure, read_batches
+
+    try:
+        next(read_batches(path, dialect, *header, batch_rows=1), None)
+    except FileFailure as e:
+        return [f"{where}: sample {e}"]
+    except OSError as e:
+        return [f"{path}: cannot be read as a sample: {e.strerror or e}"]
+    return []
 
 
 def check_stores(brands: list[Brand], settings: Settings) -> list[str]:

@@ -42,7 +42,7 @@ class Counts:
     held: int = 0
     deleted: int = 0
     released: int = 0
-    rejected: int = 0  # append-only rows resending a stored key with other values
+    rejected: int = 0  # rows rejected at apply: an append-only key resent changed, a reference that disagrees
 
     def __iadd__(self, other: Counts) -> Counts:
         for k, v in asdict(other).items():
@@ -199,13 +199,10 @@ def _reject_changes(conn: sa.Connection, entity: Entity, target: sa.Table, stage
     last, keys = entity.key[-1], " and ".join(entity.key)
     changed = conn.execute(sa.select(stage.c[LINE], stage.c[FILE] if file is None else sa.literal(file).label(FILE),
                                      stage.c[last]).join(target, match).where(differs)).mappings().all()
-    if changed and not dry_run:
-        conn.execute(rejects.insert(), [{
-            "brand": brand, "source": source or "", "file": r[FILE], "entity": entity.name, "line": r[LINE],
-            "column": last, "value": str(r[last]), "rule": "append_only",
-            "message": f"this {keys} is already recorded with other values and {entity.file_type} rows are "
-                       f"append-only, so the row is ignored; send the change under a new {last}",
-        } for r in changed])
+    if not dry_run:
+        _reject(conn, entity, brand, source, [(r[FILE], r[LINE], last, r[last]) for r in changed], "append_only",
+                f"this {keys} is already recorded with other values and {entity.file_type} rows are append-only, "
+                f"so the row is ignored; send the change under a new {last}")
     return len(changed)
 
 
@@ -224,16 +221,22 @@ def _reject_disagreeing(conn: sa.Connection, entity: Entity, brand: str, frame: 
                    .where(table.c.brand == brand, table.c[ref.target_column].in_(values[i:i + KEYS_PER_STATEMENT])))}
     named = frame.filter(pl.col(ref.column).is_in(list(stored)))
     bad = [r for r in named.iter_rows(named=True) if any(r[c] != held for (c, _), held in zip(pairs, stored[r[ref.column]]))]
-    if bad and not dry_run:
-        conn.execute(rejects.insert(), [{
-            "brand": brand, "source": source or "", "file": file if file is not None else r[FILE], "entity": entity.name,
-            "line": r[LINE], "column": ref.column, "value": str(r[ref.column]), "rule": "reference",
-            "message": f"{ref.column} {r[ref.column]!r} is a {ref.entity} record of " + ", ".join(
-                f"{t} {held!r}" for (_, t), held in zip(pairs, stored[r[ref.column]]))
-                       + ", not of this row's " + ", ".join(f"{c} {r[c]!r}" for c, _ in pairs),
-        } for r in bad])
-    keys = {r[KEY] for r in bad}
-    return frame.filter(~pl.col(KEY).is_in(list(keys))), len(bad)
+    if not dry_run:
+        for r in bad:
+            _reject(conn, entity, brand, source, [(file if file is not None else r[FILE], r[LINE], ref.column, r[ref.column])],
+                    "reference", f"{ref.column} {r[ref.column]!r} is a {ref.entity} record of "
+                    + ", ".join(f"{t} {held!r}" for (_, t), held in zip(pairs, stored[r[ref.column]]))
+                    + ", not of this row's " + ", ".join(f"{c} {r[c]!r}" for c, _ in pairs))
+    return frame.filter(~pl.col(KEY).is_in([r[KEY] for r in bad])), len(bad)
+
+
+def _reject(conn: sa.Connection, entity: Entity, brand: str, source: str | None,
+            where: list[tuple[str, int, str, object]], rule: str, message: str) -> None:
+    """Rejects found at apply, each (file, line, column, value), all with one rule and message."""
+    if where:
+        conn.execute(rejects.insert(), [{"brand": brand, "source": source or "", "file": file, "entity": entity.name,
+                                         "line": line, "column": column, "value": str(value), "rule": rule,
+                                         "message": message} for file, line, column, value in where])
 
 
 def _insert_new(conn: sa.Connection, entity: Entity, target: sa.Table, brand: str, frame: pl.DataFrame,
@@ -309,7 +312,6 @@ def _held(brand: str, entity: Entity, row: dict, delivery: tuple[str | None, str
         "payload": json.dumps({k: v for k, v in row.items() if k not in (KEY, FILE, SOURCE, *folded_columns(entity))},
                               default=str),
     }
-
 
 
 def merge_by_precedence(entity: Entity, rows: pl.DataFrame, owners: dict[str, list[str]], provided: dict[str, set[str]],
