@@ -13,6 +13,11 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+# Imported here, not first inside the test as `from_asgi` would: CPython 3.11.7's compile (which
+# pytest's rewriting of the plugin's modules runs) can fail with "AST constructor recursion depth
+# mismatch" when a finaliser runs during it (python/cpython#106905), and a test's garbage
+# (connections of closed databases) is there to be finalised; at collection it is not.
+from schemathesis.specs.openapi import schemas as _loaded_before_any_test  # noqa: F401
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
