@@ -113,7 +113,8 @@ def _platform_samples(brand: Brand, sid: str, data_dir: Path, sample: Path | Non
 def _header_problems(path: Path, dialect, header: tuple[list[str], list[str], bool], where: str) -> list[str]:
     """`path` read as a sample up to its first row: [] when its header fits (columns expected,
     optional, whether others are refused), else the one problem, prefixed with `where`."""
-    from bspk_pipelines.ingest.parse import FileFailure, read_batches
+    from bspk_pipelines.ingest.parse import FileFailure
+    from bspk_pipelines.ingest.read import read_batches
 
     try:
         next(read_batches(path, dialect, *header, batch_rows=1), None)

@@ -18,7 +18,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from bspk_pipelines.ingest import mapping as mapping_code
-from bspk_pipelines.ingest import parse as parse_code
+from bspk_pipelines.ingest import read as read_code
 from bspk_pipelines.ingest import precedence as precedence_code
 from bspk_pipelines.ingest import rules as rules_code
 from bspk_pipelines.ingest import unchanged as unchanged_code
@@ -27,7 +27,8 @@ from bspk_pipelines.ingest.ledger import StepResult, advance, file_row, nothing_
 from bspk_pipelines.ingest.hints import hints
 from bspk_pipelines.ingest.mapping import SKIPPED_SCHEMA, lineage, map_rows, source_columns, unpivot_problem
 from bspk_pipelines.ingest.months import outside_history, outside_rows
-from bspk_pipelines.ingest.parse import FileFailure, RowProblem, read_batches
+from bspk_pipelines.ingest.parse import FileFailure, RowProblem
+from bspk_pipelines.ingest.read import read_batches
 from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.ingest.rules import label, validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
@@ -276,8 +277,8 @@ def rules_fingerprint() -> str:
     """The code that reads, maps and checks rows, found by its modules wherever they live: digests
     made under other rules compare with nothing."""
     code = b"".join(Path(module.__file__).read_bytes()
-                    for module in (entities_code, metafields_code, parse_code, mapping_code, rules_code, precedence_code,
-                                   unchanged_code, sys.modules[__name__]))
+                    for module in (entities_code, metafields_code, read_code, *read_code.MODULES, mapping_code, rules_code,
+                                   precedence_code, unchanged_code, sys.modules[__name__]))
     return hashlib.sha256(code).hexdigest()
 
 @dataclass

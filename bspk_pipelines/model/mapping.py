@@ -36,16 +36,70 @@ class Strict(BaseModel):
 UNMARKED = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
 
 
-class Dialect(Strict):
-    """How a source writes its CSV files. The defaults are the platform's own format."""
+# The shapes a source's files come in (see `Dialect.shape`).
+Shape = Literal["csv", "fixed_width", "excel", "json", "jsonl", "parquet"]
+# The settings that mean something for each shape (any other must keep its default).
+SHAPE_SETTINGS: dict[str, set[str]] = {
+    "csv": {"delimiter", "quote", "encoding", "header", "columns", "skip_lines", "trailer_lines", "trailer_pattern"},
+    "fixed_width": {"encoding", "fixed", "skip_lines", "trailer_lines", "trailer_pattern"},
+    "excel": {"sheet", "skip_lines"},
+    "json": {"records"},
+    "jsonl": set(),
+    "parquet": set(),
+}
 
-    delimiter: str = Field(",", min_length=1, max_length=1)
+
+class FixedColumn(Strict):
+    """A column of a fixed-width file: its name and its characters on the line, counted from 1:
+    `start` and `width`, or `start` and `end` (inclusive)."""
+
+    name: str = Field(min_length=1)
+    start: int = Field(ge=1)
+    width: int | None = Field(None, ge=1)
+    end: int | None = None
+
+    @model_validator(mode="after")
+    def _one_extent(self) -> FixedColumn:
+        if (self.width is None) == (self.end is None):
+            raise ValueError(f"column {self.name!r}: give its width or its end (inclusive), one of the two")
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"column {self.name!r}: its end ({self.end}) is before its start ({self.start})")
+        return self
+
+    @property
+    def stop(self) -> int:
+        """The 0-based index just past the column's last character."""
+        return self.end if self.end is not None else self.start - 1 + self.width
+
+
+class Dialect(Strict):
+    """How a source writes its files. The defaults are the platform's own format (CSV, UTF-8, a header)."""
+
+    shape: Shape = "csv"
+    # csv: the text between fields; several characters (`||`) split every line on them, unquoted.
+    delimiter: str = Field(",", min_length=1, max_length=8)
     quote: str = Field('"', min_length=1, max_length=1)
     # Any text encoding Python's codecs name, aliases too (windows-1252 is cp1252; utf-16 reads
     # its byte-order mark, or takes little-endian without one); kept as written, for messages.
     encoding: str = "utf-8"
-    # Lines before the header (a report's title, its export date): skipped, never read as rows.
+    # csv: whether the first line (after skip_lines) names the columns; without one, `columns` does.
+    header: bool = True
+    columns: list[str] = []
+    # fixed_width: the columns and where each sits on the line.
+    fixed: list[FixedColumn] = []
+    # Lines before the header (a report's title, its export date), or before the first row of a
+    # file without one; rows of a sheet before its header row (excel): skipped, counted, never rows.
     skip_lines: int = Field(0, ge=0, le=1000)
+    # Lines at the end that are no rows (totals, an `EOF` marker): the last `trailer_lines` lines
+    # that are not blank, or the lines at the end matching `trailer_pattern`, of which a file must
+    # end with one at least (a file without it is cut short). Counted and shown, never rows.
+    trailer_lines: int = Field(0, ge=0, le=1000)
+    trailer_pattern: Regex | None = None
+    # excel: the sheet to read (by name); the first sheet if none is named.
+    sheet: str | None = Field(None, min_length=1)
+    # json: the dotted path to the array of records in the document (`data.items`); none: the
+    # document is the array.
+    records: str | None = Field(None, pattern=r"^[^.\s]+(\.[^.\s]+)*$")
     # What the source's system writes for "no value" (NULL, -, N/A): a field whose trimmed text is
     # one of these reads as blank, as an empty field does (a blank clears, a blank required is rejected).
     null_values: list[str] = []
@@ -85,6 +139,46 @@ class Dialect(Strict):
         if self.thousands and self.thousands == self.decimal:
             raise ValueError(f"thousands separator {self.thousands!r} equals the decimal mark")
         return self
+
+    @model_validator(mode="after")
+    def _fits_its_shape(self) -> Dialect:
+        defaults = Dialect.model_fields
+        # Settings of another shape, set here: a mistake, or a shape not said.
+        stray = [k for k in self.model_fields_set - SHAPE_SETTINGS[self.shape]
+                 if k in set().union(*SHAPE_SETTINGS.values()) and getattr(self, k) != defaults[k].default]
+        if stray:
+            owners = {k: [s for s, keys in SHAPE_SETTINGS.items() if k in keys] for k in stray}
+            raise ValueError("; ".join(f"{k} is a setting of shape {' or '.join(v)}, not of {self.shape}"
+                                       for k, v in owners.items()))
+        if self.shape == "csv" and self.header == bool(self.columns):
+            raise ValueError("a file without a header (header: false) needs `columns`, its columns in order"
+                             if not self.header else
+                             "`columns` names the columns of a file without a header: set header: false too, "
+                             "or leave `columns` out to read the header")
+        if self.shape == "csv" and self.quote in self.delimiter:
+            raise ValueError(f"the quote {self.quote!r} is part of the delimiter {self.delimiter!r}")
+        if self.shape == "fixed_width":
+            if not self.fixed:
+                raise ValueError("a fixed_width file needs `fixed`: each column's name, start and width (or end)")
+            ordered = sorted(self.fixed, key=lambda c: c.start)
+            for a, b in zip(ordered, ordered[1:]):
+                if b.start <= a.stop:
+                    raise ValueError(f"fixed columns {a.name!r} ({a.start}-{a.stop}) and {b.name!r} "
+                                     f"({b.start}-{b.stop}) overlap")
+        names = self.columns or [c.name for c in self.fixed]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"column {twice[0]!r} is named twice")
+        if self.trailer_lines and self.trailer_pattern:
+            raise ValueError("trailer_lines and trailer_pattern both say where the trailer is: give one")
+        return self
+
+    @property
+    def named_columns(self) -> list[str] | None:
+        """The file's columns where the dialect names them (no header line to read them from)."""
+        if self.shape == "fixed_width":
+            return [c.name for c in self.fixed]
+        return list(self.columns) if self.shape == "csv" and not self.header else None
 
     @field_validator("timezone")
     @classmethod
