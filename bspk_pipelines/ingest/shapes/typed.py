@@ -58,7 +58,7 @@ def column_text(value: pl.Expr, dtype: pl.DataType, dialect: Dialect) -> pl.Expr
     if dtype == pl.Time:
         return value.dt.strftime("%H:%M:%S")
     if isinstance(dtype, pl.Struct):
-        return value.struct.json_encode()
+        return pl.when(value.is_not_null()).then(value.struct.json_encode())
     if isinstance(dtype, (pl.List, pl.Array)):
         # A list as its JSON text: encoded inside an object of one field, which is then taken off.
         wrapped = pl.struct(value.alias("v")).struct.json_encode()
