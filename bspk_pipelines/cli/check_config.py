@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 from pathlib import Path
 
+from bspk_pipelines.ingest.drop import matches
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.brand_file import ConfigError, load_brands
 from bspk_pipelines.settings import SettingError, Settings
@@ -65,7 +65,7 @@ def check_samples(brands: list[Brand], data_dir: Path, sample: Path | None) -> l
             for i, file_map in enumerate(source.files):
                 folder = Layout(data_dir).drop(brand, sid)  # a remote store's files are checked as they land
                 path = sample if sample else _newest(folder, file_map.pattern) if folder else None
-                if path is None or not fnmatch.fnmatchcase(path.name, file_map.pattern):
+                if path is None or not matches(path.name, file_map.pattern):
                     continue
                 checked += 1
                 for entity, entity_map in file_map.feeds.items():
@@ -166,7 +166,7 @@ def _check_landing(url: str) -> list[str]:
 def _newest(folder: Path, pattern: str) -> Path | None:
     """The newest regular file of the pattern in a drop folder, if any (links are never followed)."""
     try:
-        found = [p for p in folder.iterdir() if fnmatch.fnmatchcase(p.name, pattern) and p.is_file() and not p.is_symlink()]
+        found = [p for p in folder.iterdir() if matches(p.name, pattern) and p.is_file() and not p.is_symlink()]
     except FileNotFoundError:
         return None
     return max(found, key=lambda p: p.stat().st_mtime, default=None)

@@ -4,7 +4,6 @@ rejects naming line, column, value and rule."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import shutil
 import sys
@@ -34,7 +33,7 @@ from bspk_pipelines.ingest.rules import label, validate
 from bspk_pipelines.ingest.unchanged import UnchangedRows, can_set_aside
 from bspk_pipelines.model import entities as entities_code
 from bspk_pipelines.model import metafields as metafields_code
-from bspk_pipelines.ingest.drop import dropped_name
+from bspk_pipelines.ingest.drop import dropped_name, matches
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.mapping import EntityMap
 from bspk_pipelines.model.entities import CELL, ENTITIES, LINE
@@ -57,7 +56,7 @@ def mapping_of(brand: Brand, source: str, entity_name: str, name: str) -> tuple[
         return None, {n: h for h, n in ENTITIES[entity_name].header_names.items()}
     dropped = dropped_name(name)
     file_map = next(f.feeds[entity_name] for f in src.files
-                    if entity_name in f.feeds and fnmatch.fnmatchcase(dropped, f.pattern))
+                    if entity_name in f.feeds and matches(dropped, f.pattern))
     return file_map, lineage(file_map)
 
 def expected_header(brand: Brand, source: str, entity_name: str, name: str) -> tuple[list[str], list[str], bool]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.ingest.stores import Changed, DropStore, Refused, Snapshot, chunks
+from bspk_pipelines.ingest.stores.archives import split_member
 from bspk_pipelines.model.entities import BY_FILE_TYPE, DEPENDENCY_ORDER
 
 NATIVE_NAME = re.compile(
@@ -38,6 +39,14 @@ def dropped_name(key: str) -> str:
     """The drop folder name a delivery's key stands for."""
     m = LATER.match(key)
     return m["name"] if m else key
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Whether a dropped file's name fits a file pattern: an archive's member by its own name
+    (`exports.zip!clients.csv`), a gzip file by its name with or without `.gz`."""
+    parts = split_member(name)
+    name = parts[1] if parts else name
+    return fnmatch.fnmatchcase(name, pattern) or (name.endswith(".gz") and fnmatch.fnmatchcase(name[:-3], pattern))
 
 
 def delivery_number(key: str) -> int:
@@ -83,7 +92,8 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
     safe_name(name)
     source = brand.sources[source_id]
     if source.format == "bspk":
-        m = NATIVE_NAME.match(name)
+        parts = split_member(name)
+        m = NATIVE_NAME.match(parts[1] if parts else name.removesuffix(".gz"))
         if not m:
             raise FileNameError(
                 f"{name}: expected <TYPE>_<VERSION>_{brand.company_name}_<YYYYMMDDHHMM>.csv"
@@ -105,7 +115,7 @@ def classify(brand: Brand, source_id: str, name: str, mtime: float = 0.0) -> Del
     if LATER.match(name):
         raise FileNameError(f"{name}: a name ending in @<number> is how the pipeline keys a later delivery under "
                             "the same name (customers.csv@2): rename the file")
-    matching = [spec for spec in source.files if fnmatch.fnmatchcase(name, spec.pattern)]
+    matching = [spec for spec in source.files if matches(name, spec.pattern)]
     if len(matching) > 1:
         raise FileNameError(f"{name}: matches more than one of source {source_id}'s file patterns "
                             f"({', '.join(f.pattern for f in matching)}): a file must match one; for a file that feeds "

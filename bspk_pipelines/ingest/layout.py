@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from bspk_pipelines.ingest.drop import CHUNK, safe_name
+from bspk_pipelines.ingest.stores.archives import ZipMembers
 from bspk_pipelines.ingest.stores import (
     Changed, DropStore, DropUrlError, S3Address, SftpCredentials, chunks, open_store, parse_drop,
 )
@@ -49,9 +50,9 @@ class Layout:
         folder = self.drop(brand, source)
         if folder is not None:
             # A Shopify source's folder is its pulls' own: made by the first pull, empty until then.
-            return open_store(str(folder), self.data_dir, missing_ok=src.drop is None)
-        return open_store(src.drop, self.data_dir, self.known_hosts,
-                          SftpCredentials.from_env(src.drop_key_env, src.drop_password_env))
+            return ZipMembers(open_store(str(folder), self.data_dir, missing_ok=src.drop is None))
+        return ZipMembers(open_store(src.drop, self.data_dir, self.known_hosts,
+                                     SftpCredentials.from_env(src.drop_key_env, src.drop_password_env)))
 
     def landed(self, brand: str, source: str, name: str) -> Path:
         """A landed file's place in the data folder (with a landing URL, the copy kept there)."""

@@ -1,17 +1,19 @@
-"""Reading a delivered CSV file into rows that remember their line, or failing the whole file.
+"""Reading a delivered delimited text file into rows that remember their line, or failing the whole file.
 
 A file fails as a whole (FileFailure) when it cannot be read as the source's CSV at all: wrong
-encoding, no header, a header that does not fit. A single bad row never fails a file: it
-becomes a reject with its line and the rule it broke.
+encoding, no header, a header that does not fit, a trailer missing. A single bad row never fails
+a file: it becomes a reject with its line and the rule it broke. Lines that are no rows (before
+the header, a trailer) are passed over and counted (`ParsedBatch.passed_over`), never lost.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -46,14 +48,24 @@ class RowProblem:
     message: str
 
 
+@dataclass(frozen=True)
+class PassedOver:
+    """A line of the file that is no row, as the dialect says: before the header, or a trailer."""
+
+    line: int
+    text: str  # its first 200 characters
+    why: str  # "skip_lines", "trailer_lines" or "trailer_pattern": the setting that passes it over
+
+
 @dataclass
 class ParsedBatch:
     rows: pl.DataFrame  # one Utf8 column per header column, blanks as null, plus `_line`
     problems: list[RowProblem]
     set_aside: int = 0  # rows read but set aside (see `read_batches`)
+    passed_over: list[PassedOver] = field(default_factory=list)  # on a file's first batch
 
 
-def _locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
+def locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:
     """Line, byte offset and bytes of the first sequence that does not decode."""
     decoder = codecs.getincrementaldecoder(encoding)()
     line, offset = 1, 0
@@ -126,42 +138,55 @@ def read_batches(
     it is), on the other the header's fields and `_line`.
     """
     name = path.name
-    at = dialect.skip_lines + 1  # the header's line
+    at = dialect.skip_lines + 1  # the header's line, or the first row's
+    named = dialect.named_columns
     if path.stat().st_size == 0:
+        if named is not None:
+            yield _batch(named, [[] for _ in named], [], [], None)  # no header to miss: no rows
+            return
         raise FileFailure(f"{name}: the file is empty: expected a header on line {at}")
-    if _plain(path, dialect):
-        yield from _split_batches(path, dialect, expected, optional, exact, batch_rows, set_aside)
+    if named is not None:
+        check_named(name, named, expected)
+    plain = _plain(path, dialect)
+    encoding = "utf-8-sig" if plain else _encoding(path, dialect)
+    trailer = trailer_of(path, dialect, encoding, plain, at if named is None else at - 1)
+    stop = trailer[0].line if trailer else None  # the first line of the trailer: no row starts there or after
+    if plain:
+        yield from _split_batches(path, dialect, expected, optional, exact, batch_rows, set_aside, trailer)
         return
-    with path.open("rb") as f:
-        encoding = dialect.decoding_for(f.read(4))
     try:
         with path.open("r", encoding=encoding, errors="strict", newline="") as f:
             text = _Lines(f, encoding)
+            skipped: list[PassedOver] = []
             try:
                 for _ in range(dialect.skip_lines):  # a report's title, its date: lines, not rows
                     text.new_row()
-                    if next(iter(text), None) is None:
+                    line = next(iter(text), None)
+                    if line is None:
                         raise FileFailure(f"{name}: the file ends before its header (line {at}, after skip_lines: "
                                           f"{dialect.skip_lines})")
+                    skipped.append(PassedOver(text.number, line.rstrip("\r\n").removeprefix("\ufeff")[:200], "skip_lines"))
                 reader = _reader(text, dialect)
                 text.new_row()
-                header = next(reader, None)
+                header = named if named is not None else next(reader, None)
             except _RowTooLong:
                 what = "the header" if text.number + 1 >= at else "a line before the header"
                 raise FileFailure(f"{name}: line {text.number + 1}: {what} is longer than {MAX_ROW_BYTES:,} bytes "
                                   "(1 MiB): is this a CSV file?") from None
             if not header or all(not h.strip() for h in header):
                 raise FileFailure(f"{name}: line {at}: expected a header, found an empty line")
-            # A byte-order mark the codec keeps (utf-16-le, say) is no part of the first column's name.
-            header = [h.strip() for h in [header[0].removeprefix("\ufeff"), *header[1:]]]
+            if named is None:
+                # A byte-order mark the codec keeps (utf-16-le, say) is no part of the first column's name.
+                header = [h.strip() for h in [header[0].removeprefix("\ufeff"), *header[1:]]]
+                check_header(name, header, expected, list(optional), exact, dialect.delimiter, at)
             nulls = set(dialect.null_values)
-            check_header(name, header, expected, list(optional), exact, dialect.delimiter, at)
             width = len(header)
+            passed_over = [*skipped, *trailer]
             columns: list[list[str | None]] = [[] for _ in header]
             lines: list[int] = []
             problems: list[RowProblem] = []
             start = text.number + 1
-            while True:
+            while stop is None or start < stop:
                 text.new_row()
                 try:
                     record = next(reader)
@@ -186,10 +211,12 @@ def read_batches(
                 line, start = start, text.number + 1
                 if not record or record == [""]:
                     continue
+                if line == 1:
+                    record[0] = record[0].removeprefix("\ufeff")  # a header-less file's byte-order mark
                 if len(record) != width:
                     problems.append(
                         RowProblem(line, "*", dialect.delimiter.join(record)[:200], "field_count",
-                                   f"expected {width} fields as in the header, found {len(record)}")
+                                   f"expected {width} fields as {_as_in(named)}, found {len(record)}")
                     )
                     continue
                 nul = next((i for i, v in enumerate(record) if "\x00" in v), None)
@@ -203,11 +230,11 @@ def read_batches(
                 for col, value in zip(columns, record):
                     col.append(value if value.strip() and value.strip() not in nulls else None)
                 if len(lines) >= batch_rows:
-                    yield _batch(header, columns, lines, problems, set_aside)
-                    columns, lines, problems = [[] for _ in header], [], []
-            yield _batch(header, columns, lines, problems, set_aside)
+                    yield _batch(header, columns, lines, problems, set_aside, passed_over)
+                    columns, lines, problems, passed_over = [[] for _ in header], [], [], []
+            yield _batch(header, columns, lines, problems, set_aside, passed_over)
     except UnicodeDecodeError:
-        line, offset, bad = _locate_decode_error(path, encoding)
+        line, offset, bad = locate_decode_error(path, encoding)
         raise FileFailure(
             f"{name}: line {line}: not valid {dialect.encoding} text (byte offset {offset}: {bad!r})"
         ) from None
@@ -217,9 +244,71 @@ def read_batches(
 
 
 def _reader(lines: _Lines, dialect: Dialect):
+    if len(dialect.delimiter) > 1:
+        # A delimiter of several characters (`||`) is what a system writes that quotes nothing:
+        # every line is its fields, split on it.
+        return (line.rstrip("\r\n").split(dialect.delimiter) for line in lines)
     # strict: a quote not closed by the end of the file, or text after a closing quote, is an
     # error rather than silently swallowing the lines that follow into one field.
     return csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quote, strict=True)
+
+
+def _as_in(named: list[str] | None) -> str:
+    return "the dialect's columns" if named is not None else "in the header"
+
+
+def check_named(name: str, named: list[str], expected: list[str]) -> None:
+    """A file without a header has the dialect's columns: they must hold every column the mapping reads."""
+    missing = [c for c in expected if c not in named]
+    if missing:
+        raise FileFailure(f"{name}: the mapping reads column{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                          f"which the dialect's columns ({', '.join(named)}) do not name: add "
+                          f"{'them' if len(missing) > 1 else 'it'} to `columns` where the file has "
+                          f"{'them' if len(missing) > 1 else 'it'}, or read another column")
+
+
+def _encoding(path: Path, dialect: Dialect) -> str:
+    with path.open("rb") as f:
+        return dialect.decoding_for(f.read(4))
+
+
+def trailer_of(path: Path, dialect: Dialect, encoding: str, plain: bool, header_line: int) -> list[PassedOver]:
+    """The lines at the end of the file that are its trailer (see `Dialect.trailer_lines` and
+    `trailer_pattern`), after `header_line`; FileFailure where the file has none."""
+    if not (dialect.trailer_lines or dialect.trailer_pattern):
+        return []
+    wanted = dialect.trailer_lines or 1000  # a pattern: the lines at the end that match, up to 1,000
+    last = _last_lines(path, encoding, plain, wanted)
+    last = [(n, t) for n, t in last if n > header_line]
+    if dialect.trailer_lines:
+        if len(last) < dialect.trailer_lines:
+            raise FileFailure(f"{path.name}: the file has {len(last)} line(s) after its header, fewer than its trailer "
+                              f"(trailer_lines: {dialect.trailer_lines}): is it cut short?")
+        return [PassedOver(n, t[:200], "trailer_lines") for n, t in last]
+    matches = pl.Series([t for _, t in last], dtype=pl.Utf8).str.contains(dialect.trailer_pattern).to_list()
+    count = next((i for i, m in enumerate(reversed(matches)) if not m), len(matches))
+    if not count:
+        where = f"its last line, line {last[-1][0]}, is {last[-1][1][:80]!r}" if last else "it has no line after its header"
+        raise FileFailure(f"{path.name}: the file does not end with a trailer matching {dialect.trailer_pattern!r} "
+                          f"(trailer_pattern); {where}: is it cut short? If the source writes no trailer, drop the setting")
+    return [PassedOver(n, t[:200], "trailer_pattern") for n, t in last[len(last) - count:]]
+
+
+def _last_lines(path: Path, encoding: str, plain: bool, count: int) -> list[tuple[int, str]]:
+    """The file's last `count` lines that are not blank, with their numbers, as the reading paths count lines."""
+    if plain:
+        lines = text_lines(path).with_row_index(LINE, offset=1).filter(pl.col("raw").str.strip_chars() != "")
+        last = lines.tail(count).collect(engine="streaming")
+        return [(n + 0, t.removeprefix("\ufeff")) for n, t in zip(last[LINE].to_list(), last["raw"].to_list())]
+    found: collections.deque[tuple[int, str]] = collections.deque(maxlen=count)
+    number, ended = 0, True
+    with path.open("r", encoding=encoding, errors="replace", newline="") as f:
+        for piece in iter(lambda: f.readline(_PIECE), ""):
+            number += ended  # a piece that does not end its line is followed by more of the same line
+            ended = piece.endswith(("\n", "\r"))
+            if ended and piece.strip():
+                found.append((number, piece.rstrip("\r\n").removeprefix("\ufeff")))
+    return list(found)
 
 
 class _RowTooLong(Exception):
@@ -321,7 +410,8 @@ class _Lines:
         only the row as a whole is) and that field's first 200 characters. The end of the file
         inside a quoted field fails the file, as it does for the reader.
         """
-        delimiter, quote = dialect.delimiter, dialect.quote
+        delimiter, step = dialect.delimiter, len(dialect.delimiter)
+        quote = dialect.quote if step == 1 else None  # nothing is quoted past a delimiter of several characters
         state, field, size, head, over = _FIELD_START, 0, 0, "", None
 
         def take(part: str) -> None:
@@ -341,8 +431,8 @@ class _Lines:
                     if text[i] == quote:
                         state, i = _QUOTED, i + 1
                         take(quote)
-                    elif text[i] == delimiter:
-                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", i + 1
+                    elif text.startswith(delimiter, i):
+                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", i + step
                     else:
                         state = _DROPPED
                 else:  # on to the delimiter that ends an unquoted field, or the next quote in a quoted one
@@ -353,7 +443,7 @@ class _Lines:
                     elif state == _QUOTED:
                         state, i = _CLOSED, j + 1
                     else:
-                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", j + 1
+                        state, field, size, head, i = _FIELD_START, field + 1, 0, "", j + step
             if not ends:
                 continue
             if state == _QUOTED and text != piece:
@@ -379,7 +469,7 @@ def _too_long(line: int, header: list[str], field: int | None, head: str) -> Row
                       "was not read: a value this long is not data (a file pasted into a cell?)")
 
 
-def _lines(path: Path) -> pl.LazyFrame:
+def text_lines(path: Path) -> pl.LazyFrame:
     """The file's lines as they are (a blank line is null), read by polars."""
     return pl.scan_csv(path, has_header=False, separator="\x00", quote_char=None, infer_schema=False,
                        new_columns=["raw"], encoding="utf8")
@@ -415,33 +505,49 @@ def _plain(path: Path, dialect: Dialect) -> bool:
                 return False
     if previous.endswith(b"\r"):
         return False
+    if len(dialect.delimiter) > 1:
+        return True  # nothing is quoted: every line splits on the delimiter (see `_reader`)
     d, q = re.escape(dialect.delimiter), re.escape(dialect.quote)
     field = f"(?:[^{q}{d}]*|{q}[^{q}{d}]*{q})"
-    odd = _lines(path).filter(~pl.col("raw").str.contains(f"^{field}(?:{d}{field})*$")).select(pl.len())
+    odd = text_lines(path).filter(~pl.col("raw").str.contains(f"^{field}(?:{d}{field})*$")).select(pl.len())
     return odd.collect(engine="streaming").item() == 0
 
 
 def _split_batches(
     path: Path, dialect: Dialect, expected: list[str], optional: list[str], exact: bool, batch_rows: int,
-    set_aside: SetAside | None,
+    set_aside: SetAside | None, trailer: list[PassedOver],
 ) -> Iterator[ParsedBatch]:
     """The plain-file path: polars reads whole lines, then splits them on the delimiter."""
-    lines = _lines(path)
+    lines = text_lines(path)
+    named = dialect.named_columns
     header: list[str] | None = None
-    line, at = 0, dialect.skip_lines + 1  # lines read; the header's line
+    line, at = 0, dialect.skip_lines + 1  # lines read; the header's line (the first row's, without one)
+    passed_over: list[PassedOver] = []
+    stop = trailer[0].line if trailer else None
     for chunk in lines.collect_batches(chunk_size=batch_rows):
         numbered = chunk.with_row_index(LINE, offset=line + 1).with_columns(pl.col(LINE).cast(pl.Int64))
         line += chunk.height
+        if stop is not None:
+            numbered = numbered.filter(pl.col(LINE) < stop)
         if header is None:
+            before = numbered.filter(pl.col(LINE) < at)
+            passed_over += [PassedOver(n, (t or "").removeprefix("\ufeff")[:200], "skip_lines")
+                            for n, t in before.select(LINE, "raw").iter_rows()]
             numbered = numbered.filter(pl.col(LINE) >= at)  # the lines before the header are no rows
             if numbered.is_empty():
                 continue
-            first = numbered.row(0, named=True)["raw"]
-            header = [h.strip() for h in (first or "").removeprefix("\ufeff").split(dialect.delimiter)]
-            if not first or all(not h for h in header):
-                raise FileFailure(f"{path.name}: line {at}: expected a header, found an empty line")
-            check_header(path.name, header, expected, list(optional), exact, dialect.delimiter, at)
-            numbered = numbered.slice(1)
+            if named is not None:
+                header = named
+                numbered = numbered.with_columns(  # a header-less file's byte-order mark
+                    pl.when(pl.col(LINE) == 1).then(pl.col("raw").str.strip_prefix("\ufeff")).otherwise(pl.col("raw")))
+            else:
+                first = numbered.row(0, named=True)["raw"]
+                header = [h.strip() for h in (first or "").removeprefix("\ufeff").split(dialect.delimiter)]
+                if not first or all(not h for h in header):
+                    raise FileFailure(f"{path.name}: line {at}: expected a header, found an empty line")
+                check_header(path.name, header, expected, list(optional), exact, dialect.delimiter, at)
+                numbered = numbered.slice(1)
+            passed_over += trailer
         present = numbered.filter(pl.col("raw").is_not_null())
         read = present.height
         if set_aside:
@@ -451,27 +557,31 @@ def _split_batches(
         ragged = fields.filter(pl.col("_fields").list.len() != width)
         problems = [
             RowProblem(r[LINE], "*", r["raw"][:200], "field_count",
-                       f"expected {width} fields as in the header, found {len(r['_fields'])}")
+                       f"expected {width} fields as {_as_in(named)}, found {len(r['_fields'])}")
             for r in ragged.iter_rows(named=True)
         ]
         good = fields.filter(pl.col("_fields").list.len() == width)
-        # Only whole fields are quoted here (see _plain): drop their quotes.
-        quote = dialect.quote
+        # Only whole fields are quoted here (see _plain): drop their quotes. Nothing is quoted
+        # where the delimiter is several characters.
+        quote = dialect.quote if len(dialect.delimiter) == 1 else ""
         values = [pl.col("_fields").list.get(i).str.strip_prefix(quote).str.strip_suffix(quote).alias(h)
-                  for i, h in enumerate(header)]
+                  if quote else pl.col("_fields").list.get(i).alias(h) for i, h in enumerate(header)]
         nulls = pl.Series(["", *dialect.null_values], dtype=pl.Utf8)  # blank, or what the source writes for it
         rows = good.select(*values, pl.col(LINE)).with_columns(
             pl.when(~pl.col(h).str.strip_chars().is_in(nulls.implode())).then(pl.col(h)).alias(h) for h in header)
-        yield ParsedBatch(rows, problems, read - present.height)
-    if header is None:
+        yield ParsedBatch(rows, problems, read - present.height, passed_over)
+        passed_over = []
+    if header is None and named is not None:
+        yield ParsedBatch(_batch(named, [[] for _ in named], [], [], None).rows, [], 0, passed_over)
+    elif header is None:
         raise FileFailure(f"{path.name}: the file ends before its header (line {at}, after skip_lines: "
                           f"{dialect.skip_lines})")
 
 
 def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem],
-           set_aside: SetAside | None) -> ParsedBatch:
+           set_aside: SetAside | None, passed_over: list[PassedOver] = ()) -> ParsedBatch:
     data = {h: pl.Series(h, col, dtype=pl.Utf8) for h, col in zip(header, columns)}
     data[LINE] = pl.Series(LINE, lines, dtype=pl.Int64)
     rows = pl.DataFrame(data)
     kept = set_aside(header, rows) if set_aside else rows
-    return ParsedBatch(kept, problems, rows.height - kept.height)
+    return ParsedBatch(kept, problems, rows.height - kept.height, list(passed_over))
