@@ -74,6 +74,7 @@ from bspk_pipelines.ingest.drop import (
 from bspk_pipelines.ingest.stores import is_candidate
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.ingest.parse import FileFailure, check_header
+from bspk_pipelines.ingest.shapes.compressed import GZIP_MAGIC
 from bspk_pipelines.ingest.check import expected_header
 from bspk_pipelines.ingest.ledger import REFUSED, delivery_rows, recorded
 from bspk_pipelines.warehouse.schema import rejects
@@ -108,27 +109,35 @@ def _brand(service: Service, key: ApiKey) -> Brand:
 
 
 class Checker:
-    """Follows the bytes of an upload: size, sha256, decoding, and the header line once it is complete."""
+    """Follows the bytes of an upload: size, sha256, and for text (a delimited or fixed-width file,
+    not compressed) its decoding and the header line once it is complete. Another shape, or a
+    compressed file, is read whole at validation."""
 
     def __init__(self, brand: Brand, delivery: Delivery, limit: int):
         dialect = brand.sources[delivery.source].dialect
         self.brand, self.delivery, self.limit, self.dialect = brand, delivery, limit, dialect
         self.decoder = None  # made from the upload's first bytes, as validation reads the file
-        self.start = b""  # those bytes, until there are enough to tell a byte-order mark
+        self.start = b""  # those bytes, until there are enough to tell a byte-order mark or a compression
+        self.follows_text: bool | None = None  # whether the upload is text to decode, once its first bytes tell
         self.size, self.sha = 0, hashlib.sha256()
         self.head: list[str] = []
-        self.header_checked = False
+        self.header_checked = not (dialect.shape == "csv" and dialect.header)
 
     def feed(self, chunk: bytes, final: bool = False) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
             raise HTTPException(413, f"the upload is larger than the limit of {self.limit} bytes")
         self.sha.update(chunk)
-        if self.decoder is None:
+        if self.follows_text is None:
             self.start += chunk
             if len(self.start) < 4 and not final:
                 return
-            chunk, self.decoder = self.start, codecs.getincrementaldecoder(self.dialect.decoding_for(self.start))()
+            self.follows_text = (self.dialect.shape in ("csv", "fixed_width")
+                                 and not self.start.startswith(GZIP_MAGIC))
+            if self.follows_text:
+                chunk, self.decoder = self.start, codecs.getincrementaldecoder(self.dialect.decoding_for(self.start))()
+        if not self.follows_text:
+            return
         try:
             text = self.decoder.decode(chunk, final=final)
         except UnicodeDecodeError as e:
@@ -151,8 +160,10 @@ class Checker:
                                      + ("nothing" if not self.size else "an empty line"))
         if "\x00" in line:
             raise HTTPException(422, f"{name}: line {self.dialect.skip_lines + 1}: NUL characters in the header")
-        header = [h.strip() for h in next(csv.reader([line.rstrip("\r")], delimiter=self.dialect.delimiter,
-                                                     quotechar=self.dialect.quote))]
+        delimiter = self.dialect.delimiter
+        fields = (line.rstrip("\r").split(delimiter) if len(delimiter) > 1 else
+                  next(csv.reader([line.rstrip("\r")], delimiter=delimiter, quotechar=self.dialect.quote)))
+        header = [h.strip() for h in fields]
         for entity in self.delivery.entities:
             expected, optional, exact = expected_header(self.brand, self.delivery.source, entity, self.delivery.name)
             try:

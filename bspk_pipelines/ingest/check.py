@@ -26,7 +26,7 @@ from bspk_pipelines.ingest.ledger import StepResult, advance, file_row, nothing_
 from bspk_pipelines.ingest.hints import hints
 from bspk_pipelines.ingest.mapping import SKIPPED_SCHEMA, lineage, map_rows, source_columns, unpivot_problem
 from bspk_pipelines.ingest.months import outside_history, outside_rows
-from bspk_pipelines.ingest.parse import FileFailure, RowProblem
+from bspk_pipelines.ingest.parse import FileFailure, PassedOver, RowProblem
 from bspk_pipelines.ingest.read import read_batches
 from bspk_pipelines.ingest.precedence import owned_columns
 from bspk_pipelines.ingest.rules import label, validate
@@ -78,6 +78,7 @@ class CheckedBatch:
     skipped: pl.DataFrame  # mapping.SKIPPED_SCHEMA
     read: int  # rows the batch's lines gave (an unpivoted line gives several), skipped and rejected ones too
     rejected: int  # rows rejected: a line that could not be read counts one
+    passed_over: list[PassedOver] = field(default_factory=list)  # lines that are no rows (see `ParsedBatch`)
 
 def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str, name: str, batch_rows: int,
                      unchanged: UnchangedRows | None) -> Iterator[CheckedBatch]:
@@ -112,7 +113,8 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
             valid, outside = _within_history(brand, entity, valid, where)
             problems += outside
             rejected += len(outside)
-        yield CheckedBatch(valid, problems, skipped, rows.height + skipped.height + len(batch.problems), rejected)
+        yield CheckedBatch(valid, problems, skipped, rows.height + skipped.height + len(batch.problems), rejected,
+                           batch.passed_over)
 
 def _within_history(brand: Brand, entity, rows: pl.DataFrame, where: dict[str, str]) -> tuple[pl.DataFrame, list[RowProblem]]:
     """Rows a month partition can hold, and rejects for the others, naming each one's column."""
@@ -197,6 +199,7 @@ class Checked(StepResult):
 
     skipped: int = 0
     skips: list[dict] = field(default_factory=list)  # the first rows skipped: line, column, value, rule
+    passed_over: list[PassedOver] = field(default_factory=list)  # lines that are no rows: before the header, a trailer
 
 def validate_file(engine: sa.Engine, layout: Layout, brand: Brand, source: str, entity: str, name: str,
                   batch_rows: int = BATCH_ROWS, again: bool = False) -> Checked:
@@ -225,7 +228,7 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
         with engine.connect() as conn:
             unchanged = UnchangedRows.start(conn, layout, brand, source, entity, name, claim, rules_fingerprint())
     read = rejected = skipped = 0
-    preview, sample, skips = None, [], []
+    preview, sample, skips, passed_over = None, [], [], []
     (out / "skipped").mkdir()
     try:
         for i, batch in enumerate(_checked_batches(layout, brand, source, entity, name, batch_rows, unchanged)):
@@ -237,6 +240,7 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
             preview = batch.rows.head(5) if preview is None or preview.is_empty() else preview
             sample = sample or sorted(batch.problems, key=lambda p: (p.line, p.column))[:5]
             skips = skips or batch.skipped.head(5).to_dicts()
+            passed_over += batch.passed_over
     except FileFailure as e:
         with writing(engine) as conn:
             advance(conn, brand.brand, source, name, entity, was, status="failed", error=str(e))
@@ -263,7 +267,7 @@ def _validate(engine: sa.Engine, layout: Layout, brand: Brand, source: str, enti
         advance(conn, brand.brand, source, name, entity, was, status="validated", rows_read=read, rejected=rejected,
                 superseded=superseded, skipped=skipped)
     return Checked("validated", rows=valid + set_aside, rejected=rejected, unchanged=set_aside, preview=preview,
-                   rejects=sample, skipped=skipped, skips=skips)
+                   rejects=sample, skipped=skipped, skips=skips, passed_over=passed_over)
 
 PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule": pl.Utf8, "message": pl.Utf8}
 
@@ -294,6 +298,7 @@ class DryRun:
     left_to_others: list[str]
     skipped: int = 0  # rows the mapping's skip rules leave out
     skips: list[dict] = field(default_factory=list)  # the first of them: line, column, value, rule
+    passed_over: list[PassedOver] = field(default_factory=list)  # lines that are no rows: before the header, a trailer
 
 # Skipped rows a dry run shows with their rule.
 SHOWN_SKIPS = 20
@@ -309,11 +314,12 @@ def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int =
         landed.symlink_to(path.resolve())
         out = Path(tmp) / "parts"
         out.mkdir()
-        read, skipped, preview, problems, skips = 0, 0, None, [], []
+        read, skipped, preview, problems, skips, passed_over = 0, 0, None, [], [], []
         for i, batch in enumerate(_checked_batches(layout, brand, source, entity_name, path.name, BATCH_ROWS, None)):
             batch.rows.write_parquet(out / f"part-{i:05d}.parquet")
             read, skipped, problems = read + batch.read, skipped + batch.skipped.height, problems + batch.problems
             skips += batch.skipped.head(SHOWN_SKIPS - len(skips)).to_dicts()
+            passed_over += batch.passed_over
             preview = batch.rows.head(rows) if preview is None or preview.is_empty() else preview
         parts = parquet_parts(out)
         if parts:
@@ -325,4 +331,5 @@ def dry_run(brand: Brand, source: str, entity_name: str, path: Path, rows: int =
     owned = set(owned_columns(brand, source, entity_name))
     attributes = [a for a in entity.attributes if a in sent]
     return DryRun(entity_name, read, valid, preview, sorted(problems, key=lambda p: (p.line, p.column)),
-                  [a for a in attributes if a in owned], [a for a in attributes if a not in owned], skipped, skips)
+                  [a for a in attributes if a in owned], [a for a in attributes if a not in owned], skipped, skips,
+                  passed_over)

@@ -137,6 +137,7 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
         percent = round(100 * rate, 2)
         rejects = pl.DataFrame([r.__dict__ for r in result.rejects[:PREVIEW_ROWS]]) if result.rejects else None
         skips = pl.DataFrame(result.skips[:PREVIEW_ROWS]) if result.skips else None
+        passed_over = pl.DataFrame([p.__dict__ for p in result.passed_over[:PREVIEW_ROWS]]) if result.passed_over else None
         yield dg.MaterializeResult(
             metadata={
                 "file": name, "status": result.status, "message": result.message,
@@ -144,6 +145,8 @@ def build_file_assets(brand: Brand, source: str, entity: str) -> list[dg.AssetsD
                 "rows_unchanged": result.unchanged, "rows_skipped": result.skipped, "rejected": result.rejected,
                 "rejected_percent": percent, "preview": _md(result.preview), "rejects_preview": _md(rejects),
                 "skipped_preview": _md(skips),
+                # Lines the dialect says are no rows (before the header, a trailer): counted, shown.
+                "lines_passed_over": len(result.passed_over), "passed_over_preview": _md(passed_over),
             },
             check_results=[dg.AssetCheckResult(
                 check_name="reject_rate", passed=rate <= brand.reject_rate_threshold,
