@@ -1,7 +1,8 @@
-"""The shapes a brand's export comes in (issue 17), as the brand's systems write them: here the
-encodings any of Python's codecs name, aliases included, and UTF-16 as Excel's "Unicode text"
-writes it (tab-delimited, a byte-order mark, CRLF). On SQLite and PostgreSQL; the original is
-landed byte for byte and rejects keep their line."""
+"""The shapes a brand's export comes in (issue 17), as the brand's systems write them: any
+encoding Python's codecs name, aliases included, and UTF-16 as Excel's "Unicode text" writes it;
+null values; lines before the header and trailers; files without a header; delimiters of several
+characters; fixed width; gzip files and zip archives. On SQLite and PostgreSQL; the original is
+landed byte for byte and rejects keep their line. (Excel, JSON and Parquet: test_shapes_*.py.)"""
 
 from __future__ import annotations
 
@@ -184,3 +185,198 @@ def test_an_upload_with_lines_before_its_header_is_checked_at_its_header(engine,
     with pytest.raises(HTTPException) as e:
         checker.feed((PREAMBLE + "Artikel;Name;Sprache\n").encode(), final=True)
     assert e.value.detail.startswith("ARTIKEL_20260105.csv: line 4: the header does not fit: missing column Bezeichnung")
+
+
+def erp(engine, tmp_path, dialect: dict, pattern: str = "ARTIKEL_*.csv"):
+    """A brand whose ERP sends products in the given dialect (columns Artikel, Bezeichnung, Sprache)."""
+    source = {"format": "csv", "drop": "drop/acme/erp", "dialect": dialect, "files": [PRODUCTS | {"pattern": pattern}]}
+    return brand_harness({"brand": "acme", "company_name": "Acme", "sources": {"erp": source}}, engine, tmp_path)
+
+
+COLUMNS = ["Artikel", "Bezeichnung", "Sprache"]
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_a_file_without_a_header_is_read_by_the_dialects_columns(engine, tmp_path, plain):
+    h = erp(engine, tmp_path, {"delimiter": ";", "header": False, "columns": ["Artikel", "Lager", "Bezeichnung", "Sprache"]})
+    second = '"Schal; rot"' if not plain else "Schal"
+    h.drop("ARTIKEL_1.csv", f"\ufeffA-1;L1;Mantel;de\nA-2;L1;{second};xx\nA-3;L2;Hut\n", source="erp")
+    record = h.ingest("ARTIKEL_1.csv", source="erp")
+    assert (record["status"], record["rows_read"], record["inserted"]) == ("applied", 3, 1)
+    assert [p["product_ref"] for p in h.rows("products")] == ["A-1"]  # the BOM is no part of the first value
+    assert h.rejects("ARTIKEL_1.csv") == [(2, "Sprache", "xx", "language"), (3, "*", "A-3;L2;Hut", "field_count")]
+
+
+def test_a_header_less_dialect_lacking_a_mapped_column_fails_naming_it(engine, tmp_path):
+    h = erp(engine, tmp_path, {"header": False, "columns": ["Artikel", "Name", "Sprache"]})
+    h.drop("ARTIKEL_1.csv", "A-1,Mantel,de\n", source="erp")
+    error = h.ingest("ARTIKEL_1.csv", source="erp")["error"]
+    assert error == ("ARTIKEL_1.csv: the mapping reads column Bezeichnung, which the dialect's columns (Artikel, Name, "
+                     "Sprache) do not name: add it to `columns` where the file has it, or read another column")
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+@pytest.mark.parametrize("trailer", [{"trailer_lines": 2}, {"trailer_pattern": "^(TOTAL|EOF)"}], ids=["count", "pattern"])
+def test_trailer_lines_are_passed_over_counted_and_shown(engine, tmp_path, plain, trailer):
+    from bspk_pipelines.ingest.check import validate_file
+    from bspk_pipelines.ingest.drop import classify
+    from bspk_pipelines.ingest.land import land
+
+    h = erp(engine, tmp_path, {"skip_lines": 1, **trailer})
+    second = '"Schal, rot"' if not plain else "Schal"
+    h.drop("ARTIKEL_1.csv", f"Artikelstamm\nArtikel,Bezeichnung,Sprache\nA-1,Mantel,de\nA-2,{second},de\n\n"
+                            "TOTAL,2\nEOF\n\n", source="erp")
+    land(h.engine, h.layout, h.brand, classify(h.brand, "erp", "ARTIKEL_1.csv"))
+    # What validation gives is what the validated asset's metadata shows.
+    checked = validate_file(h.engine, h.layout, h.brand, "erp", "products", "ARTIKEL_1.csv")
+    assert (checked.rows, checked.rejected) == (2, 0)
+    why = next(iter(trailer))
+    assert [(p.line, p.text, p.why) for p in checked.passed_over] == [
+        (1, "Artikelstamm", "skip_lines"), (6, "TOTAL,2", why), (7, "EOF", why)]
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_a_file_without_its_trailer_fails_as_cut_short(engine, tmp_path, plain):
+    h = erp(engine, tmp_path, {"trailer_pattern": "^EOF$"})
+    last = '"Schal, rot"' if not plain else "Schal"
+    h.drop("ARTIKEL_1.csv", f"Artikel,Bezeichnung,Sprache\nA-1,Mantel,de\nA-2,{last},de\n", source="erp")
+    record = h.ingest("ARTIKEL_1.csv", source="erp")
+    assert (record["status"], h.rows("products")) == ("failed", [])
+    assert record["error"] == (f"ARTIKEL_1.csv: the file does not end with a trailer matching '^EOF$' (trailer_pattern); "
+                               f"its last line, line 3, is 'A-2,{last},de': is it cut short? If the source writes no "
+                               "trailer, drop the setting")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_delimiter_of_several_characters_splits_every_line(engine, tmp_path, encoding):
+    h = erp(engine, tmp_path, {"delimiter": "||", "encoding": encoding})
+    h.drop("ARTIKEL_1.csv", 'Artikel||Bezeichnung||Sprache\nA-1||Mantel "Ü"||de\nA-2||a|b||de\nA-3||x\n'.encode(encoding),
+           source="erp")
+    record = h.ingest("ARTIKEL_1.csv", source="erp")
+    assert (record["inserted"], record["rejected"]) == (2, 1)
+    assert [p["name"] for p in h.rows("products", "product_ref")] == ['Mantel "Ü"', "a|b"]  # quotes are text
+    assert h.rejects("ARTIKEL_1.csv") == [(4, "*", "A-3||x", "field_count")]
+
+
+FIXED = {"shape": "fixed_width", "encoding": "cp1252", "skip_lines": 1, "trailer_pattern": "^99",
+         "fixed": [{"name": "Artikel", "start": 1, "width": 6}, {"name": "Bezeichnung", "start": 7, "end": 18},
+                   {"name": "Sprache", "start": 19, "width": 2}]}
+
+
+def test_a_fixed_width_file_is_sliced_by_its_columns_and_a_ragged_line_is_rejected(engine, tmp_path):
+    h = erp(engine, tmp_path, FIXED, pattern="ARTIKEL_*.dat")
+    data = ("HDR ARTIKEL 20260105  \r\n"
+            "A-1   Écharpe     fr\r\n"
+            "A-2   Mantel aus Wde\r\n"
+            "A-3  Hut         de\r\n"  # shifted: one character short
+            "A-4               de\r\n"  # a blank name: required
+            "99 TRAILER 000004\r\n").encode("cp1252")
+    h.drop("ARTIKEL_1.dat", data, source="erp")
+    record = h.ingest("ARTIKEL_1.dat", source="erp")
+    assert (record["status"], record["inserted"], record["rejected"]) == ("applied", 2, 2)
+    assert [(p["product_ref"], p["name"]) for p in h.rows("products", "product_ref")] == [
+        ("A-1", "Écharpe"), ("A-2", "Mantel aus W")]
+    assert h.rejects("ARTIKEL_1.dat") == [(4, "*", "A-3  Hut         de", "width"), (5, "Bezeichnung", "", "required")]
+    assert h.layout.landed("acme", "erp", "ARTIKEL_1.dat").read_bytes() == data
+    again = h.ingest("ARTIKEL_1.dat", source="erp")
+    assert again["inserted"] == 2 and len(h.rows("products")) == 2  # a rerun changes nothing
+
+
+def test_fixed_columns_that_overlap_are_a_config_error():
+    bad = FIXED | {"fixed": [{"name": "Artikel", "start": 1, "width": 6}, {"name": "Bezeichnung", "start": 6, "end": 18}]}
+    with pytest.raises(ValidationError, match=r"fixed columns 'Artikel' \(1-6\) and 'Bezeichnung' \(6-18\) overlap"):
+        Brand.model_validate({"brand": "acme", "company_name": "Acme", "sources": {"erp": {
+            "format": "csv", "drop": "d", "dialect": bad, "files": [PRODUCTS]}}})
+
+
+def test_a_setting_of_another_shape_is_a_config_error():
+    with pytest.raises(ValidationError, match="delimiter is a setting of shape csv, not of fixed_width"):
+        Brand.model_validate({"brand": "acme", "company_name": "Acme", "sources": {"erp": {
+            "format": "csv", "drop": "d", "dialect": FIXED | {"delimiter": ";"}, "files": [PRODUCTS]}}})
+
+
+CSV = "Artikel,Bezeichnung,Sprache\nA-1,Mantel,de\nA-2,Schal,xx\n"
+
+
+def test_a_gzip_file_is_landed_as_it_came_and_read_as_the_file_it_holds(engine, tmp_path):
+    import gzip
+
+    h = erp(engine, tmp_path, {})
+    data = gzip.compress(CSV.encode())
+    h.drop("ARTIKEL_1.csv.gz", data, source="erp")
+    assert h.planned() == ["ARTIKEL_1.csv.gz"]  # `ARTIKEL_*.csv` fits it without its .gz
+    record = h.ingest("ARTIKEL_1.csv.gz", source="erp")
+    assert (record["inserted"], record["rejected"]) == (1, 1)
+    assert h.rejects("ARTIKEL_1.csv.gz") == [(3, "Sprache", "xx", "language")]
+    assert h.layout.landed("acme", "erp", "ARTIKEL_1.csv.gz").read_bytes() == data
+
+
+def test_a_gzip_file_cut_short_fails_whole(engine, tmp_path):
+    import gzip
+
+    h = erp(engine, tmp_path, {})
+    h.drop("ARTIKEL_1.csv.gz", gzip.compress((CSV * 2000).encode())[:-40], source="erp")
+    record = h.ingest("ARTIKEL_1.csv.gz", source="erp")
+    assert (record["status"], h.rows("products")) == ("failed", [])
+    assert record["error"].startswith("ARTIKEL_1.csv.gz: not a whole gzip file (")
+    assert "was it cut short? Send it again" in record["error"]
+
+
+def zipped(members: dict[str, str]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in members.items():
+            z.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_each_member_of_a_zip_is_a_delivery_of_its_own(engine, tmp_path):
+    h = erp(engine, tmp_path, {})
+    second = "Artikel,Bezeichnung,Sprache\nA-3,Hut,de\n"
+    h.drop("batch.zip", zipped({"export/ARTIKEL_1.csv": CSV, "ARTIKEL_2.csv": second, "__MACOSX/._ARTIKEL_2.csv": "x",
+                                "export/": "", ".DS_Store": "x"}), source="erp")
+    assert h.planned() == ["batch.zip!ARTIKEL_1.csv", "batch.zip!ARTIKEL_2.csv"]
+    first = h.ingest("batch.zip!ARTIKEL_1.csv", source="erp")
+    assert (first["inserted"], first["rejected"], first["sha256"]) == (1, 1, hashlib.sha256(CSV.encode()).hexdigest())
+    assert h.rejects("batch.zip!ARTIKEL_1.csv") == [(3, "Sprache", "xx", "language")]
+    assert h.ingest("batch.zip!ARTIKEL_2.csv", source="erp")["inserted"] == 1
+    assert h.layout.landed("acme", "erp", "batch.zip!ARTIKEL_2.csv").read_text() == second  # the member's bytes
+    assert [p["product_ref"] for p in h.rows("products", "product_ref")] == ["A-1", "A-3"]
+    assert h.planned() == []  # taken: nothing more to request while the archive stays
+
+
+@pytest.mark.parametrize("members, reason", [
+    ({"ARTIKEL_1.csv": CSV, "../ARTIKEL_2.csv": CSV}, "member '../ARTIKEL_2.csv' has a path that leaves the archive"),
+    ({"/etc/ARTIKEL_2.csv": CSV}, "member '/etc/ARTIKEL_2.csv' has a path that leaves the archive"),
+    ({"a/ARTIKEL_1.csv": CSV, "b/ARTIKEL_1.csv": CSV}, "members 'a/ARTIKEL_1.csv' and 'b/ARTIKEL_1.csv' have the same"),
+], ids=["dot-dot", "absolute", "same-name"])
+def test_a_zip_with_a_member_that_leaves_it_or_clashes_is_refused_whole(engine, tmp_path, members, reason):
+    h = erp(engine, tmp_path, {})
+    h.drop("batch.zip", zipped(members), source="erp")
+    assert h.planned() == []  # no member is taken
+    record = h.file("batch.zip", source="erp")
+    assert record["status"] == "refused" and record["error"].startswith(f"batch.zip: refused: {reason}")
+    assert "the archive is refused whole" in record["error"]
+
+
+def test_a_zip_expanding_past_the_limit_is_refused_whole(engine, tmp_path, monkeypatch):
+    from bspk_pipelines.ingest.stores import archives
+
+    monkeypatch.setattr(archives, "MAX_EXPANDED_BYTES", len(CSV) * 3 // 2)  # one member fits, two do not
+    h = erp(engine, tmp_path, {})
+    h.drop("batch.zip", zipped({"ARTIKEL_1.csv": CSV, "ARTIKEL_2.csv": CSV}), source="erp")
+    assert h.planned() == []
+    assert "its members expand past" in h.file("batch.zip", source="erp")["error"]
+
+
+def test_a_zip_being_written_is_refused_until_it_is_whole_then_taken(engine, tmp_path):
+    h = erp(engine, tmp_path, {})
+    data = zipped({"ARTIKEL_1.csv": CSV})
+    h.drop("batch.zip", data[: len(data) // 2], source="erp")
+    assert h.planned() == []
+    assert "not a readable zip archive" in h.file("batch.zip", source="erp")["error"]
+    h.drop("batch.zip", data, source="erp")
+    assert h.planned() == ["batch.zip!ARTIKEL_1.csv"]
