@@ -4,6 +4,7 @@ through land, validate, map and apply with exactly the rejects and held sales it
 from __future__ import annotations
 
 import csv
+import gzip
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -187,7 +188,7 @@ def test_nordhaus_samples_ingest_with_a_redelivery_under_a_fixed_name(warehouse_
         rows = lambda table: conn.execute(sa.text(f"select * from {table} where brand = 'nordhaus'")).mappings().all()  # noqa: E731
         products, prices, images, stock = rows("products"), rows("product_prices"), rows("product_images"), rows("product_inventory")
     engine.dispose()
-    article = "ARTIKEL_20260105.csv"
+    article = "ARTIKEL_20260105.csv.gz"  # a report: a title and a date before its header, a total after its rows
     assert {e for (n, e) in files if n == article} == {"products", "product_prices", "product_images"}
     assert len({files[(article, e)].claim for e in ("products", "product_prices", "product_images")}) == 1
     assert files[(article, "product_prices")].rejected == 1
@@ -195,7 +196,9 @@ def test_nordhaus_samples_ingest_with_a_redelivery_under_a_fixed_name(warehouse_
     assert len(products) == NORDHAUS_PRODUCTS and len(prices) == NORDHAUS_PRODUCTS - 1
     assert len(images) == NORDHAUS_PRODUCTS - NORDHAUS_PRODUCTS // 4
     # German amounts (1.250,50) read as the platform's decimals (1250.50), exactly.
-    sent = read_csv(data / "drop" / "nordhaus" / "erp" / article, "utf-8", ";")
+    report = gzip.decompress((data / "drop" / "nordhaus" / "erp" / article).read_bytes()).decode().splitlines()
+    assert report[0].startswith("Nordhaus GmbH") and report[-1] == f"ENDE;{NORDHAUS_PRODUCTS} Artikel"
+    sent = list(csv.DictReader(report[2:-1], delimiter=";"))
     expected = {r["Artikelnummer"]: r["VK_Preis"].replace(".", "").replace(",", ".") for r in sent
                 if r["VK_Preis"] != "auf Anfrage"}
     assert {p["product_ref"]: str(p["price"]) for p in prices} == expected

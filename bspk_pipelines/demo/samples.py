@@ -20,6 +20,7 @@ files depend on the seed alone (stdlib `random` and `csv`), never on the clock.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import random
@@ -40,7 +41,10 @@ LATE_SHOPPERS = 3
 ACME_FULL, ACME_DELTA = "202601050200", "202601120200"
 MAISON_ERP_FULL = "20260105T0200"
 MAISON_POS_FULL, MAISON_POS_DELTA = "20260105_0300", "20260112_0300"
-NORDHAUS_ERP, NORDHAUS_WMS = "20260105", "20260105_0600"
+# The ERP writes a gzip-compressed report (a title and an export date before the header, a
+# total after the rows); the warehouse system a fixed-width file, one column per store.
+NORDHAUS_ERP_FILE, NORDHAUS_WMS_FILE = "ARTIKEL_20260105.csv.gz", "BESTAND_20260105_0600.txt"
+NORDHAUS_WMS_WIDTHS = {"Artikelnummer": 10, "Stand": 16, "Lager_BER": 4, "Lager_HAM": 4, "Lager_MUC": 4}
 # The POS exports under fixed names, overwritten each time.
 NORDHAUS_POS_ARTICLES, NORDHAUS_POS_STORES = "pos_artikel.csv", "pos_filialen.csv"
 NORDHAUS_STORES = [("BER", "Nordhaus Berlin Mitte", "Berlin"), ("HAM", "Nordhaus Hamburg", "Hamburg"),
@@ -87,18 +91,35 @@ def redeliver_samples(data_dir: Path) -> dict[str, list[Path]]:
 
 
 def _write(path: Path, header: list[str], rows: list[dict], *, encoding: str = "utf-8",
-           delimiter: str = ",", newline: str = "\n") -> Path:
+           delimiter: str = ",", newline: str = "\n", before: list[str] = (), after: list[str] = ()) -> Path:
+    """A CSV file, with `before` its header and `after` its rows the lines a report writes
+    (a title, a total); gzip-compressed where the name ends in .gz."""
     buffer = io.StringIO()
+    buffer.writelines(f"{line}{newline}" for line in before)
     writer = csv.DictWriter(buffer, header, delimiter=delimiter, lineterminator=newline, restval="",
                             extrasaction="raise")
     writer.writeheader()
     writer.writerows(rows)
+    buffer.writelines(f"{line}{newline}" for line in after)
+    data = buffer.getvalue().encode(encoding)
+    return _put(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+
+
+def _put(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The drop-folder sensor ignores `.part` names: it never sees a half-written file.
     partial = path.with_name(path.name + ".part")
-    partial.write_bytes(buffer.getvalue().encode(encoding))
+    partial.write_bytes(data)
     os.replace(partial, path)
     return path
+
+
+def _write_fixed(path: Path, widths: dict[str, int], rows: list[dict]) -> Path:
+    """A fixed-width file as a warehouse system writes it: each column padded to its width (text
+    to the left, numbers to the right), no header, CRLF."""
+    lines = ["".join(str(v).rjust(widths[k]) if str(v).isdigit() else str(v).ljust(widths[k]) for k, v in row.items())
+             for row in rows]
+    return _put(path, "".join(f"{line}\r\n" for line in lines).encode("utf-8"))
 
 
 def _ascii(text: str) -> str:
@@ -593,10 +614,12 @@ def _nordhaus(folder: Path, rng: random.Random) -> list[Path]:
     stock = [{"Artikelnummer": ref, "Stand": "05.01.2026 06:00",
               **{f"Lager_{code}": str(rng.randint(0, 12)) for code, _, _ in NORDHAUS_STORES}} for ref in _nordhaus_refs()]
     pos_articles = _nordhaus_pos_articles()
-    german = {"delimiter": ";"}
+    # The ERP's report: compressed, a title and an export date before the header, a total after the rows.
+    report = {"delimiter": ";", "before": ["Nordhaus GmbH - Artikelstamm", "Exportiert am 05.01.2026 06:00"],
+              "after": [f"ENDE;{len(articles)} Artikel"]}
     return [
-        _write(erp / f"ARTIKEL_{NORDHAUS_ERP}.csv", list(articles[0]), articles, **german),
+        _write(erp / NORDHAUS_ERP_FILE, list(articles[0]), articles, **report),
         _write(pos / NORDHAUS_POS_STORES, list(stores[0]), stores),
         _write(pos / NORDHAUS_POS_ARTICLES, list(pos_articles[0]), pos_articles),
-        _write(wms / f"BESTAND_{NORDHAUS_WMS}.csv", list(stock[0]), stock, **german),
+        _write_fixed(wms / NORDHAUS_WMS_FILE, NORDHAUS_WMS_WIDTHS, stock),
     ]
