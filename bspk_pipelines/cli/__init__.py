@@ -54,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brand", required=True, help="brand id")
     p.add_argument("--file", help="only the deliveries under this name (a file name, or a delivery such as name@2)")
     p = sub.add_parser("preview", help="dry-run one file by a brand's config: mapped rows, rejects, what it would "
-                                        "set; writes nothing")
-    p.add_argument("--brand", required=True, help="brand id")
+                                        "set; writes nothing. Without --brand (or with --detect): what an unknown "
+                                        "file looks like and the dialect lines that read it")
+    p.add_argument("--brand", help="brand id (without one, the file is detected: see --detect)")
+    p.add_argument("--detect", action="store_true",
+                   help="say what the file looks like (shape, encoding, delimiter, header, trailer, sheets, JSON "
+                        "records) and suggest its dialect lines for the brand file, with the rows they read")
     p.add_argument("file", help="the file, wherever it is (its name says which source and entities it feeds)")
     p.add_argument("--source", help="the brand's source, when the name fits several")
-    p.add_argument("--rows", type=int, default=5, help="mapped rows shown per entity (default 5)")
+    p.add_argument("--rows", type=int, default=5, help="mapped rows shown per entity, or rows of a detection (default 5)")
     p = sub.add_parser("backfill", help="rebuild a range of months of a brand's sales history, or reload a Shopify "
                                         "source whole")
     p.add_argument("--brand", required=True)

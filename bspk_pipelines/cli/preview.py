@@ -2,7 +2,11 @@
 each entity it feeds, and shown: the first mapped rows, counts, rejects with line, column, value,
 rule and hint, the rows its skip rules leave out with their rule, and the attributes its source
 would set under precedence. Nothing is written to
-the warehouse, the landing zone or the Dagster instance."""
+the warehouse, the landing zone or the Dagster instance.
+
+Without a brand (onboarding one from a file, before its config), with --detect, or when the name
+fits none of the brand's files, it says what the file looks like instead and the dialect that
+reads it (`cli.detect`)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from bspk_pipelines.cli import detect
 from bspk_pipelines.cli.environment import chosen_brands, deployment
 from bspk_pipelines.ingest.check import DryRun, dry_run
 from bspk_pipelines.ingest.drop import FileNameError, route
@@ -23,16 +28,20 @@ SHOWN_REJECTS = 20
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the file can be read (rows may still be rejected), 1 when it cannot be read as
-    a whole or its name fits no file mapping, 2 for a config error."""
-    [brand] = chosen_brands(deployment(), [args.brand])
+    a whole or its name fits no file mapping, 2 for a config error. A detection exits 0 when it
+    suggests a dialect."""
     path = Path(args.file)
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
         return 1
+    if args.detect or args.brand is None:
+        return detected(path, args.rows)
+    [brand] = chosen_brands(deployment(), [args.brand])
     try:
         delivery = route(brand, path.name, args.source)
     except FileNameError as e:
         print(f"{path.name}: {e}", file=sys.stderr)
+        detected(path, args.rows)
         return 1
     print(f"{path.name}: source {delivery.source} of {brand.brand}, feeds {', '.join(delivery.entities)} "
           "(a dry run: nothing is written)")
@@ -46,6 +55,18 @@ def run(args: argparse.Namespace) -> int:
             continue
         print("\n" + report(result))
     return 1 if failed else 0
+
+
+def detected(path: Path, rows: int) -> int:
+    """What the file looks like and the dialect suggested (exit 0), or why it cannot be looked
+    at, in one line (exit 1); so is a file of no shape the pipeline reads (a zip archive)."""
+    try:
+        found = detect.detect(path, rows)
+    except detect.Unreadable as e:
+        print(f"{path.name}: {e}", file=sys.stderr)
+        return 1
+    print(detect.report(path.name, found))
+    return 0 if found.dialect is not None else 1
 
 
 def report(result: DryRun) -> str:
