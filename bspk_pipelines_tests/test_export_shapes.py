@@ -380,3 +380,17 @@ def test_a_zip_being_written_is_refused_until_it_is_whole_then_taken(engine, tmp
     assert "not a readable zip archive" in h.file("batch.zip", source="erp")["error"]
     h.drop("batch.zip", data, source="erp")
     assert h.planned() == ["batch.zip!ARTIKEL_1.csv"]
+
+
+def test_preview_shows_the_lines_a_dialect_passes_over(tmp_path, capsys):
+    from bspk_pipelines.cli.preview import report
+    from bspk_pipelines.ingest.check import dry_run
+
+    brand = Brand.model_validate({"brand": "acme", "company_name": "Acme", "sources": {"erp": {
+        "format": "csv", "drop": "drop/acme/erp", "dialect": {"skip_lines": 1, "trailer_lines": 1}, "files": [PRODUCTS | {
+            "pattern": "ARTIKEL_*.csv"}]}}})
+    path = tmp_path / "ARTIKEL_1.csv"
+    path.write_text(f"Artikelstamm 05.01.2026\n{CSV}TOTAL,2\n")
+    text = report(dry_run(brand, "erp", "products", path))
+    assert "  passed over (skip_lines): line 1: 'Artikelstamm 05.01.2026'" in text
+    assert "  passed over (trailer_lines): line 5: 'TOTAL,2'" in text

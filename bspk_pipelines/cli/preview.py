@@ -89,4 +89,8 @@ def report(result: DryRun) -> str:
         lines.append(f"  skipped: line {s['line']}, column {s['column']}, value {s['value'] or ''!r}: {s['rule']}")
     if result.skipped > len(result.skips):
         lines.append(f"  ... and {result.skipped - len(result.skips):,} more skipped")
+    for p in result.passed_over[:SHOWN_REJECTS]:
+        lines.append(f"  passed over ({p.why}): line {p.line}: {p.text!r}")
+    if len(result.passed_over) > SHOWN_REJECTS:
+        lines.append(f"  ... and {len(result.passed_over) - SHOWN_REJECTS:,} more lines passed over")
     return "\n".join(lines)
