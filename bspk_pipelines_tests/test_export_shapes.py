@@ -394,3 +394,15 @@ def test_preview_shows_the_lines_a_dialect_passes_over(tmp_path, capsys):
     text = report(dry_run(brand, "erp", "products", path))
     assert "  passed over (skip_lines): line 1: 'Artikelstamm 05.01.2026'" in text
     assert "  passed over (trailer_lines): line 5: 'TOTAL,2'" in text
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["polars-path", "csv-path"])
+def test_header_names_polars_would_expand_are_read_as_names(engine, tmp_path, plain):
+    """`*` and `^...$` select every column, or a pattern of them, in a polars expression: a header
+    naming them is still one column each, read as any other."""
+    h = erp(engine, tmp_path, {})
+    second = '"Schal, rot"' if not plain else "Schal"
+    h.drop("ARTIKEL_1.csv", f"Artikel,*,Bezeichnung,^S.*$,Sprache\nA-1,x,Mantel,y,de\nA-2,x,{second},y,de\n", source="erp")
+    record = h.ingest("ARTIKEL_1.csv", source="erp")
+    assert (record["status"], record["inserted"]) == ("applied", 2)
+    assert [p["name"] for p in h.rows("products", "product_ref")] == ["Mantel", "Schal, rot" if not plain else "Schal"]

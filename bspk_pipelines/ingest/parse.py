@@ -564,11 +564,11 @@ def _split_batches(
         # Only whole fields are quoted here (see _plain): drop their quotes. Nothing is quoted
         # where the delimiter is several characters.
         quote = dialect.quote if len(dialect.delimiter) == 1 else ""
-        values = [pl.col("_fields").list.get(i).str.strip_prefix(quote).str.strip_suffix(quote).alias(h)
-                  if quote else pl.col("_fields").list.get(i).alias(h) for i, h in enumerate(header)]
-        nulls = pl.Series(["", *dialect.null_values], dtype=pl.Utf8)  # blank, or what the source writes for it
-        rows = good.select(*values, pl.col(LINE)).with_columns(
-            pl.when(~pl.col(h).str.strip_chars().is_in(nulls.implode())).then(pl.col(h)).alias(h) for h in header)
+        fields = [pl.col("_fields").list.get(i) for i in range(width)]
+        if quote:
+            fields = [f.str.strip_prefix(quote).str.strip_suffix(quote) for f in fields]
+        # Each column made whole before it is named: a header may say `*` or `^a$`, which pl.col would expand.
+        rows = good.select(*(blank_as_null(f, dialect).alias(h) for f, h in zip(fields, header)), pl.col(LINE))
         yield ParsedBatch(rows, problems, read - present.height, passed_over)
         passed_over = []
     if header is None and named is not None:
@@ -576,6 +576,11 @@ def _split_batches(
     elif header is None:
         raise FileFailure(f"{path.name}: the file ends before its header (line {at}, after skip_lines: "
                           f"{dialect.skip_lines})")
+
+
+def blank_as_null(value: pl.Expr, dialect: Dialect) -> pl.Expr:
+    """A text value, null where it is blank or, trimmed, one of what the source writes for "no value"."""
+    return pl.when(~value.str.strip_chars().is_in(pl.Series(["", *dialect.null_values], dtype=pl.Utf8).implode())).then(value)
 
 
 def _batch(header: list[str], columns: list[list[str | None]], lines: list[int], problems: list[RowProblem],

@@ -19,7 +19,8 @@ from pathlib import Path
 import polars as pl
 
 from bspk_pipelines.ingest.parse import (
-    FileFailure, ParsedBatch, PassedOver, RowProblem, SetAside, check_named, locate_decode_error, text_lines, trailer_of,
+    FileFailure, ParsedBatch, PassedOver, RowProblem, SetAside, blank_as_null, check_named, locate_decode_error,
+    text_lines, trailer_of,
 )
 from bspk_pipelines.model.entities import LINE
 from bspk_pipelines.model.mapping import Dialect
@@ -33,7 +34,6 @@ def read_batches(path: Path, dialect: Dialect, expected: list[str], optional: li
     header = [c.name for c in dialect.fixed]
     check_named(path.name, header, expected)
     length = max(c.stop for c in dialect.fixed)
-    nulls = pl.Series(["", *dialect.null_values], dtype=pl.Utf8).implode()
     empty = pl.DataFrame(schema={**{h: pl.Utf8 for h in header}, LINE: pl.Int64})
     if path.stat().st_size == 0:
         yield ParsedBatch(empty, [])
@@ -59,10 +59,8 @@ def read_batches(path: Path, dialect: Dialect, expected: list[str], optional: li
                                    "(is a field shifted or missing, or are the dialect's `fixed` columns off?)")
                         for n, raw in width.iter_rows()]
             fields = rows.filter(pl.col("raw").str.len_chars() == length).select(
-                *(pl.col("raw").str.slice(c.start - 1, c.stop - c.start + 1).str.strip_chars(" ").alias(c.name)
-                  for c in dialect.fixed), pl.col(LINE))
-            fields = fields.with_columns(pl.when(~pl.col(h).str.strip_chars().is_in(nulls)).then(pl.col(h)).alias(h)
-                                         for h in header)
+                *(blank_as_null(pl.col("raw").str.slice(c.start - 1, c.stop - c.start + 1).str.strip_chars(" "),
+                                dialect).alias(c.name) for c in dialect.fixed), pl.col(LINE))
             kept = set_aside(header, fields) if set_aside else fields
             yield ParsedBatch(kept, problems, fields.height - kept.height, passed_over)
             passed_over = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from bspk_pipelines.ingest.parse import blank_as_null
 from bspk_pipelines.model.mapping import Dialect
 
 # Past 2**53 a float holds no exact integer: such a number keeps its float text.
@@ -23,15 +24,9 @@ _EXACT_INTEGERS = 2.0**53
 
 def as_text(frame: pl.DataFrame, dialect: Dialect, keep: tuple[str, ...] = ()) -> pl.DataFrame:
     """Every column of `frame` (but those in `keep`, left as they are) as text the dialect reads."""
-    nulls = pl.Series(["", *dialect.null_values], dtype=pl.Utf8).implode()
-    columns = []
-    for name, dtype in frame.schema.items():
-        if name in keep:
-            columns.append(pl.col(name))
-            continue
-        text = column_text(pl.col(name), dtype, dialect)
-        columns.append(pl.when(~text.str.strip_chars().is_in(nulls)).then(text).alias(name))
-    return frame.select(columns)
+    # Columns by position: a name such as `*` or `^a$` would be expanded by pl.col.
+    return frame.select(pl.nth(i) if name in keep else blank_as_null(column_text(pl.nth(i), dtype, dialect), dialect).alias(name)
+                        for i, (name, dtype) in enumerate(frame.schema.items()))
 
 
 def column_text(value: pl.Expr, dtype: pl.DataType, dialect: Dialect) -> pl.Expr:
