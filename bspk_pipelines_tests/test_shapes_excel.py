@@ -187,3 +187,12 @@ def test_a_sheet_that_ends_before_its_header_row_fails_naming_the_row(tmp_path):
     path.write_bytes(workbook(("Artikel", "A1", [["Artikelstamm"]])))
     with pytest.raises(FileFailure, match=r"^ARTIKEL.xlsx: sheet 'Artikel': the sheet ends before its header \(row 3, "):
         list(read.read_batches(path, Dialect(shape="excel", skip_lines=2), HEADER))
+
+
+def test_rows_above_the_header_are_passed_over_with_their_cells(tmp_path):
+    path = tmp_path / "ARTIKEL.xlsx"
+    path.write_bytes(workbook(("Artikel", "A1", [["Artikelstamm", None, "05.01.2026"], [], HEADER, ["A-1", "Mantel", "de"]])))
+    [batch] = read.read_batches(path, Dialect(shape="excel", skip_lines=2), HEADER)
+    assert [(p.line, p.text, p.why) for p in batch.passed_over] == [
+        (1, "Artikelstamm | 05.01.2026", "skip_lines"), (2, "", "skip_lines")]
+    assert batch.rows[LINE].to_list() == [4]

@@ -20,7 +20,7 @@ from pathlib import Path
 import fastexcel
 import polars as pl
 
-from bspk_pipelines.ingest.parse import FileFailure, ParsedBatch, SetAside, check_header
+from bspk_pipelines.ingest.parse import FileFailure, ParsedBatch, PassedOver, SetAside, check_header
 from bspk_pipelines.ingest.shapes import typed
 from bspk_pipelines.model.entities import LINE
 from bspk_pipelines.model.mapping import Dialect
@@ -68,11 +68,11 @@ def read_batches(
     check_header(where, header, expected, list(optional), exact, line=at)
     rows = typed.as_text(data.select(*(pl.col(name).alias(text) for name, text in columns), LINE), dialect,
                          keep=(LINE,))
-    if rows.is_empty():
-        yield _batch(header, rows, set_aside)
-        return
-    for part in rows.iter_slices(batch_rows):
-        yield _batch(header, part, set_aside)
+    # The rows above the header (a report's title, its date), as their cells read, counted and shown.
+    passed_over = [PassedOver(n, " | ".join(v for v in row if v)[:200], "skip_lines")
+                   for n, row in enumerate(cells.slice(0, at - 1).iter_rows(), start=1)]
+    for i, part in enumerate(rows.iter_slices(batch_rows) if not rows.is_empty() else [rows]):
+        yield _batch(header, part, set_aside, passed_over if i == 0 else [])
 
 
 def _open(path: Path) -> fastexcel.ExcelReader:
@@ -148,6 +148,7 @@ def _blank(cell: pl.Expr) -> pl.Expr:
     return cell.is_null() | (cell.str.strip_chars() == "")
 
 
-def _batch(header: list[str], rows: pl.DataFrame, set_aside: SetAside | None) -> ParsedBatch:
+def _batch(header: list[str], rows: pl.DataFrame, set_aside: SetAside | None,
+           passed_over: list[PassedOver]) -> ParsedBatch:
     kept = set_aside(header, rows) if set_aside else rows
-    return ParsedBatch(kept, [], rows.height - kept.height)
+    return ParsedBatch(kept, [], rows.height - kept.height, passed_over)
