@@ -196,3 +196,11 @@ def test_rows_above_the_header_are_passed_over_with_their_cells(tmp_path):
     assert [(p.line, p.text, p.why) for p in batch.passed_over] == [
         (1, "Artikelstamm | 05.01.2026", "skip_lines"), (2, "", "skip_lines")]
     assert batch.rows[LINE].to_list() == [4]
+
+
+def test_a_boolean_cell_reads_as_excel_shows_it_and_text_spelling_one_stays_text(tmp_path):
+    path = tmp_path / "ARTIKEL.xlsx"
+    path.write_bytes(workbook(("Artikel", "A1", [[*HEADER, "Aktiv"], ["A-1", "Mantel", "de", True],
+                                                 ["A-2", "Schal", "de", False], ["A-3", "Hut", "de", "true"]])))
+    [batch] = read.read_batches(path, Dialect(shape="excel"), HEADER, ["Aktiv"])
+    assert batch.rows["Aktiv"].to_list() == ["TRUE", "FALSE", "true"]

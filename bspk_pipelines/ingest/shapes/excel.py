@@ -25,7 +25,7 @@ from bspk_pipelines.ingest.shapes import typed
 from bspk_pipelines.model.entities import LINE
 from bspk_pipelines.model.mapping import Dialect
 
-# The text fastexcel gives a boolean cell read as text, the text `typed.as_text` writes for one.
+# The text fastexcel gives a boolean cell read as text (a text cell spelling it has no boolean reading).
 _BOOLEAN_TEXT = ("true", "false")
 # Where calamine puts a time of day without a date (serial numbers below 1, Excel's "day 0").
 _DAY_ZERO = date(1899, 12, 31)
@@ -110,8 +110,9 @@ def _as_seen(workbook: fastexcel.ExcelReader, sheet: str, dialect: Dialect) -> p
     it); as a boolean only boolean and number cells have a value (text never converts); as a
     float text that spells a number converts too, but a date never does; as a datetime numbers
     convert (as serial days), text never does. So a number cell is one with a boolean reading
-    that is no boolean, a date cell one with a datetime reading but no float reading, and any
-    other (text, a boolean) keeps its text. A cell in error (#DIV/0!) reads as empty.
+    that is no boolean, a boolean cell one whose boolean reading is its text, a date cell one with
+    a datetime reading but no float reading, and any other (text) keeps its text. A cell in error
+    (#DIV/0!) reads as empty.
     calamine parses the sheet again for each reading: four times the time of one, the price of
     every cell read right (a sheet tops out at Excel's row limit; bulk exports come as CSV).
     """
@@ -127,7 +128,9 @@ def _as_seen(workbook: fastexcel.ExcelReader, sheet: str, dialect: Dialect) -> p
         cell = pl.col(c)
         is_number = pl.col(f"{c}:boolean").is_not_null() & ~cell.is_in(_BOOLEAN_TEXT)
         is_moment = pl.col(f"{c}:float").is_null() & pl.col(f"{c}:datetime").is_not_null()
+        is_boolean = pl.col(f"{c}:boolean").is_not_null() & cell.is_in(_BOOLEAN_TEXT)
         seen.append(pl.when(is_number).then(typed.column_text(pl.col(f"{c}:float"), pl.Float64, dialect))
+                    .when(is_boolean).then(typed.column_text(pl.col(f"{c}:boolean"), pl.Boolean, dialect))
                     .when(is_moment).then(_moment_text(pl.col(f"{c}:datetime"), dialect))
                     .otherwise(cell).alias(c))
     return pl.concat([text, truth, number, moment], how="horizontal").select(seen)

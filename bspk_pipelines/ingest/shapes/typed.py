@@ -3,7 +3,7 @@ dialect reads, so that one mapping and one set of checks serve every shape.
 
 A date is written in the dialect's `date_format`, a datetime in its `datetime_format` (one with a
 zone first converted to the dialect's `timezone`, whose naive times the checks read), a time as
-HH:MM:SS, a boolean as `true`/`false`, an integer as its digits, a list or an object as its JSON
+HH:MM:SS, a boolean as `TRUE`/`FALSE` (as Excel shows one, and as the platform's files write them), an integer as its digits, a list or an object as its JSON
 text. A float is written to 15
 significant digits, the precision Excel shows and keeps, so a sum stored as 0.30000000000000004
 reads 0.3, and a whole number stored as a float (every number in a sheet is one) reads 1001, not
@@ -34,7 +34,7 @@ def column_text(value: pl.Expr, dtype: pl.DataType, dialect: Dialect) -> pl.Expr
     if dtype == pl.Utf8:
         return value
     if dtype == pl.Boolean:
-        return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
+        return pl.when(value).then(pl.lit("TRUE")).when(value.not_()).then(pl.lit("FALSE"))
     if dtype.is_integer():
         return value.cast(pl.Utf8)
     if dtype.is_float():
