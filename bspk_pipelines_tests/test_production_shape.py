@@ -24,6 +24,7 @@ from cryptography.fernet import Fernet
 from benchmarks.daemon import sensor_running
 from benchmarks.latency import free_port, stop, wait_until_ready
 from bspk_pipelines.defs import names
+from bspk_pipelines.warehouse.engine import engine_for
 from bspk_pipelines_tests.builders import ONE_PRODUCT, SHOPPER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +101,9 @@ def test_files_go_from_sftp_and_s3_drops_through_s3_landing_into_postgresql(sftp
         wait_until_ready(proc, port, sensor, time.time() + 240)
         _put_over_sftp(sftp_server, outbox, SHOPPER_FILE, ROWS)
         boto3.client("s3").put_object(Bucket=exports, Key=f"outbox/erp/{PRODUCT_FILE}", Body=ONE_PRODUCT.encode())
-        warehouse = sa.create_engine(warehouse_url)
+        # The warehouse's tables as the first run makes them, made here too: under load the poll
+        # below can come before any run or sensor tick has opened the warehouse.
+        warehouse = engine_for(warehouse_url)
         deadline, statuses = time.time() + 180, {}
         while time.time() < deadline and (len(statuses) < 2 or set(statuses.values()) != {"applied"}):
             with warehouse.connect() as conn:
