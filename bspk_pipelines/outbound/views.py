@@ -30,6 +30,9 @@ class View:
     client_column: str | None  # the query column `client_ids` filters on (None: not accepted)
     associate_column: str | None  # the query column `sales_associate_ids` filters on
     paginated: bool = True
+    # The table whose rows are the view's, one for one, in the order of its (brand, updated_at, id)
+    # index: pages seek along it and `counts` keeps its rows per brand (None: neither).
+    table: sa.Table | None = None
 
     def rows(self, conn: sa.Connection, brand: str, since=None, until=None, client_ids=None, associate_ids=None):
         """Shaped records, oldest update first; `since`/`until` bound the updated time (inclusive)."""
@@ -182,10 +185,15 @@ def _client(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- activity ------------------------------------------------------------------------------
 
-def _activity_query(name: str) -> Callable[[str], sa.Select]:
+def _activity(name: str, shape: Callable[[dict[str, Any]], dict[str, Any]], client_column: str | None = "client_id",
+              paginated: bool = True) -> View:
+    """The view of one kind of the associates' activity: its table's rows, one for one."""
     table = ACTIVITY_TABLES[name]
-    return lambda brand: sa.select(table, table.c.id.label("_id"), table.c.updated_at.label("_updated_at")).where(
-        table.c.brand == brand)
+
+    def query(brand: str) -> sa.Select:
+        return sa.select(table, table.c.id.label("_id"), table.c.updated_at.label("_updated_at")).where(table.c.brand == brand)
+
+    return View(name, query, shape, client_column, "sales_associate_id", paginated, table)
 
 
 ACTOR = ("store_id", "store_name", "sales_associate_id", "sales_associate_name")
@@ -260,15 +268,14 @@ def _associate(row):
 
 
 VIEWS: dict[str, View] = {v.name: v for v in (
-    View("clients", _clients, _client, "shopper_ref", "sales_associate_ref"),
-    View("calls", _activity_query("calls"), _call, "client_id", "sales_associate_id"),
-    View("messages", _activity_query("messages"), _message, "client_id", "sales_associate_id"),
-    View("emails", _activity_query("emails"), _email, "client_id", "sales_associate_id"),
-    View("notes", _activity_query("notes"), _note, "client_id", "sales_associate_id"),
-    View("appointments", _activity_query("appointments"), _slot, "client_id", "sales_associate_id"),
-    View("reminders", _activity_query("reminders"), _slot, "client_id", "sales_associate_id"),
-    View("slices", _activity_query("slices"), _slice, None, "sales_associate_id"),
+    View("clients", _clients, _client, "shopper_ref", "sales_associate_ref", table=clients),
+    _activity("calls", _call),
+    _activity("messages", _message),
+    _activity("emails", _email),
+    _activity("notes", _note),
+    _activity("appointments", _slot),
+    _activity("reminders", _slot),
+    _activity("slices", _slice, client_column=None),
     View("sales_associates", _associates, _associate, None, "sales_associate_ref"),
-    View("ideabook_actions", _activity_query("ideabook_actions"), _ideabook_action, "client_id", "sales_associate_id",
-         paginated=False),
+    _activity("ideabook_actions", _ideabook_action, paginated=False),
 )}

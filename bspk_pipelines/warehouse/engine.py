@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bspk_pipelines.warehouse import platform  # noqa: F401  (its tables join `metadata`)
+from bspk_pipelines.warehouse import counts
 from bspk_pipelines.warehouse.schema import (
     FILLED_WHEN_ADDED, FOLDED_KEYS, SCHEMA_VERSION, ExactDecimal, files, metadata, schema_version,
 )
@@ -104,6 +105,7 @@ def migrate(engine: sa.Engine) -> None:
             conn.execute(fill)
         _exact_decimals(conn)
         _files_by_entity(conn)
+        counts.install(conn)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=sa.func.now()))
