@@ -273,7 +273,10 @@ PROBLEM_SCHEMA = {"line": pl.Int64, "column": pl.Utf8, "value": pl.Utf8, "rule":
 
 def _write_problems(path: Path, problems: list[RowProblem]) -> None:
     if problems:
-        pl.DataFrame([p.__dict__ for p in problems], schema=PROBLEM_SCHEMA).write_parquet(path)
+        # A NUL in what a reject quotes is written \0: PostgreSQL's text holds none.
+        frame = pl.DataFrame([p.__dict__ for p in problems], schema=PROBLEM_SCHEMA)
+        frame.with_columns(pl.col(c).str.replace_all("\x00", "\\0", literal=True) for c in ("column", "value", "message")
+                           ).write_parquet(path)
 
 @cache
 def rules_fingerprint() -> str:

@@ -79,8 +79,9 @@ class Delivery:
 
 
 def safe_name(name: str) -> str:
-    """A file name is one path component: no separators, no `..`, no control characters."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or ".." in name:
+    """A file name is one path component: no separators, not `.` or `..`, no control characters
+    (`v1..2.csv` is a name like any other: without a separator, `..` inside it leaves no folder)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
         raise FileNameError(f"{name!r}: a file name must not contain path separators or '..'")
     if any(ord(ch) < 32 for ch in name):
         raise FileNameError(f"{name!r}: a file name must not contain control characters")

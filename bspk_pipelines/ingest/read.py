@@ -15,9 +15,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bspk_pipelines.ingest import parse
-from bspk_pipelines.ingest.parse import ParsedBatch, SetAside
+from bspk_pipelines.ingest.parse import FileFailure, ParsedBatch, SetAside
+from bspk_pipelines.ingest.stores import archives
 from bspk_pipelines.ingest.shapes import compressed, excel, fixed_width, json_records, parquet
 from bspk_pipelines.model.mapping import Dialect
+
+# The shapes read line by line, whose batches are bounded by their bytes as well as their rows.
+TEXT_SHAPES = ("csv", "fixed_width", "jsonl")
+# About the most bytes of the file a batch of its lines holds: rows of 200 KB come 320 to a batch,
+# not 250,000 (50 GB), whatever `batch_rows` says.
+BATCH_BYTES = 64 << 20
+_SAMPLE = 1 << 20
+
+
+def rows_per_batch(path: Path, batch_rows: int) -> int:
+    """`batch_rows`, or fewer where the file's lines are long (judged by its first mebibyte's)."""
+    with path.open("rb") as f:
+        sample = f.read(_SAMPLE)
+    average = max(1.0, len(sample) / max(1, sample.count(b"\n")))
+    return max(1, min(batch_rows, int(BATCH_BYTES // average)))
+
 
 # The modules that read files, of every shape (their code is part of what `check.rules_fingerprint` hashes).
 MODULES = (parse, compressed, excel, fixed_width, json_records, parquet)
@@ -36,4 +53,10 @@ def read_batches(
 ) -> Iterator[ParsedBatch]:
     """The file's rows in batches (see `parse.read_batches`, whose arguments every shape takes)."""
     with compressed.expanded(path) as readable:
+        if dialect.shape in TEXT_SHAPES:
+            batch_rows = rows_per_batch(readable, batch_rows)
+        if dialect.shape != "excel" and archives.is_zip(readable):  # an .xlsx is a zip, any other shape is not
+            raise FileFailure(f"{path.name}: a zip archive, not a {dialect.shape} file: drop an archive itself into the "
+                              "drop store, where each of its members is a delivery (an archive inside an archive, or "
+                              "inside a gzip file, is not opened)")
         yield from READERS[dialect.shape](readable, dialect, expected, optional, exact, batch_rows, set_aside)

@@ -438,6 +438,10 @@ class ColumnMap(Strict):
         given = [k for k in ORIGINS if getattr(self, _FIELD[k]) is not None]
         if len(given) != 1:
             raise ValueError(f"exactly one of {', '.join(ORIGINS)}; found {', '.join(given) or 'none'}")
+        pattern = next((c for c in self.source_columns if c == "*" or (c.startswith("^") and c.endswith("$"))), None)
+        if pattern is not None:
+            raise ValueError(f"a column named {pattern!r} cannot be read: the reader takes the name for a pattern of "
+                             "columns (every column, or a regular expression); the export must name it otherwise")
         return self
 
     @field_validator("template")

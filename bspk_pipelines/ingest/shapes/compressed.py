@@ -37,13 +37,22 @@ def expanded(path: Path) -> Iterator[Path]:
         written = 0
         try:
             with gzip.open(path, "rb") as f, copy.open("wb") as out:
-                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                # read1: one decompression at a time, so what came before a fault is counted.
+                for chunk in iter(lambda: f.read1(_CHUNK), b""):
                     written += len(chunk)
                     if written > MAX_EXPANDED_BYTES:
                         raise FileFailure(f"{path.name}: it expands past {MAX_EXPANDED_BYTES >> 30} GiB, the most a "
                                           "compressed delivery may hold: send the export in several files")
                     out.write(chunk)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        except gzip.BadGzipFile as e:
+            if written:  # a whole gzip stream, then bytes that start none
+                raise FileFailure(f"{path.name}: after its gzip data ({written:,} bytes of content) come bytes that are "
+                                  f"not gzip ({e}): nothing is read from a file with trailing garbage; send it again "
+                                  "as gzip wrote it") from None
+            raise FileFailure(f"{path.name}: not a gzip file ({e}), though it starts as one: send it again") from None
+        except (EOFError, zlib.error) as e:
             raise FileFailure(f"{path.name}: not a whole gzip file ({e}) after {written:,} bytes of its content: "
                               "was it cut short? Send it again") from None
+        if is_gzip(copy):
+            raise FileFailure(f"{path.name}: a gzip file inside a gzip file: compress the export once")
         yield copy

@@ -1,5 +1,5 @@
 """Reading a fixed-width file, as mainframes and older ERPs write them: every line one row, each
-column at the characters the dialect's `fixed` gives (counted from 1), its padding spaces trimmed.
+column at the characters the dialect's `fixed` gives (counted from 1), its padding (spaces, tabs) trimmed.
 
 A line is as long as the end of its last column: a line of another length (a field shifted, one
 missing) is rejected whole with its line (rule `width`), never cut where a column might be wrong.
@@ -59,7 +59,7 @@ def read_batches(path: Path, dialect: Dialect, expected: list[str], optional: li
                                    "(is a field shifted or missing, or are the dialect's `fixed` columns off?)")
                         for n, raw in width.iter_rows()]
             fields = rows.filter(pl.col("raw").str.len_chars() == length).select(
-                *(blank_as_null(pl.col("raw").str.slice(c.start - 1, c.stop - c.start + 1).str.strip_chars(" "),
+                *(blank_as_null(pl.col("raw").str.slice(c.start - 1, c.stop - c.start + 1).str.strip_chars(),
                                 dialect).alias(c.name) for c in dialect.fixed), pl.col(LINE))
             kept = set_aside(header, fields) if set_aside else fields
             yield ParsedBatch(kept, problems, fields.height - kept.height, passed_over)

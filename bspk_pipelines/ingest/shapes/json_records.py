@@ -53,12 +53,18 @@ _KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number",
           Decimal: "a number", bool: "a boolean", type(None): "null"}
 # The bytes of a UTF-8 sequence that do not start a character (to count a line's characters).
 _CONTINUATION = bytes(range(0x80, 0xC0))
+# Numbers below this read as floats do (`typed`); larger ones, which a float would round (or make
+# infinite), keep their exact digits.
+_FLOAT_EXACT = 2**53
+# The deepest nesting of arrays and objects a document may have.
+MAX_DEPTH = 64
 # Reads of a document when locating where it stops parsing.
 _CHUNK = 1 << 16
 # The records of the first batch whose fields a failure names (see `_settle_columns`).
 _SAMPLE = 1000
 # Bound once: `json.loads` and `json.dumps` build them, and sniff the encoding, at every call.
-_decode = json.JSONDecoder().decode
+# Numbers as JSON gives them, exactly (1e400 is no float; 0.1 is no 0.1000000000000000055...).
+_decode = json.JSONDecoder(parse_float=Decimal).decode
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=float).encode
 
 
@@ -119,7 +125,18 @@ def text_batch(frame: pl.DataFrame, problems: list[RowProblem], dialect: Dialect
     """A batch of typed columns and `_line` as the text the dialect reads, less the rows `set_aside`
     sets aside (see `parse._batch`)."""
     rows = typed.as_text(frame, dialect, keep=(LINE,))
-    kept = set_aside([c for c in rows.columns if c != LINE], rows) if set_aside else rows
+    columns = [c for c in rows.columns if c != LINE]
+    # A NUL (`\u0000` in JSON) is no text a platform column holds (PostgreSQL refuses it): the row
+    # is a reject, as a CSV row holding one is.
+    nul = pl.any_horizontal(pl.nth(i).str.contains("\x00", literal=True) for i in range(len(columns))) \
+        if columns else pl.lit(False)
+    bad = rows.filter(nul)
+    for row in bad.iter_rows():
+        i = next(i for i, v in enumerate(row[:-1]) if v is not None and "\x00" in v)
+        problems = [*problems, RowProblem(row[-1], columns[i], row[i].replace("\x00", "\\0")[:200], "nul_byte",
+                                          "the value contains a NUL character")]
+    rows = rows.filter(~nul) if not bad.is_empty() else rows
+    kept = set_aside(columns, rows) if set_aside else rows
     return ParsedBatch(kept, problems, rows.height - kept.height)
 
 
@@ -220,8 +237,15 @@ def _series(name: str, values: list) -> pl.Series:
         return pl.Series(name, values, dtype=pl.Utf8)
     if kinds == {bool}:
         return pl.Series(name, values, dtype=pl.Boolean)
-    if kinds <= {int, float, Decimal} and (int not in kinds or all(abs(v) < 2**63 for v in values if type(v) is int)):
-        return pl.Series(name, values, dtype=pl.Int64 if kinds == {int} else pl.Float64, strict=False)
+    if kinds == {int} and all(abs(v) < 2**63 for v in values if v is not None):
+        return pl.Series(name, values, dtype=pl.Int64)
+    numbers = [v for v in values if v is not None]
+    if kinds <= {int, Decimal} and all(abs(v) < _FLOAT_EXACT for v in numbers):
+        # As a number is read anywhere (`typed`): 15 significant digits, so that an exporter's float
+        # noise (0.7999999999999999) reads as the number meant, and 12.0 as 12.
+        return pl.Series(name, [None if v is None else float(v) for v in values], dtype=pl.Float64)
+    if kinds <= {int, Decimal}:  # a number no float holds (1e400, 2**70): its exact digits, never inf
+        return pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.Utf8)
     return pl.Series(name, [v if v is None or type(v) is str else _json_text(v) for v in values], dtype=pl.Utf8)
 
 
@@ -279,9 +303,34 @@ def _document_records(path: Path, records: str | None) -> Iterator[tuple[int, ob
     try:
         _find_records(path, records)
         with path.open("rb") as f:
-            yield from enumerate(ijson.items(f, prefix), start=1)
+            yield from enumerate(ijson.items(_events(path.name, f), prefix), start=1)
     except ijson.JSONError as e:
         raise _not_parsed(path, prefix, e) from None
+
+
+def _events(name: str, f) -> Iterator[tuple[str, str, object]]:
+    """ijson's prefixed events of a document (as `ijson.parse` gives them), made here from its basic
+    ones so that nesting is bounded: ijson's C parser would build the prefix of every level of a
+    200 KB `[[[[...` (tens of gigabytes) before the first event came out. Past MAX_DEPTH levels the
+    file fails: no export's record nests so deep."""
+    path: list[str | None] = []
+    for event, value in ijson.basic_parse(f):
+        if event == "map_key":
+            prefix = ".".join(path[:-1])
+            path[-1] = value
+        elif event in ("start_map", "start_array"):
+            prefix = ".".join(path)
+            path.append(None if event == "start_map" else "item")
+            if len(path) > MAX_DEPTH:
+                raise FileFailure(f"{name}: arrays or objects nested more than {MAX_DEPTH} levels deep (at "
+                                  f"{prefix[:80] or 'the document'}...): no export's records nest so deep; is this "
+                                  "the brand's JSON export?")
+        elif event in ("end_map", "end_array"):
+            path.pop()
+            prefix = ".".join(path)
+        else:
+            prefix = ".".join(path)
+        yield prefix, event, value
 
 
 def _find_records(path: Path, records: str | None) -> None:
@@ -291,7 +340,7 @@ def _find_records(path: Path, records: str | None) -> None:
     depth, at = 0, ""  # the keys of the path followed so far, and their dotted path (ijson's prefix)
     seen: list[str] = []  # the keys of the object where the path stands
     with path.open("rb") as f:
-        for prefix, kind, value in ijson.parse(f):
+        for prefix, kind, value in _events(path.name, f):
             if prefix != at:
                 continue
             if kind == "map_key":

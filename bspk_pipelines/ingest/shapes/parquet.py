@@ -48,7 +48,13 @@ def read_batches(
     try:
         scan = pl.scan_parquet(path)
         schema = scan.collect_schema()
-        paths = dict(dotted(_tree(schema)))
+        leaves = list(dotted(_tree(schema)))
+        paths = dict(leaves)
+        if len(paths) < len(leaves):
+            twice = next(n for n in paths if sum(1 for m, _ in leaves if m == n) > 1)
+            raise FileFailure(f"{path.name}: {twice!r} names two of the file's columns, a column of that name and a "
+                              f"field of a struct ({twice.split('.')[0]!r}): the mapping could read either, so the file "
+                              "is not read; export one of them under another name")
         require_fields(path.name, expected, paths, "the file's schema")
         check_header(path.name, list(paths), expected, list(optional), exact, ",", line=1)
         read = [c for c in dict.fromkeys([*expected, *optional]) if c in paths]

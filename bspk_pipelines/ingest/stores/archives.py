@@ -12,8 +12,10 @@ counts as ready as its archive does (two looks, or `archive.zip.done`). Members 
 hidden files and macOS's `__MACOSX/` copies are no deliveries; a member in a folder of the archive
 is delivered under its file name. An archive is refused whole, with a message, when a member's path
 would leave it (`../`, an absolute path), when two members have the same file name, when a member
-is encrypted, or when its members expand past MAX_EXPANDED_BYTES; one that is not a readable zip
-(still being written, or damaged) is refused until it is.
+is encrypted, when it has more than MAX_MEMBERS members, or when its members expand past
+MAX_EXPANDED_BYTES; one that is not a readable zip (still being written, or damaged) is refused
+until it is. A member is never read past the size its archive declares, and one whose bytes do
+not match it (a CRC, a size) is refused when it is read (`_Damaged`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import posixpath
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -32,11 +35,20 @@ from bspk_pipelines.ingest.stores import DropStore, Listing, Reading, Refused, S
 # The most an archive's members (or a gzip file) may expand to: past it, the delivery is refused
 # (a zip bomb, or an export too large to be one delivery). 32 GiB.
 MAX_EXPANDED_BYTES = 32 << 30
+# The most members an archive may deliver: each is a delivery, with a run of its own.
+MAX_MEMBERS = 1000
 MEMBER = "!"  # between an archive's name and its member's: `exports.zip!clients.csv`
+ZIP_MAGIC = b"PK\x03\x04"
 # Member lists of archives looked at lately, by store, name and version (a remote archive is fetched
 # once per version, not at every look while it stays in the store).
 _LISTED: OrderedDict[tuple[str, str, Snapshot], dict[str, zipfile.ZipInfo] | Refused] = OrderedDict()
 _LISTED_MAX = 1024
+
+
+def is_zip(path) -> bool:
+    """Whether a file's bytes are a zip archive's (an .xlsx workbook's too)."""
+    with open(path, "rb") as f:
+        return f.read(4) == ZIP_MAGIC
 
 
 def is_archive(name: str) -> bool:
@@ -95,7 +107,8 @@ class ZipMembers:
                 raise FileNotFoundError(f"{archive} has no member {member}")
             info = members[member]
             with zf.open(info) as m:
-                yield Reading(m, _member_snapshot(r.opened, info), lambda: _member_snapshot(r.now(), info))
+                yield Reading(_Damaged(m, archive, member), _member_snapshot(r.opened, info),
+                              lambda: _member_snapshot(r.now(), info))
 
     def stat(self, name: str) -> Snapshot | None:
         parts = split_member(name)
@@ -159,11 +172,30 @@ def _checked_members(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo] | Refuse
             return Refused(f"members {found[base].filename!r} and {info.filename!r} have the same file name: the "
                            "archive is refused whole; each member is delivered under its file name", retried=False)
         total += info.file_size
+        if len(found) >= MAX_MEMBERS:
+            return Refused(f"it has more than {MAX_MEMBERS:,} members, each of which would be a delivery with a run of "
+                           "its own: the archive is refused whole; send fewer, larger files", retried=False)
         if total > MAX_EXPANDED_BYTES:
             return Refused(f"its members expand past {MAX_EXPANDED_BYTES >> 30} GiB, the most an archive may hold: "
                            "the archive is refused whole; send the exports in several archives", retried=False)
         found[base] = info
     return found
+
+
+class _Damaged:
+    """A member's stream whose damage (a CRC or size that does not match its bytes, data that does
+    not inflate) is a refusal of the archive, as an archive that cannot be read is, never a crash of
+    the look or the run that reads it."""
+
+    def __init__(self, stream, archive: str, member: str):
+        self.stream, self.archive, self.member = stream, archive, member
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise Refused(f"member {self.member!r} of {self.archive} is damaged ({e}): its bytes are not the ones "
+                          "the archive says it holds; send the archive again", retried=True) from None
 
 
 @contextlib.contextmanager
