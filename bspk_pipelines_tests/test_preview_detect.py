@@ -312,3 +312,15 @@ def test_a_file_that_fits_none_of_the_brands_files_is_detected_too(capsys, monke
     code, out, err = _preview(capsys, fits, "--brand", "acme", "--detect")
     assert code == 0 and err == ""
     assert out.startswith("ARTICLES_20260101.csv: what it looks like") and "a dry run" not in out
+
+
+def test_json_lines_with_a_bad_line_are_still_json_lines_and_nested_keys_are_dotted(tmp_path):
+    from bspk_pipelines.cli.detect import detect
+
+    path = tmp_path / "clients.jsonl"
+    path.write_text('{"id": "C1", "address": {"city": "Paris"}}\nnot json\n{"id": "C2", "address": {"city": "Lyon"}}\n'
+                    '{"id": "C3"}\n')
+    found = detect(path)
+    assert found.dialect == {"shape": "jsonl"}
+    assert found.columns == ["id", "address.city"]
+    assert any("1 of the first 4 lines are not JSON objects" in text for _, text in found.seen)

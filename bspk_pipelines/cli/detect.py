@@ -33,6 +33,7 @@ import polars as pl
 from bspk_pipelines.ingest.parse import FileFailure
 from bspk_pipelines.ingest.read import read_batches
 from bspk_pipelines.ingest.shapes import compressed
+from bspk_pipelines.ingest.shapes.json_records import dotted
 from bspk_pipelines.model.entities import LINE
 from bspk_pipelines.model.mapping import Dialect
 
@@ -316,10 +317,15 @@ def _json(text: str, lines: list[str], seen: list[tuple[str, str]], not_utf8: bo
     are the candidate `records` paths (found in the sample, which may stop anywhere)."""
     if not_utf8:
         seen.append(("note", "JSON is read as UTF-8 (RFC 8259) and the json shapes set no encoding: convert the file"))
-    first = [line for line in lines if line.strip()][:5]
-    if len(first) > 1 and all(isinstance(_json_value(line), dict) for line in first):
-        keys = list(dict.fromkeys(k for line in first for k in json.loads(line)))
+    first = [line for line in lines if line.strip()][:20]
+    objects = [value for value in map(_json_value, first) if isinstance(value, dict)]
+    # Most of the first lines each an object: JSON Lines (a bad line among them is a reject, not another shape).
+    if len(first) > 1 and len(objects) * 2 > len(first) and not isinstance(_json_value(text), (dict, list)):
+        keys = list(dict.fromkeys(k for value in objects for k in _dotted_names(value)))
         seen[:0] = [("shape", "JSON Lines: one object a line")]
+        if len(objects) < len(first):
+            seen.append(("note", f"{len(first) - len(objects)} of the first {len(first)} lines are not JSON objects: "
+                                 "each will be a reject (json) on its line"))
         seen.append(("keys", ", ".join(keys)))
         return Detection(seen, {"shape": "jsonl"}, columns=keys)
     arrays = _record_arrays(text)
@@ -337,10 +343,15 @@ def _json(text: str, lines: list[str], seen: list[tuple[str, str]], not_utf8: bo
     return Detection(seen, {"shape": "json", **({"records": best} if best else {})}, columns=list(arrays[best].keys))
 
 
+def _dotted_names(record: dict) -> list[str]:
+    """A record's fields as a mapping names them: nested objects by their dotted path."""
+    return [name for name, _ in dotted(record)]
+
+
 def _json_value(line: str) -> Any:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
