@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import openpyxl
 import pytest
+import sqlalchemy as sa
 
 from bspk_pipelines.ingest import read
 from bspk_pipelines.ingest.parse import FileFailure
@@ -102,6 +103,9 @@ def test_cells_read_as_the_brand_sees_them_and_a_text_in_a_date_column_is_reject
     record = h.ingest(name, source="erp")
     assert (record["status"], record["inserted"], record["rejected"]) == ("applied", 3, 2)
     assert h.rejects(name) == [(5, "Gültig ab", "31/02/2026", "date"), (6, "Gültig ab", "soon", "date")]
+    with h.engine.connect() as conn:  # each names the sheet, beside its row and column
+        messages = conn.execute(sa.text("select message from rejects where file = :f order by line"), {"f": name}).scalars()
+        assert [m.split(": ")[0] for m in messages] == ["sheet 'Preise', row 5", "sheet 'Preise', row 6"]
     assert [(p["product_ref"], Decimal(str(p["price"])), str(p["starting_on"]))
             for p in h.rows("product_prices", "product_ref")] == [
         ("1001", Decimal("0.8"), "2026-01-05"), ("1002", Decimal("1234.5"), "2026-02-01"),

@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -113,6 +113,8 @@ def _checked_batches(layout: Layout, brand: Brand, source: str, entity_name: str
             valid, outside = _within_history(brand, entity, valid, where)
             problems += outside
             rejected += len(outside)
+        if batch.sheet is not None:  # a workbook's reject names its sheet, beside its row (`line`) and column
+            problems = [replace(p, message=f"sheet {batch.sheet!r}, row {p.line}: {p.message}") for p in problems]
         yield CheckedBatch(valid, problems, skipped, rows.height + skipped.height + len(batch.problems), rejected,
                            batch.passed_over)
 

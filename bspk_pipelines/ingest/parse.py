@@ -63,6 +63,7 @@ class ParsedBatch:
     problems: list[RowProblem]
     set_aside: int = 0  # rows read but set aside (see `read_batches`)
     passed_over: list[PassedOver] = field(default_factory=list)  # on a file's first batch
+    sheet: str | None = None  # a workbook's: the sheet the rows are of, which each reject names
 
 
 def locate_decode_error(path: Path, encoding: str) -> tuple[int, int, bytes]:

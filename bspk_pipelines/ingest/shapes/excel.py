@@ -72,7 +72,7 @@ def read_batches(
     passed_over = [PassedOver(n, " | ".join(v for v in row if v)[:200], "skip_lines")
                    for n, row in enumerate(cells.slice(0, at - 1).iter_rows(), start=1)]
     for i, part in enumerate(rows.iter_slices(batch_rows) if not rows.is_empty() else [rows]):
-        yield _batch(header, part, set_aside, passed_over if i == 0 else [])
+        yield _batch(header, part, set_aside, passed_over if i == 0 else [], sheet)
 
 
 def _open(path: Path) -> fastexcel.ExcelReader:
@@ -152,6 +152,6 @@ def _blank(cell: pl.Expr) -> pl.Expr:
 
 
 def _batch(header: list[str], rows: pl.DataFrame, set_aside: SetAside | None,
-           passed_over: list[PassedOver]) -> ParsedBatch:
+           passed_over: list[PassedOver], sheet: str) -> ParsedBatch:
     kept = set_aside(header, rows) if set_aside else rows
-    return ParsedBatch(kept, [], rows.height - kept.height, passed_over)
+    return ParsedBatch(kept, [], rows.height - kept.height, passed_over, sheet)
