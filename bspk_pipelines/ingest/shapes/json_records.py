@@ -313,24 +313,27 @@ def _events(name: str, f) -> Iterator[tuple[str, str, object]]:
     ones so that nesting is bounded: ijson's C parser would build the prefix of every level of a
     200 KB `[[[[...` (tens of gigabytes) before the first event came out. Past MAX_DEPTH levels the
     file fails: no export's record nests so deep."""
-    path: list[str | None] = []
+    prefix, entered = "", []  # the prefix of the next value; each open container's own prefix
     for event, value in ijson.basic_parse(f):
         if event == "map_key":
-            prefix = ".".join(path[:-1])
-            path[-1] = value
-        elif event in ("start_map", "start_array"):
-            prefix = ".".join(path)
-            path.append(None if event == "start_map" else "item")
-            if len(path) > MAX_DEPTH:
+            base = entered[-1]
+            yield base, event, value
+            prefix = f"{base}.{value}" if base else value
+        elif event == "start_map" or event == "start_array":
+            yield prefix, event, None
+            entered.append(prefix)
+            if len(entered) > MAX_DEPTH:
                 raise FileFailure(f"{name}: arrays or objects nested more than {MAX_DEPTH} levels deep (at "
                                   f"{prefix[:80] or 'the document'}...): no export's records nest so deep; is this "
                                   "the brand's JSON export?")
-        elif event in ("end_map", "end_array"):
-            path.pop()
-            prefix = ".".join(path)
+            if event == "start_array":
+                prefix = f"{prefix}.item" if prefix else "item"
+        elif event == "end_map" or event == "end_array":
+            # The container's own prefix: an array's next item has it too (a map's next key sets its own).
+            prefix = entered.pop()
+            yield prefix, event, None
         else:
-            prefix = ".".join(path)
-        yield prefix, event, value
+            yield prefix, event, value
 
 
 def _find_records(path: Path, records: str | None) -> None:
