@@ -406,3 +406,12 @@ def test_header_names_polars_would_expand_are_read_as_names(engine, tmp_path, pl
     record = h.ingest("ARTIKEL_1.csv", source="erp")
     assert (record["status"], record["inserted"]) == ("applied", 2)
     assert [p["name"] for p in h.rows("products", "product_ref")] == ["Mantel", "Schal, rot" if not plain else "Schal"]
+
+
+def test_check_config_names_a_sources_shape_where_it_is_not_delimited_text():
+    from bspk_pipelines.cli.check_config import _kind
+
+    brand = Brand.model_validate({"brand": "acme", "company_name": "Acme", "sources": {
+        "erp": {"format": "csv", "drop": "d", "dialect": FIXED, "files": [PRODUCTS | {"pattern": "A_*.dat"}]},
+        "pos": {"format": "csv", "drop": "p", "files": [PRODUCTS]}}})
+    assert (_kind(brand.sources["erp"]), _kind(brand.sources["pos"])) == ("csv, fixed_width", "csv")

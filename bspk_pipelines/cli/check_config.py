@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
     for b in brands:
-        print(f"{b.brand}: ok ({', '.join(f'{s} ({src.format})' for s, src in b.sources.items())}; entities: {', '.join(b.entities)})")
+        print(f"{b.brand}: ok ({', '.join(f'{s} ({_kind(src)})' for s, src in b.sources.items())}; entities: {', '.join(b.entities)})")
     return 0
 
 
@@ -108,6 +108,12 @@ def _platform_samples(brand: Brand, sid: str, data_dir: Path, sample: Path | Non
         problems += _header_problems(path, brand.sources[sid].dialect, expected_header(brand, sid, entity, path.name),
                                      f"{brand.brand}.yaml: sources.{sid}, {entity}")
     return problems
+
+
+def _kind(source) -> str:
+    """A source's format, and its files' shape where it is not delimited text: `csv, fixed_width`."""
+    shape = source.dialect.shape
+    return source.format if source.format != "csv" or shape == "csv" else f"{source.format}, {shape}"
 
 
 def _header_problems(path: Path, dialect, header: tuple[list[str], list[str], bool], where: str) -> list[str]:
