@@ -30,8 +30,7 @@ every shape, are left out and printed once), peak RSS the highest of the process
 `shape  rows  MB  wall  rows/s  peak RSS  ratio to plain CSV` (rows/s over the plain CSV's). The
 benchmark then checks that every shape gave the rows it holds, no rejects, and the same text for
 a sample of rows (first, a third, middle, two thirds, last) as the generated table: `same rows:
-yes`, or what differed (and exits 1). A shape whose reader is not written yet (NotImplementedError)
-is printed `not yet available`.
+yes`, or what differed (and exits 1).
 
     .venv/bin/python benchmarks/shapes.py                  # 1M rows (~140 MB of plain CSV), a few minutes
     .venv/bin/python benchmarks/shapes.py --rows 100000 --excel-rows 20000
@@ -236,9 +235,6 @@ def child(spec: dict) -> int:
             problems += len(batch.problems)
             set_aside += batch.set_aside
             passed_over += len(batch.passed_over)
-    except NotImplementedError:
-        print(json.dumps({"unavailable": True}))
-        return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - started
@@ -315,7 +311,6 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
     print(f"{'shape':<13} {'rows':>10} {'MB':>8} {'wall':>9} {'rows/s':>11} {'peak RSS':>10} {'ratio':>7}", flush=True)
     baseline = None
     differences: list[str] = []
-    unavailable: list[str] = []
     for shape in shapes:
         sample = sample_indices(shape.rows)
         spec = {"path": str(work / shape.file), "dialect": shape.dialect, "expected": shape.expected,
@@ -325,17 +320,13 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         reads = []
         for attempt in range(args.repeat):
             r = run_child(["--child", json.dumps(spec)], work / f"{shape.name}.{attempt}.log")
-            if r.code != 0 or r.result is None or r.result.get("unavailable"):
+            if r.code != 0 or r.result is None:
                 break
             reads.append(r.result)
         if r.code != 0 or r.result is None:
             tail = [line for line in r.output.splitlines() if line.strip()][-1:] or [f"exit {r.code}"]
             print(f"{lead}  failed: {tail[0][:200]}", flush=True)
             differences.append(f"{shape.name}: failed ({tail[0][:200]})")
-            continue
-        if r.result.get("unavailable"):
-            print(f"{lead}  not yet available (its reader raises NotImplementedError)", flush=True)
-            unavailable.append(shape.name)
             continue
         # The fastest of the reads (the others lost time to the machine's other work), the highest peak.
         res = min(reads, key=lambda x: x["seconds"]) | {"rss_mib": max(x["rss_mib"] for x in reads)}
@@ -351,8 +342,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         print(f"{'excel':<13} skipped: {excel_missing}")
         differences.append(f"excel: not written ({excel_missing})")
     if not differences:
-        left = f" (of the shapes read; not yet available: {', '.join(unavailable)})" if unavailable else ""
-        print(f"same rows: yes{left}")
+        print("same rows: yes")
         return 0
     print("same rows: no")
     for d in differences:

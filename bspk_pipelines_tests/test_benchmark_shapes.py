@@ -20,8 +20,7 @@ def test_shapes_benchmark_runs(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
     for shape in SHAPES:
-        # Figures, or a reader not written yet: never neither.
-        assert re.search(rf"^{shape}({FIGURES}|\s+[\d,]+\s+\d+\.\d\s+not yet available)", out.stdout, re.M), \
+        assert re.search(rf"^{shape}{FIGURES}", out.stdout, re.M), \
             f"no line for {shape}\n{out.stdout}"
     assert re.search(r"^excel\s+500\s", out.stdout, re.M), out.stdout
     assert re.search(r"^csv\s+2,000\s.*\s1\.00x$", out.stdout, re.M), out.stdout

@@ -165,8 +165,8 @@ def _head(path: Path) -> bytes:
 
 
 def _read_back(path: Path, found: Detection, count: int) -> tuple[pl.DataFrame | None, str]:
-    """The first `count` rows the suggested dialect reads, or why there are none to show. The
-    reader of a shape may not be written yet (NotImplementedError): the suggestion stands."""
+    """The first `count` rows the suggested dialect reads, or why there are none to show (the
+    suggestion stands either way)."""
     dialect = Dialect(**found.dialect)
     taken: list[pl.DataFrame] = []
     try:
@@ -176,8 +176,6 @@ def _read_back(path: Path, found: Detection, count: int) -> tuple[pl.DataFrame |
                 taken.append(batch.rows.drop(LINE))
                 if sum(len(t) for t in taken) >= count:
                     break
-    except NotImplementedError:
-        return None, f"the {dialect.shape} reader is not written yet"
     except FileFailure as e:
         return None, f"the suggested dialect does not read it: {e}"
     except Exception as e:  # noqa: BLE001 - a reader's bug must not hide the suggestion, the point of the command
@@ -187,7 +185,7 @@ def _read_back(path: Path, found: Detection, count: int) -> tuple[pl.DataFrame |
     if rows.is_empty():
         return None, "the suggested dialect reads no rows"
     if dialect.named_columns and rows.columns != dialect.named_columns:
-        return None, f"the {dialect.shape} reader does not name the columns as `columns` does yet"
+        return None, f"the {dialect.shape} reader does not name the columns as `columns` does"
     return rows, ""
 
 
