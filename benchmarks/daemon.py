@@ -220,7 +220,7 @@ def sensor_running(proc: subprocess.Popen, port: int, sensor: str, deadline: flo
 
 def failed_runs(port: int, brand: str, after: float) -> list[str]:
     try:
-        data = graphql(port, RUNS, brand=brand, after=after, sensor=names.drop_sensor(brand))
+        data = graphql(port, RUNS, brand=brand, after=after, sensor=names.DROP_SENSOR)
         runs = data["runsOrError"]["results"]
     except (OSError, KeyError, TypeError):
         return []
@@ -233,7 +233,7 @@ def settle(port: int, brand: str, after: float, deadline: float) -> list[str]:
     checks and events); the ones that did not succeed."""
     while time.time() < deadline:
         try:
-            runs = graphql(port, RUNS, brand=brand, after=after, sensor=names.drop_sensor(brand))["runsOrError"]["results"]
+            runs = graphql(port, RUNS, brand=brand, after=after, sensor=names.DROP_SENSOR)["runsOrError"]["results"]
         except (OSError, KeyError, TypeError):
             runs = None
         if runs is not None and all(r["status"] in ENDED for r in runs):
@@ -273,7 +273,7 @@ def breakdown(engine: sa.Engine, phase: DaemonPhase, port: int, appeared: float,
     recording or requesting), queue and launch of each run (its process starting), its run, and
     the rest (the last commit to our look, the poll's 50 ms)."""
     try:
-        data = graphql(port, RUNS, brand=phase.brand, after=appeared - 1, sensor=names.drop_sensor(phase.brand))
+        data = graphql(port, RUNS, brand=phase.brand, after=appeared - 1, sensor=names.DROP_SENSOR)
         runs = sorted(data["runsOrError"]["results"], key=lambda r: r["creationTime"])
         ticks = sorted(t["timestamp"] for t in data["sensorOrError"]["sensorState"]["ticks"])
     except (OSError, KeyError, TypeError):
@@ -357,8 +357,8 @@ def daemon_phases(env: dict[str, str], drop: Path, engine_url: str, phases: list
             say(f"dagster dev pid {proc.pid} (process group {proc.pid}) on port {port}, log {log}")
         started = time.time()
         for brand in sorted(brands):
-            sensor_running(proc, port, names.drop_sensor(brand), started + start_timeout)
-            wait_until_ready(proc, port, names.drop_sensor(brand), started + start_timeout)
+            sensor_running(proc, port, names.DROP_SENSOR, started + start_timeout)
+            wait_until_ready(proc, port, names.DROP_SENSOR, started + start_timeout)
         if say:
             say(f"dagster dev ready in {time.time() - started:.1f} s")
         for phase in phases:

@@ -42,6 +42,7 @@ from cryptography.fernet import Fernet
 from ingest import timed  # noqa: E402 (benchmarks/, beside this script)
 from latency import Failed, free_port, percentile, stop, wait_until_ready  # noqa: E402
 
+from bspk_pipelines.defs import names
 from bspk_pipelines.demo.shopify_standin import ShopifyStandin
 from bspk_pipelines.shopify import queries
 
@@ -133,7 +134,7 @@ def webhook_latency(args, env: dict[str, str], shop: ShopifyStandin, root: Path,
             procs.append(subprocess.Popen([str(bin_dir / "bspk"), "serve", "--port", str(api)], cwd=REPO, env=env,
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-        wait_until_ready(procs[0], port, f"{BRAND}__drop_sensor", time.time() + 180)
+        wait_until_ready(procs[0], port, names.DROP_SENSOR, time.time() + 180)
         serving(procs[1], api, time.time() + 60)
         engine = sa.create_engine(url)
         customers = shoppers(url)[-args.webhooks:]

@@ -225,7 +225,7 @@ TWO_SHOPPERS = (
     "S2,Pierre,Curie,,,M,pierre@example.com,,+33612345679,,,,,,Paris,,,XX,,,,,TRUE,FALSE\n"
 )
 ONE_PRODUCT = "product_ref,name,description,categories,language_code,brand,published\nP1,Jacket,,Coats,en,Acme,TRUE\n"
-DROP_SENSOR = names.drop_sensor("acme")
+DROP_SENSOR = names.DROP_SENSOR
 
 # Sales history: three shoppers, two products, and sales over several months from 2024-01.
 THREE_SHOPPERS = header("shoppers") + "".join(f"S{i},F{i},L{i},,,F,,,,,,,,,,,,FR,,,,,TRUE,FALSE\n" for i in range(1, 4))

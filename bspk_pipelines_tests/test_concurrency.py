@@ -34,6 +34,7 @@ SENSOR_TICK = """
 import dagster as dg
 from bspk_pipelines.cli.instance import QUIET, add_partitions, open_instance
 from bspk_pipelines.model.brand_file import load_brands
+from bspk_pipelines.defs import names
 from bspk_pipelines.defs.project import build_definitions
 
 defs = build_definitions(load_brands())
@@ -41,7 +42,7 @@ with open_instance() as instance:
     cursor = None
     for _ in range(2):  # the first look only records sizes: the second finds the files settled
         with dg.build_sensor_context(cursor=cursor, instance=instance, resources=defs.resources) as context:
-            result = defs.resolve_sensor_def("acme__drop_sensor")(context)
+            result = defs.resolve_sensor_def(names.DROP_SENSOR)(context)
         cursor = result.cursor
         for request in result.dynamic_partitions_requests:
             add_partitions(instance, request.partitions_def_name, list(request.partition_keys))

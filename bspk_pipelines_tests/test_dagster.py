@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from bspk_pipelines.cli.sync import sync_brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.project import build_definitions
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.defs.ingest.sensors import load_cursors
 from bspk_pipelines.ingest.apply import apply_pending
 from bspk_pipelines.ingest.check import validate_file
 from bspk_pipelines.ingest.contribute import map_file
@@ -34,7 +34,7 @@ def test_definitions_load_with_names_from_one_helper(defs_and_folder):
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert "acme/raw/main" in keys and "acme/bspk/sales" in keys
-    assert repo.has_sensor_def(names.drop_sensor("acme"))
+    assert repo.has_sensor_def(names.DROP_SENSOR)
     assert repo.has_job(names.ingest_job("acme", "main")) and repo.has_job(names.apply_job("acme"))
     sales_deps = repo.asset_graph.get(dg.AssetKey(["acme", "bspk", "sales"])).parent_keys
     assert dg.AssetKey(["acme", "bspk", "shoppers"]) in sales_deps
@@ -56,7 +56,7 @@ def test_sensor_waits_for_a_file_to_stop_growing(defs_and_folder):
     request = third.run_requests[0]
     assert request.job_name == names.ingest_job("acme", "main")
     assert request.tags[names.BRAND_TAG] == "acme"
-    assert request.run_key.startswith("main/SHOPPER_V3_Acme_202401010000.csv/")
+    assert request.run_key.startswith("acme/main/SHOPPER_V3_Acme_202401010000.csv/")
     # A restart resumes from the stored cursor: the file is not requested twice.
     assert tick(defs, DROP_SENSOR, third.cursor).run_requests == []
 
@@ -74,7 +74,7 @@ def test_the_sensor_cursor_holds_only_files_on_their_way_in(defs_and_folder, dag
     (drop / "SHOPPER_V3_Acme_202401020000.csv").write_text(TWO_SHOPPERS.replace("S1", "S9"))
     taken = tick(defs, DROP_SENSOR, tick(defs, DROP_SENSOR, idle.cursor).cursor)
     assert [r.partition_key for r in taken.run_requests] == ["SHOPPER_V3_Acme_202401020000.csv"]
-    assert json.loads(taken.cursor)["requested"]["main"].keys() == {"SHOPPER_V3_Acme_202401020000.csv"}
+    assert load_cursors(taken.cursor)["acme"]["requested"]["main"].keys() == {"SHOPPER_V3_Acme_202401020000.csv"}
     assert tick(defs, DROP_SENSOR, taken.cursor).run_requests == []  # queued, not requested twice
 
 
@@ -235,7 +235,7 @@ def test_bundled_sample_brands_load_through_the_entry_point(monkeypatch, tmp_pat
     with dg.DagsterInstance.ephemeral():
         repo = defs.get_repository_def()
     for brand, cron in (("acme", "*/15 * * * *"), ("maison", "0 * * * *")):
-        assert repo.has_sensor_def(names.drop_sensor(brand))
+        assert repo.has_sensor_def(names.DROP_SENSOR)
         assert repo.get_schedule_def(names.sync_schedule(brand)).cron_schedule == cron
     keys = repo.asset_graph.get_all_asset_keys()
     assert dg.AssetKey(["maison", "mapped", "erp", "product_prices"]) in keys

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.cli.instance import QUIET
 from bspk_pipelines.cli.sync import sync_brand
+from bspk_pipelines.defs.ingest.sensors import load_cursor, load_cursors
 from bspk_pipelines.ingest.drop import classify
 from bspk_pipelines.ingest.stores import Refused
 from bspk_pipelines.ingest.land import land
@@ -63,7 +64,7 @@ def test_a_link_in_the_drop_folder_is_refused_never_followed(defs_and_folder, tm
     assert _landing(defs) == []
     again = tick(defs, DROP_SENSOR, result.cursor)
     assert _files(defs)[SHOPPER_FILE] == (status, error)  # recorded once, looked at again quietly
-    assert SHOPPER_FILE not in json.loads(again.cursor)["requested"]["main"]
+    assert SHOPPER_FILE not in load_cursors(again.cursor).get("acme", load_cursor(None))["requested"].get("main", {})
 
 
 def test_a_link_swapped_in_after_the_look_is_refused_at_landing(harness, tmp_path):

@@ -61,7 +61,7 @@ def setup(tmp_path, warehouse_url, receiver, monkeypatch):
     return defs, brand, data
 
 
-WEBHOOK_SENSOR = names.webhook_sensor("acme")
+WEBHOOK_SENSOR = names.WEBHOOK_SENSOR
 
 
 def test_outbound_definitions(setup):
@@ -70,7 +70,7 @@ def test_outbound_definitions(setup):
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"acme/extract/clients", "acme/extract/calls", "acme/webhooks/deliveries"} <= keys
     assert dg.AssetKey(["acme", "bspk", "shoppers"]) in repo.asset_graph.get(names.extract_key("acme", "clients")).parent_keys
-    assert repo.has_sensor_def(names.webhook_sensor("acme"))
+    assert repo.has_sensor_def(names.WEBHOOK_SENSOR)
     schedule = repo.get_schedule_def(names.extract_schedule("acme"))
     assert schedule.cron_schedule == "*/15 * * * *" and schedule.job_name == names.extract_job("acme")
 

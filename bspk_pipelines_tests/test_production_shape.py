@@ -96,7 +96,7 @@ def test_files_go_from_sftp_and_s3_drops_through_s3_landing_into_postgresql(sftp
                 [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
                  "--port", str(port)], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        sensor = names.drop_sensor("maison")
+        sensor = names.DROP_SENSOR
         sensor_running(proc, port, sensor, time.time() + 240)
         wait_until_ready(proc, port, sensor, time.time() + 240)
         _put_over_sftp(sftp_server, outbox, SHOPPER_FILE, ROWS)

@@ -199,7 +199,7 @@ def test_the_webhook_sensor_fails_its_tick_with_the_same_line(warehouse_url, tmp
                                        "folders": BrandFoldersResource(data_dir=str(tmp_path / "data"))})
     monkeypatch.delenv(KEYS)
     with pytest.raises(SettingError, match=f"^{KEYS} is not set: .*" + re.escape("Fernet.generate_key()")):
-        tick(defs, names.webhook_sensor(brand.brand))
+        tick(defs, names.WEBHOOK_SENSOR)
 
 
 # ---------------------------------------------------------------------------------------------

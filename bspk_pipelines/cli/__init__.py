@@ -1,4 +1,4 @@
-"""`bspk`: check brand configs, preview a file, sync drop folders once, retry failed files, backfill months, write extracts, manage webhooks, run the demo."""
+"""`bspk`: check brand configs, preview a file, sync drop folders once, retry failed files, backfill months, write extracts, manage webhooks, run the demo, write a workspace of several code locations."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "dev": "bspk_pipelines.cli.dev",
     "api-keys": "bspk_pipelines.cli.api_keys",
     "entities": "bspk_pipelines.cli.entities",
+    "workspace": "bspk_pipelines.cli.workspace",
 }
 
 
@@ -31,6 +32,16 @@ def _month(text: str) -> str:
         return time.strftime("%Y-%m", time.strptime(text, "%Y-%m"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a month YYYY-MM; found {text!r}") from None
+
+
+def print_or_write(text: str, path: str | None, wrote: str = "") -> None:
+    """A command's text to standard output, or (`--write PATH`) to PATH with a line saying so."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(text)
+    print(f"wrote {path}{wrote}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("entities", help="the platform's files: columns, keys, rules and an example (docs/entities.md)")
     p.add_argument("name", nargs="?", help="an entity or file type (default: all, as docs/entities.md)")
     p.add_argument("--write", metavar="PATH", help="write the text to PATH instead of printing it")
+    p = sub.add_parser("workspace", help="a Dagster workspace with one code location per `location:` the brand files "
+                                         "name, each loading only its brands")
+    p.add_argument("--write", metavar="PATH", help="write it to PATH (say, workspace.yaml) instead of printing it")
+    p.add_argument("--working-directory", default=".", help="the locations' working directory (default .: the "
+                                                            "folder dagster is started in)")
     args = parser.parse_args(argv)
     from bspk_pipelines.model.brand_file import ConfigError
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from bspk_pipelines.cli import print_or_write
 from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.model.reference import document, find, section
 
@@ -21,9 +21,5 @@ def run(args: argparse.Namespace) -> int:
         text = section(entity)
     else:
         text = document()
-    if args.write:
-        Path(args.write).write_text(text, encoding="utf-8")
-        print(f"wrote {args.write}")
-    else:
-        sys.stdout.write(text)
+    print_or_write(text, args.write)
     return 0

@@ -44,8 +44,9 @@ def apply_job(brand: str) -> str:
     return f"{brand}__apply"
 
 
-def drop_sensor(brand: str) -> str:
-    return f"{brand}__drop_sensor"
+# One of each per code location, for all its brands.
+DROP_SENSOR = "drop_sensor"
+WEBHOOK_SENSOR = "webhook_sensor"
 
 
 def sync_schedule(brand: str) -> str:
@@ -81,10 +82,6 @@ def extract_job(brand: str) -> str:
 
 def extract_schedule(brand: str) -> str:
     return f"{brand}__extract_schedule"
-
-
-def webhook_sensor(brand: str) -> str:
-    return f"{brand}__webhook_sensor"
 
 
 SHOPIFY = "shopify"

@@ -1,9 +1,10 @@
 """One brand's outbound side: extracts as assets on the brand's interval, and webhook deliveries.
 
-Webhooks go out from a sensor every few seconds (no run per delivery: a run each time would bury
-the brand's ingest runs). What the sensor does shows on the `[brand, "webhooks", "deliveries"]`
-asset: a materialisation when its counts change, and its `no_dead_letters` check, which fails while
-events wait for `bspk webhooks replay`. Materialising that asset delivers what is due at once.
+Webhooks go out from one sensor for every brand of the code location, every few seconds (no run
+per delivery: a run each time would bury the brands' ingest runs). What the sensor does shows on
+each brand's `[brand, "webhooks", "deliveries"]` asset: a materialisation when its counts change,
+and its `no_dead_letters` check, which fails while events wait for `bspk webhooks replay`.
+Materialising that asset delivers the brand's events that are due at once.
 """
 
 import json
@@ -67,13 +68,13 @@ def _dead_letter_check(conn: sa.Connection, brand: str, counts: dict[str, int]) 
                        "sample": dg.MetadataValue.md("\n".join(f"- {s}" for s in sample) or "none")}
 
 
-def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition, dg.SensorDefinition]:
+def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     b = brand.brand
     key = names.webhooks_key(b)
 
     @dg.asset(
         key=key, group_name=names.group(b, names.OUTBOUND), kinds={"webhook"}, tags={"brand": b}, owners=brand.owners,
-        description=f"{b}'s webhook deliveries. The {names.webhook_sensor(b)} sensor delivers every "
+        description=f"{b}'s webhook deliveries. The {names.WEBHOOK_SENSOR} sensor delivers every "
                     f"{SENSOR_INTERVAL_SECONDS} s; materialising delivers what is due now and reports the counts.",
     )
     def deliveries(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -87,38 +88,50 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
             passed, metadata = _dead_letter_check(conn, b, delivery_counts(conn, b))
         return dg.AssetCheckResult(passed=passed, metadata=metadata)
 
+    return deliveries, no_dead_letters
+
+
+def build_webhook_sensor(brands: list[Brand]) -> dg.SensorDefinition:
+    """One sensor delivering every brand's events: its cursor holds each brand's counts, and a
+    brand whose counts changed gets a materialisation of its deliveries asset and its check."""
+
     @dg.sensor(
-        name=names.webhook_sensor(b), minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        name=names.WEBHOOK_SENSOR, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Delivers {b}'s webhook events: in order per client, retried with back-off for 96 h.",
+        description=f"Delivers the webhook events of {len(brands)} brand(s): in order per client, retried with "
+                    "back-off for 96 h.",
     )
     def webhook_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-        report = deliver(warehouse.engine, [brand], budget_seconds=SENSOR_BUDGET_SECONDS)
-        counts = report.counts_by_brand[b]
+        report = deliver(warehouse.engine, brands, budget_seconds=SENSOR_BUDGET_SECONDS)
+        before = json.loads(context.cursor) if context.cursor else {}
         events = []
-        if json.dumps(counts, sort_keys=True) != (context.cursor or ""):
+        for b, counts in report.counts_by_brand.items():
+            if counts == before.get(b):
+                continue
             with warehouse.engine.connect() as conn:
                 passed, dead_metadata = _dead_letter_check(conn, b, counts)
             # The deliveries changed: a materialisation, so the asset reads when they last did.
-            events = [
+            key = names.webhooks_key(b)
+            events += [
                 dg.AssetMaterialization(asset_key=key, metadata={k: dg.MetadataValue.int(v) for k, v in counts.items()}),
                 dg.AssetCheckEvaluation(asset_key=key, check_name=NO_DEAD_LETTERS, passed=passed, metadata=dead_metadata),
             ]
-        return dg.SensorResult(skip_reason=report.summary(), cursor=json.dumps(counts, sort_keys=True), asset_events=events)
+        return dg.SensorResult(skip_reason=report.summary(), cursor=json.dumps(report.counts_by_brand, sort_keys=True),
+                               asset_events=events)
 
-    return deliveries, no_dead_letters, webhook_sensor
+    return webhook_sensor
 
 
 def build_outbound(brand: Brand) -> dg.Definitions:
     b = brand.brand
     extracts = [build_extract_asset(brand, e) for e in brand.extracts.entities]
-    deliveries, check, sensor = build_webhooks(brand)
+    deliveries, check = build_webhooks(brand)
     job = dg.define_asset_job(
         names.extract_job(b), selection=[names.extract_key(b, e) for e in brand.extracts.entities],
         tags={names.BRAND_TAG: b},
         description=f"Writes {b}'s incremental extracts of engagement data to its outbox.",
     )
     return dg.Definitions(
-        assets=[*extracts, deliveries], asset_checks=[check], jobs=[job], sensors=[sensor],
-        schedules=on_sync_interval(brand, names.extract_schedule(b), job, "extracts what changed since the last run"),
+        assets=[*extracts, deliveries], asset_checks=[check], jobs=[job],
+        schedules=on_sync_interval(brand, names.extract_schedule(b), job.name, "extracts what changed since the last run"),
     )

@@ -12,9 +12,10 @@ from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import WarehouseResource
 
 
-def on_sync_interval(brand: Brand, name: str, job: dg.UnresolvedAssetJobDefinition, does: str,
+def on_sync_interval(brand: Brand, name: str, job: str, does: str,
                      waiting: Callable[[sa.Engine], list[dg.AssetKey]] | None = None) -> list[dg.ScheduleDefinition]:
-    """A running schedule of `job` on the brand's interval; none if the brand has no interval.
+    """A running schedule of the job named `job` on the brand's interval; none if the brand has no
+    interval. (By name: the brand's jobs are resolved on their own, see `project`.)
 
     With `waiting`, a tick asks it which of the job's assets have work and runs only those: a tick
     with nothing pending starts no run (and writes no empty materialisation)."""
@@ -23,7 +24,7 @@ def on_sync_interval(brand: Brand, name: str, job: dg.UnresolvedAssetJobDefiniti
     tags = {names.BRAND_TAG: brand.brand}
 
     @dg.schedule(
-        name=name, cron_schedule=brand.schedule_cron, job=job, default_status=dg.DefaultScheduleStatus.RUNNING,
+        name=name, cron_schedule=brand.schedule_cron, job_name=job, default_status=dg.DefaultScheduleStatus.RUNNING,
         tags=tags, description=f"{brand.brand}'s sync interval ({brand.sync.interval}): {does}.",
     )
     def sync_schedule(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):

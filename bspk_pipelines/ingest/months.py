@@ -121,11 +121,19 @@ def mark_pending(conn: sa.Connection, brand: str, entity: str, month_keys: list[
 
 def pending(engine: sa.Engine, brand: str, entity: str) -> list[tuple[str, datetime]]:
     """Months waiting for a rebuild, oldest first, with when they became pending."""
+    return pending_by_brand(engine, [brand]).get((brand, entity), [])
+
+
+def pending_by_brand(engine: sa.Engine, brands: list[str]) -> dict[tuple[str, str], list[tuple[str, datetime]]]:
+    """The months waiting for a rebuild of each (brand, entity) with any, oldest first: one
+    query for every brand a drop sensor watches."""
+    p = pending_months.c
+    waiting: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            sa.select(pending_months.c.month, pending_months.c.since)
-            .where(pending_months.c.brand == brand, pending_months.c.entity == entity)
-            .order_by(pending_months.c.month))]
+        for r in conn.execute(sa.select(p.brand, p.entity, p.month, p.since).where(p.brand.in_(brands))
+                              .order_by(p.brand, p.entity, p.month)):
+            waiting.setdefault((r.brand, r.entity), []).append((r.month, r.since))
+    return waiting
 
 
 def _month_parts(data_dir: Path, brand: str, entity: Entity, month: str) -> list[Path]:

@@ -25,6 +25,8 @@ DEFAULT_KEY_ENV = "BSPK_SFTP_KEY_FILE"
 DEFAULT_PASSWORD_ENV = "BSPK_SFTP_PASSWORD"
 
 BRAND_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# workspace.yaml's one code location, and that of every brand whose file names none.
+DEFAULT_LOCATION = "bspk_pipelines"
 COMPANY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 INTERVAL = re.compile(r"^(\d+)(m|h|d|w|mo)$")
@@ -180,8 +182,11 @@ class Brand(Strict):
     months_per_run: int = Field(360, ge=1, le=600)
     webhooks: Webhooks = Webhooks()
     extracts: Extracts = Extracts()
+    # The Dagster code location that serves the brand when a platform splits its brands across
+    # several (`bspk workspace`): each is its own code server, loading only its brands.
+    location: str = DEFAULT_LOCATION
 
-    @field_validator("brand")
+    @field_validator("brand", "location")
     @classmethod
     def _brand_id(cls, v: str) -> str:
         if not BRAND_ID.match(v):

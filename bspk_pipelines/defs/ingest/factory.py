@@ -1,4 +1,5 @@
-"""One brand's ingest: its file assets, platform tables, jobs, drop sensor and sync schedule."""
+"""One brand's ingest: its file assets, platform tables, jobs and sync schedule (the drop sensor
+watches every brand of the code location: `sensors.build_drop_sensor`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.assets import build_file_assets, build_history_table, build_platform_table, build_raw_asset
 from bspk_pipelines.defs.ingest.pulls import build_pull
-from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.ingest.apply import entities_waiting
 from bspk_pipelines.model.entities import ENTITIES
 from bspk_pipelines.model.shopify import ShopifySource
 
 
-def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
-    """`dialect`: the warehouse's, which the platform tables' kinds and column types name."""
+def build_ingest(brand: Brand, dialect: sa.Dialect) -> tuple[dg.Definitions, list[dg.UnresolvedAssetJobDefinition]]:
+    """The brand's definitions, and the jobs the drop sensor requests runs of. `dialect`: the
+    warehouse's, which the platform tables' kinds and column types name."""
     b = brand.brand
     by_month = [e for e in brand.entities if ENTITIES[e].month_column]
     whole = [e for e in brand.entities if e not in by_month]
@@ -54,10 +55,10 @@ def build_ingest(brand: Brand, dialect: sa.Dialect) -> dg.Definitions:
         description=f"Applies {b}'s pending files and releases held rows whose references have arrived.",
     )
     return dg.Definitions(
-        assets=[*file_assets, *tables], jobs=[*jobs, *pulls, apply], sensors=[build_drop_sensor(brand, jobs)],
-        schedules=[*on_sync_interval(brand, names.sync_schedule(b), apply, "applies what is pending and releases held rows",
+        assets=[*file_assets, *tables], jobs=[*jobs, *pulls, apply],
+        schedules=[*on_sync_interval(brand, names.sync_schedule(b), apply.name, "applies what is pending and releases held rows",
                                      waiting=lambda engine: _tables_waiting(brand, engine)), *pull_schedules],
-    )
+    ), jobs
 
 
 def _tables_waiting(brand: Brand, engine: sa.Engine) -> list[dg.AssetKey]:

@@ -68,7 +68,7 @@ def _pull_schedule(brand: Brand, source: str, job, tags: dict[str, str]) -> dg.S
     (a bulk load takes a while) starts none, so ticks never pile up behind it."""
     shop = brand.sources[source].shop
 
-    @dg.schedule(name=names.pull_schedule(brand.brand, source), cron_schedule=brand.schedule_cron, job=job,
+    @dg.schedule(name=names.pull_schedule(brand.brand, source), cron_schedule=brand.schedule_cron, job_name=job.name,
                  default_status=dg.DefaultScheduleStatus.RUNNING,
                  description=f"{brand.brand}'s sync interval ({brand.sync.interval}): pulls what changed in {shop}.")
     def pull_schedule(context: dg.ScheduleEvaluationContext):

@@ -1,4 +1,8 @@
-"""Watching a brand's drop folders: one run per file once it has stopped growing."""
+"""Watching the brands' drop stores: one run per file once it has stopped growing.
+
+One sensor watches every brand of a code location. A sensor per brand cost the daemon a tick, a
+call to the code server and a write of the tick for each brand every second: at fifty idle brands
+the daemon fell behind, and a dropped file waited about 15 s for its brand's turn."""
 
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +16,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
 from bspk_pipelines.model.entities import ENTITIES, dependents
-from bspk_pipelines.ingest.months import month_bounds, pending
+from bspk_pipelines.ingest.months import month_bounds, pending, pending_by_brand
 from bspk_pipelines.ingest.drop import (
     Delivery, FileNameError, classify, delivery_key, delivery_number, hash_delivered, look,
 )
@@ -23,6 +27,9 @@ from bspk_pipelines.warehouse.apply import entities_with_held
 from bspk_pipelines.warehouse.engine import writing
 
 _hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256")
+# The brands' looks side by side: a store over the network (SFTP, a bucket) waits on its server,
+# and one slow server must not hold back the other brands' looks for long.
+_looks = ThreadPoolExecutor(max_workers=8, thread_name_prefix="drop-look")
 
 
 @dataclass
@@ -42,8 +49,28 @@ class Plan:
 
 
 def load_cursor(text: str | None) -> dict:
-    cursor = json.loads(text) if text else {}
+    """One brand's cursor, as `plan_runs` takes and gives it."""
+    return _brand_cursor(json.loads(text) if text else {})
+
+
+def _brand_cursor(cursor: dict) -> dict:
     return {"seen": cursor.get("seen", {}), "requested": cursor.get("requested", {})}
+
+
+def load_cursors(text: str | None) -> dict[str, dict]:
+    """The drop sensor's cursor: each brand's, by brand (a brand with nothing on its way in has none)."""
+    return {b: _brand_cursor(c) for b, c in (json.loads(text) if text else {}).items()}
+
+
+def dump_cursors(cursors: dict[str, dict]) -> str:
+    """The drop sensor's cursor, without the brands and sources that have nothing on their way in:
+    with two hundred idle brands it stays a few bytes."""
+    kept = {}
+    for brand, cursor in cursors.items():
+        parts = {part: {s: files for s, files in by_source.items() if files} for part, by_source in cursor.items()}
+        if any(parts.values()):
+            kept[brand] = {part: by_source for part, by_source in parts.items() if by_source}
+    return json.dumps(kept, sort_keys=True)
 
 
 def run_request(brand: Brand, delivery: Delivery, sha: str | None, also_apply: list[str]) -> dg.RunRequest:
@@ -57,7 +84,8 @@ def run_request(brand: Brand, delivery: Delivery, sha: str | None, also_apply: l
     tables = [e for e in delivery.entities if not ENTITIES[e].month_column]
     selection += [names.bspk_key(b, t) for t in dict.fromkeys(tables + also_apply)]
     return dg.RunRequest(
-        run_key=f"{s}/{delivery.name}/{sha}" if sha else None,
+        # One sensor requests every brand's runs: two brands may get the same file.
+        run_key=f"{b}/{s}/{delivery.name}/{sha}" if sha else None,
         job_name=names.ingest_job(b, s),
         partition_key=delivery.name,
         asset_selection=selection,
@@ -66,15 +94,18 @@ def run_request(brand: Brand, delivery: Delivery, sha: str | None, also_apply: l
     )
 
 
-def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log=None) -> Plan:
+def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log=None,
+              months_waiting: dict[tuple[str, str], list[tuple[str, datetime]]] | None = None) -> Plan:
     """Ready files not requested before, in first-in-first-out and dependency order.
 
     A file counts once two looks saw the same size and modification time, or once its `.done`
     marker exists; a file that changed after it was requested is requested again, as its new
     bytes. A name that comes again with other bytes (a fixed export name overwritten) is the next
-    delivery under it, `name@2`; with the bytes of its last delivery it is the same one, touched. A name that says nothing we can apply is recorded as a failed file; a link, an entry
-    that is not a regular file or a file that cannot be read is recorded as refused (and looked
-    at again), without stopping the brand's other files.
+    delivery under it, `name@2`; with the bytes of its last delivery it is the same one, touched.
+    A name that says nothing we can apply is recorded as a failed file; a link, an entry that is
+    not a regular file or a file that cannot be read is recorded as refused (and looked at again),
+    without stopping the brand's other files. `months_waiting`: the pending months of the drop
+    sensor's brands, read once for all of them (`pending_by_brand`); read here if not given.
     """
     plan = Plan(cursor={"seen": {}, "requested": {}})
     found: list[tuple[Delivery, str]] = []
@@ -95,7 +126,7 @@ def plan_runs(brand: Brand, layout: Layout, engine: sa.Engine, cursor: dict, log
         for delivery, sha in found:
             plan.runs.append(run_request(brand, delivery, sha, also_apply(conn, brand, delivery, found)))
             _add_partition(plan, brand, delivery)
-    plan.runs += month_requests(brand, engine)
+    plan.runs += month_requests(brand, engine, months_waiting)
     return plan
 
 
@@ -115,8 +146,12 @@ def _look_at(brand: Brand, source: str, store: DropStore, engine: sa.Engine, cur
     for name, refusal in seen.refused.items():
         if record_refused(engine, brand.brand, source, name, refusal):
             report(f"{name}: refused: {refusal}")
+    if not seen.seen:
+        # An empty drop store: nothing on its way in, and nothing to ask the ledger.
+        plan.cursor["seen"][source], plan.cursor["requested"][source] = {}, {}
+        return found
     with engine.connect() as conn:
-        ledger = recorded(conn, brand.brand, source)
+        ledger = recorded(conn, brand.brand, source, only=seen.seen.keys())
     # The cursor holds only files on their way in: one the ledger holds as it is in the folder
     # is remembered there (a refused one is looked at again, whatever the cursor says).
     arriving = {n: s for n, s in seen.seen.items()
@@ -199,19 +234,22 @@ def _add_partition(plan: Plan, brand: Brand, delivery: Delivery) -> None:
     plan.partitions.setdefault(names.file_partitions(brand.brand, delivery.source), []).append(delivery.name)
 
 
-def month_requests(brand: Brand, engine: sa.Engine) -> list[dg.RunRequest]:
+def month_requests(brand: Brand, engine: sa.Engine,
+                   months_waiting: dict[tuple[str, str], list[tuple[str, datetime]]] | None = None) -> list[dg.RunRequest]:
     """Runs rebuilding the months that new files or arrived references left pending, in ranges
-    of consecutive months (at most the brand's months_per_run each)."""
+    of consecutive months (at most the brand's months_per_run each). `months_waiting`: as
+    `pending_by_brand` gives them; read here if not given."""
     requests = []
     for entity in brand.entities:
         if not ENTITIES[entity].month_column:
             continue
-        waiting = pending(engine, brand.brand, entity)
+        waiting = (pending(engine, brand.brand, entity) if months_waiting is None
+                   else months_waiting.get((brand.brand, entity), []))
         for chunk in _consecutive(waiting, brand.months_per_run):
             first, last = chunk[0][0], chunk[-1][0]
             stamp = max(since for _, since in chunk).isoformat()
             requests.append(dg.RunRequest(
-                run_key=f"months/{entity}/{first}..{last}/{stamp}",
+                run_key=f"{brand.brand}/months/{entity}/{first}..{last}/{stamp}",
                 job_name=names.months_job(brand.brand, entity),
                 tags={names.BRAND_TAG: brand.brand, "entity": entity,
                       names.RANGE_START_TAG: first, names.RANGE_END_TAG: last},
@@ -230,22 +268,52 @@ def _consecutive(waiting: list[tuple[str, datetime]], most: int) -> list[list[tu
     return chunks
 
 
-def build_drop_sensor(brand: Brand, jobs: list) -> dg.SensorDefinition:
+def build_drop_sensor(brands: list[Brand], jobs: list) -> dg.SensorDefinition:
+    """The sensor that watches every brand's drop stores (`brands`: a code location's) and requests
+    each brand's runs, with a cursor per brand. A brand whose look fails is reported and keeps
+    its cursor; the other brands' looks go on."""
+    watched = ", ".join(f"{b.brand} ({', '.join(s.drop or f'{b.brand}/shopify/{sid}' for sid, s in b.sources.items())})"
+                        for b in brands[:DESCRIBED_BRANDS])
+    more = f" and {len(brands) - DESCRIBED_BRANDS} more" if len(brands) > DESCRIBED_BRANDS else ""
+
     @dg.sensor(
-        name=names.drop_sensor(brand.brand), jobs=jobs, minimum_interval_seconds=1,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Watches {brand.brand}'s drop folders ({', '.join(s.drop or f'{brand.brand}/shopify/{sid}' for sid, s in brand.sources.items())}) "
-        "and requests one run per file once it has stopped growing or has a .done marker.",
+        name=names.DROP_SENSOR, jobs=jobs, minimum_interval_seconds=1, default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches the drop stores of {watched}{more}, and requests one run per file once it has stopped "
+        "growing or has a .done marker.",
     )
     def drop_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
-        plan = plan_runs(brand, folders.layout, warehouse.engine, load_cursor(context.cursor), context.log)
-        return dg.SensorResult(
-            run_requests=plan.runs,
-            cursor=json.dumps(plan.cursor, sort_keys=True),
-            dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(p, keys) for p, keys in plan.partitions.items()],
-            asset_events=plan.duplicates,
-            skip_reason=None if plan.runs else f"{len(plan.duplicates)} duplicate(s) recorded" if plan.duplicates
-            else "no new file has settled in the drop folders",
-        )
+        return look_at_brands(brands, folders.layout, warehouse.engine, context.cursor, context.log)
 
     return drop_sensor
+
+
+# A sensor's description names this many brands' drop stores; the brand files say the rest.
+DESCRIBED_BRANDS = 20
+
+
+def look_at_brands(brands: list[Brand], layout: Layout, engine: sa.Engine, cursor: str | None, log) -> dg.SensorResult:
+    """One tick of the drop sensor: every brand's look, side by side (see `plan_runs`)."""
+    cursors = load_cursors(cursor)
+    months_waiting = pending_by_brand(engine, [b.brand for b in brands])
+
+    def plan(brand: Brand) -> Plan | None:
+        try:
+            return plan_runs(brand, layout, engine, cursors.get(brand.brand, load_cursor(None)), log, months_waiting)
+        except Exception as e:  # noqa: BLE001 - one brand's failure must not stop the others' drops
+            log.error(f"{brand.brand}: its drop stores were not looked at: {type(e).__name__}: {e}")
+            return None
+
+    runs, partitions, duplicates, after = [], [], [], {}
+    for brand, planned in zip(brands, _looks.map(plan, brands)):
+        if planned is None:
+            after[brand.brand] = cursors.get(brand.brand, load_cursor(None))
+            continue
+        runs += planned.runs
+        partitions += [dg.AddDynamicPartitionsRequest(p, keys) for p, keys in planned.partitions.items()]
+        duplicates += planned.duplicates
+        after[brand.brand] = planned.cursor
+    return dg.SensorResult(
+        run_requests=runs, cursor=dump_cursors(after), dynamic_partitions_requests=partitions, asset_events=duplicates,
+        skip_reason=None if runs else f"{len(duplicates)} duplicate(s) recorded" if duplicates
+        else f"no new file has settled in the drop stores of {len(brands)} brand(s)",
+    )
