@@ -70,36 +70,36 @@ def graphql(port: int, query: str, **variables) -> dict:
         return json.load(resp)["data"]
 
 
-READY = """query($sensor: String!) {
+READY = """query($sensor: String!, $location: String!) {
   workspaceOrError { ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } }
   instance { daemonHealth { allDaemonStatuses { daemonType healthy } } }
-  sensorOrError(sensorSelector: {repositoryLocationName: "%s", repositoryName: "__repository__", sensorName: $sensor}) {
+  sensorOrError(sensorSelector: {repositoryLocationName: $location, repositoryName: "__repository__", sensorName: $sensor}) {
     ... on Sensor { sensorState { status ticks(limit: 1) { timestamp } } } }
-}""" % LOCATION
+}"""
 
-RUNS = """query($file: String!, $sensor: String!) {
+RUNS = """query($file: String!, $sensor: String!, $location: String!) {
   runsOrError(filter: {tags: [{key: "bspk/file", value: $file}]}) {
     ... on Runs { results { runId creationTime startTime
       eventConnection(limit: 50) { events { __typename ... on MessageEvent { timestamp } } } } } }
-  sensorOrError(sensorSelector: {repositoryLocationName: "%s", repositoryName: "__repository__", sensorName: $sensor}) {
+  sensorOrError(sensorSelector: {repositoryLocationName: $location, repositoryName: "__repository__", sensorName: $sensor}) {
     ... on Sensor { sensorState { ticks(limit: 30) { timestamp endTimestamp runIds } } } }
-}""" % LOCATION
+}"""
 
 
-def wait_until_ready(proc: subprocess.Popen, port: int, sensor: str, deadline: float) -> None:
-    """Location loaded, sensor daemon healthy and our sensor ticked once: from then on a dropped
-    file only waits for the sensor's interval, not for start-up."""
+def wait_until_ready(proc: subprocess.Popen, port: int, sensor: str, deadline: float, location: str = LOCATION) -> None:
+    """Location loaded, sensor daemon healthy and our sensor (in code location `location`) ticked
+    once: from then on a dropped file only waits for the sensor's interval, not for start-up."""
     while time.time() < deadline:
         if proc.poll() is not None:
             raise Failed(f"dagster dev exited with {proc.returncode} while starting")
         try:
-            data = graphql(port, READY, sensor=sensor)
+            data = graphql(port, READY, sensor=sensor, location=location)
         except OSError:
             time.sleep(0.5)
             continue
         entries = (data.get("workspaceOrError") or {}).get("locationEntries") or []
-        loaded = [e for e in entries if e["name"] == LOCATION and e["loadStatus"] == "LOADED"]
+        loaded = [e for e in entries if e["name"] == location and e["loadStatus"] == "LOADED"]
         if loaded and loaded[0]["locationOrLoadError"]["__typename"] == "PythonError":
             raise Failed(f"code location failed to load: {loaded[0]['locationOrLoadError']['message']}")
         daemons = data["instance"]["daemonHealth"]["allDaemonStatuses"]
@@ -129,10 +129,11 @@ def wait_for_rows(engine: sa.Engine, brand: str, name: str, rows: int, deadline:
     raise Failed(f"{name}: rows not in the warehouse within the timeout")
 
 
-def phases(port: int, sensor: str, name: str, appeared: float, readable: float) -> str:
-    """Where `name`'s latency went, in seconds, from its sensor tick and its run's events."""
+def phases(port: int, sensor: str, name: str, appeared: float, readable: float, location: str = LOCATION) -> str:
+    """Where `name`'s latency went, in seconds, from its sensor tick (`sensor` in code location
+    `location`) and its run's events."""
     try:
-        data = graphql(port, RUNS, file=name, sensor=sensor)
+        data = graphql(port, RUNS, file=name, sensor=sensor, location=location)
         runs = data["runsOrError"]["results"]
         ticks = data["sensorOrError"]["sensorState"]["ticks"]
     except (OSError, KeyError, TypeError):
