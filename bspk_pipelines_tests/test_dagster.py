@@ -233,7 +233,8 @@ def test_bundled_sample_brands_load_through_the_entry_point(monkeypatch, tmp_pat
     # As a code server does, with an instance of its own: the definitions' load reads the instance's
     # state storage, and without one it may find an earlier test's, whose instance is gone.
     with dg.DagsterInstance.ephemeral():
-        repo = defs.get_repository_def()
+        repo = defs
+        repo.load_all_definitions()
     for brand, cron in (("acme", "*/15 * * * *"), ("maison", "0 * * * *")):
         assert repo.has_sensor_def(names.DROP_SENSOR)
         assert repo.get_schedule_def(names.sync_schedule(brand)).cron_schedule == cron

@@ -186,11 +186,12 @@ def test_each_code_location_of_the_written_workspace_loads_only_its_brands(tmp_p
     check = subprocess.run([sys.executable, "-c", """
 import bspk_pipelines.locations as locations
 for name in ("europe", "asia", "bspk_pipelines"):
-    repo = getattr(locations, name).get_repository_def()
+    repo = getattr(locations, name)
     print(name, sorted({k.path[0] for k in repo.asset_graph.get_all_asset_keys()}), sorted(s.name for s in repo.sensor_defs))
+from bspk_pipelines.model.brand_file import ConfigError
 try:
-    locations.antarctica
-except AttributeError as e:
+    locations.antarctica.get_all_jobs()
+except ConfigError as e:
     print("missing:", e)
 """], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
@@ -203,3 +204,26 @@ except AttributeError as e:
     validate = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(workspace)],
                               env=env, capture_output=True, text=True, cwd=tmp_path)
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
+def test_a_run_of_a_brand_job_reads_only_its_brand_file_and_builds_the_same_job(tmp_path, monkeypatch):
+    """A run's process asks the repository for its job: it reads that brand's file alone (another
+    brand's broken file does not stop it) and builds the job the code server showed."""
+    from bspk_pipelines.defs.repository import brands_repository
+    from bspk_pipelines.model.brand_file import brand_file_of
+
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    for brand in ("alpha", "beta"):
+        brand_file(mappings, brand, None)
+    monkeypatch.setenv("BSPK_MAPPINGS_DIR", str(mappings))
+    monkeypatch.setenv("BSPK_DATA_DIR", str(tmp_path / "data"))
+    whole = brands_repository(load_brands, brand_file_of)
+    shown = {name: whole.get_job(name).get_job_snapshot_id() for name in whole.job_names}
+    (mappings / "beta.yaml").write_text("brand: beta\nsources: [")  # broken after the code server loaded
+    run_process = brands_repository(load_brands, brand_file_of)
+    for name in (names.ingest_job("alpha", "main"), names.apply_job("alpha"), names.extract_job("alpha")):
+        assert run_process.get_job(name).get_job_snapshot_id() == shown[name]
+    with pytest.raises(ConfigError):
+        run_process.get_all_jobs()  # what needs every brand reads every file
+    assert brand_file_of("gamma") is None and brand_file_of("../alpha") is None

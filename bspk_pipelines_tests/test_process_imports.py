@@ -58,7 +58,7 @@ def test_loading_the_definitions_creates_nothing_on_disk(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "BSPK_DATA_DIR": str(tmp_path / "data"),
            "BSPK_MAPPINGS_DIR": str(tmp_path / "mappings")}
     env.pop("BSPK_WAREHOUSE_URL", None)
-    done = subprocess.run([sys.executable, "-c", "import bspk_pipelines.definitions as d; print(len(d.defs.assets))"],
+    done = subprocess.run([sys.executable, "-c", "import bspk_pipelines.definitions as d; print(len(d.defs.assets_defs_by_key))"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 0 and not (tmp_path / "data").exists()

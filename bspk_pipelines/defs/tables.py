@@ -4,6 +4,7 @@ the kind of storage that holds its platform tables."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 import dagster as dg
 import sqlalchemy as sa
@@ -48,12 +49,21 @@ def _column(entity: Entity, name: str, type_: str) -> dg.TableColumn:
 
 def table_schema(entity_name: str, dialect: sa.Dialect) -> dg.TableSchema:
     """The columns of an entity's platform table, with the types the warehouse stores."""
+    return _table_schema(entity_name, dialect)
+
+
+@cache  # the same for every brand of a build (one dialect object): built once, not once per brand
+def _table_schema(entity_name: str, dialect: sa.Dialect) -> dg.TableSchema:
     return column_schema(entity_name, {c.name: c.type.compile(dialect=dialect) for c in ENTITY_TABLES[entity_name].columns})
 
 
 def file_schema(entity_name: str, columns: Iterable[str]) -> dg.TableSchema:
     """The columns of validated or mapped rows (parquet), in the entity's order, as polars types them."""
-    wanted = set(columns)
+    return _file_schema(entity_name, frozenset(columns))
+
+
+@cache  # the same for every brand whose source sends these columns
+def _file_schema(entity_name: str, wanted: frozenset[str]) -> dg.TableSchema:
     return column_schema(entity_name, {n: str(t) for n, t in polars_schema(ENTITIES[entity_name]).items() if n in wanted})
 
 

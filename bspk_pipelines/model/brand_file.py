@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bspk_pipelines.model.brand import Brand
+from bspk_pipelines.model.brand import BRAND_ID, Brand
 from bspk_pipelines.settings import Settings
 
 # A brand file is a few kilobytes of settings: past this it is not one, and is not read.
@@ -163,3 +163,10 @@ def load_brands(directory: Path | None = None) -> list[Brand]:
     if problems:
         raise ConfigError(problems)
     return brands
+
+
+def brand_file_of(brand_id: str, directory: Path | None = None) -> Brand | None:
+    """The brand whose file is `<brand_id>.yaml` in the mappings folder (a brand file's name is its
+    brand), read alone; None if there is no such file."""
+    path = (directory or Settings.from_env().mappings_dir) / f"{brand_id}.yaml"
+    return load_brand(path) if BRAND_ID.match(brand_id) and path.is_file() else None
