@@ -31,6 +31,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bspk_pipelines.defs import names
 from bspk_pipelines.model.entities import ENTITIES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,7 +222,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
             )
         print(f"dagster dev pid {proc.pid} (process group {proc.pid}) on port {port}", flush=True)
         started = time.time()
-        sensor = f"{brand}__drop_sensor"
+        sensor = names.DROP_SENSOR
         wait_until_ready(proc, port, sensor, started + args.timeout)
         print(f"ready in {time.time() - started:.1f} s", flush=True)
 
