@@ -47,6 +47,8 @@ import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
 
+from bspk_pipelines.cli.environment import DAEMON_ENVIRONMENT
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import REPO, Failed, free_port, graphql, percentile, phases, shopper_file, stop, wait_for_rows, wait_until_ready  # noqa: E402
 
@@ -349,6 +351,8 @@ def one_size(args: argparse.Namespace, n: int, tmp: Path) -> dict:
     env = os.environ | {"DAGSTER_HOME": str(home), "BSPK_DATA_DIR": str(data), "BSPK_MAPPINGS_DIR": str(mappings),
                         "PYTHONPATH": os.pathsep.join([str(args.repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("BSPK_WAREHOUSE_URL", None)
+    # What `bspk dev` gives the daemon (the "before" figures, c97fb81, ran without it).
+    env = DAEMON_ENVIRONMENT | env
     # Required by the webhook sensors (as daemon.py): without it they would fail at every tick.
     env.setdefault("BSPK_WEBHOOK_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     startup = args.startup_base + args.startup_per_brand * n

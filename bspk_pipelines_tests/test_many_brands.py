@@ -227,3 +227,15 @@ def test_a_run_of_a_brand_job_reads_only_its_brand_file_and_builds_the_same_job(
     with pytest.raises(ConfigError):
         run_process.get_all_jobs()  # what needs every brand reads every file
     assert brand_file_of("gamma") is None and brand_file_of("../alpha") is None
+
+
+def test_the_daemon_gets_the_same_settings_from_bspk_dev_and_the_helm_values():
+    """The freshness daemon's interval (every asset's state read per look) is the same where the
+    daemon runs under `bspk dev` and on Kubernetes."""
+    import yaml
+
+    from bspk_pipelines.cli.environment import DAEMON_ENVIRONMENT
+
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    assert values["dagsterDaemon"]["env"] == DAEMON_ENVIRONMENT
+    assert int(DAEMON_ENVIRONMENT["FRESHNESS_DAEMON_INTERVAL_SECONDS"]) >= 60
