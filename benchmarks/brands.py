@@ -47,7 +47,7 @@ import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
 
-from bspk_pipelines.cli.environment import DAEMON_ENVIRONMENT
+from bspk_pipelines.settings import DAEMON_ENVIRONMENT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import REPO, Failed, free_port, graphql, percentile, phases, shopper_file, stop, wait_for_rows, wait_until_ready  # noqa: E402

@@ -234,7 +234,7 @@ def test_the_daemon_gets_the_same_settings_from_bspk_dev_and_the_helm_values():
     daemon runs under `bspk dev` and on Kubernetes."""
     import yaml
 
-    from bspk_pipelines.cli.environment import DAEMON_ENVIRONMENT
+    from bspk_pipelines.settings import DAEMON_ENVIRONMENT
 
     values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
     assert values["dagsterDaemon"]["env"] == DAEMON_ENVIRONMENT

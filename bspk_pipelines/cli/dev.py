@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from bspk_pipelines.cli.environment import DAEMON_ENVIRONMENT, PROJECT_ROOT, ensure_dagster_home
+from bspk_pipelines.cli.environment import PROJECT_ROOT, ensure_dagster_home
+from bspk_pipelines.settings import daemon_environment
 
 GRACE_SECONDS = 20.0
 # How often the stop signal is sent again to what is left of the groups (see `_stop`).
@@ -68,7 +69,7 @@ def launch(workspace: Path, host: str, port: int, api_port: int, sample_shop: bo
     essential = list(commands)
     if sample_shop:  # beside the others: if it cannot start (its port taken), they go on without it
         commands["the sample shop"] = [sys.executable, "-m", "bspk_pipelines.demo.shop"]
-    environment = DAEMON_ENVIRONMENT | os.environ
+    environment = daemon_environment()
     children = {name: subprocess.Popen(command, start_new_session=True, env=environment) for name, command in commands.items()}
     while not received and all(children[name].poll() is None for name in essential):
         time.sleep(0.2)

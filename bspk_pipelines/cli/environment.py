@@ -24,12 +24,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 T = TypeVar("T")
 
-# What `bspk dev` gives Dagster's daemon (deploy/helm/values.yaml sets the same). Its freshness
-# daemon reads the stored state of every asset each iteration, whether it has a freshness policy
-# or not, every 30 s by default: at 200 brands (11,200 assets) most of an idle daemon's CPU. A
-# table's freshness window is hours or days (`sync.expect_every`): a look every 5 minutes is in time.
-DAEMON_ENVIRONMENT = {"FRESHNESS_DAEMON_INTERVAL_SECONDS": "300"}
-
 
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to .dagster_home in the project, with the embedded dagster.yaml."""
