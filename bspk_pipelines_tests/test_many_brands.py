@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+# What a code server does at a sensor's tick, and what it gets from the daemon (no public names).
+from dagster._core.definitions.sensor_definition import SensorExecutionData
+from dagster._core.instance.ref import InstanceRef
+from dagster._grpc.impl import get_external_sensor_execution
 import pytest
 import sqlalchemy as sa
 
@@ -89,6 +93,24 @@ def test_an_idle_tick_reads_the_database_once_whatever_the_number_of_brands(tmp_
     assert len([s for s in statements if "pending_months" in s]) == 1, statements
     assert not [s for s in statements if "files" in s], statements
     assert idle.cursor == "{}"  # thirty idle brands leave no trace in the cursor
+
+
+@pytest.mark.parametrize("sensor", [names.DROP_SENSOR, names.WEBHOOK_SENSOR])
+def test_an_idle_tick_does_not_open_the_dagster_instance(tmp_path, warehouse_url, sensor):
+    """A code server evaluates a tick with the daemon's instance by reference: a sensor that took
+    Dagster's resources, or looked at its log, opened it at every tick (its storage, its migrations
+    read), most of an idle code server's time. (A tick that requests runs opens it: Dagster
+    checks their partitions there.) Opening the instance of an empty DAGSTER_HOME creates its
+    storage there."""
+    defs, data = deployment(tmp_path, warehouse_url, brands_sharing_a_company(2))
+    (data / "drop" / "b001" / SHOPPERS).write_text(TWO_SHOPPERS)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    result = get_external_sensor_execution(
+        defs.get_repository_def(), None, InstanceRef.from_dir(str(home)), sensor, None, None, None, None, None)
+    assert isinstance(result, SensorExecutionData), result
+    assert result.run_requests == []  # the file has not settled yet
+    assert list(home.iterdir()) == []
 
 
 class Log:

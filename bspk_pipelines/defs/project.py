@@ -30,7 +30,8 @@ def build_definitions(brands: list[Brand], resources: dict | None = None) -> dg.
     resource_defs = wrap_resources_for_execution(resources)
     built = [brand_definitions(b, dialect, resource_defs) for b in brands]
     # One drop sensor and one webhook sensor for all the brands (see `sensors`).
-    sensors = [build_drop_sensor(brands, [j for _, jobs in built for j in jobs]), build_webhook_sensor(brands)] if brands else []
+    sensors = [build_drop_sensor(brands, [j for _, jobs in built for j in jobs], resources),
+               build_webhook_sensor(brands, resources)] if brands else []
     return dg.Definitions.merge(
         *[defs for defs, _ in built],
         dg.Definitions(sensors=sensors, resources=resources, executor=EXECUTOR),

@@ -36,6 +36,13 @@ class BrandFoldersResource(dg.ConfigurableResource):
                       Path(self.known_hosts) if self.known_hosts else None)
 
 
+def initialized(resources: dict[str, dg.ConfigurableResource]) -> dict[str, dg.ConfigurableResource]:
+    """The resources as a run gets them (an `EnvVar` read), for the sensors to use without taking
+    Dagster's resources: a sensor that takes any makes a DagsterInstance at every tick (its storage
+    opened, its migrations read), which was most of an idle code server's time at a tick a second."""
+    return {key: resource.process_config_and_initialize() for key, resource in resources.items()}
+
+
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources from the deployment's settings (default: read now): the warehouse, named to
     Dagster by its variable (BSPK_WAREHOUSE_URL, so the UI never shows its password) when one is

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource
+from bspk_pipelines.defs.resources import initialized
 from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending, pending_by_brand
 from bspk_pipelines.ingest.drop import (
@@ -268,10 +268,10 @@ def _consecutive(waiting: list[tuple[str, datetime]], most: int) -> list[list[tu
     return chunks
 
 
-def build_drop_sensor(brands: list[Brand], jobs: list) -> dg.SensorDefinition:
+def build_drop_sensor(brands: list[Brand], jobs: list, resources: dict) -> dg.SensorDefinition:
     """The sensor that watches every brand's drop stores (`brands`: a code location's) and requests
     each brand's runs, with a cursor per brand. A brand whose look fails is reported and keeps
-    its cursor; the other brands' looks go on."""
+    its cursor; the other brands' looks go on. `resources`: the location's (see `initialized`)."""
     watched = ", ".join(f"{b.brand} ({', '.join(s.drop or f'{b.brand}/shopify/{sid}' for sid, s in b.sources.items())})"
                         for b in brands[:DESCRIBED_BRANDS])
     more = f" and {len(brands) - DESCRIBED_BRANDS} more" if len(brands) > DESCRIBED_BRANDS else ""
@@ -281,10 +281,25 @@ def build_drop_sensor(brands: list[Brand], jobs: list) -> dg.SensorDefinition:
         description=f"Watches the drop stores of {watched}{more}, and requests one run per file once it has stopped "
         "growing or has a .done marker.",
     )
-    def drop_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, folders: BrandFoldersResource):
-        return look_at_brands(brands, folders.layout, warehouse.engine, context.cursor, context.log)
+    def drop_sensor(context: dg.SensorEvaluationContext):
+        ready = initialized(resources)
+        return look_at_brands(brands, ready["folders"].layout, ready["warehouse"].engine, context.cursor, TickLog(context))
 
     return drop_sensor
+
+
+class TickLog:
+    """A tick's log, taken at its first message: Dagster keeps it with the instance, which it
+    opens for it (see `resources.initialized`), and most ticks have nothing to say."""
+
+    def __init__(self, context: dg.SensorEvaluationContext):
+        self._context = context
+
+    def warning(self, message: str) -> None:
+        self._context.log.warning(message)
+
+    def error(self, message: str) -> None:
+        self._context.log.error(message)
 
 
 # A sensor's description names this many brands' drop stores; the brand files say the rest.
