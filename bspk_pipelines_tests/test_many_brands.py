@@ -96,21 +96,30 @@ def test_an_idle_tick_reads_the_database_once_whatever_the_number_of_brands(tmp_
 
 
 @pytest.mark.parametrize("sensor", [names.DROP_SENSOR, names.WEBHOOK_SENSOR])
-def test_an_idle_tick_does_not_open_the_dagster_instance(tmp_path, warehouse_url, sensor):
+def test_an_idle_tick_makes_no_dagster_instance(tmp_path, warehouse_url, sensor, monkeypatch):
     """A code server evaluates a tick with the daemon's instance by reference: a sensor that took
-    Dagster's resources, or looked at its log, opened it at every tick (its storage, its migrations
-    read), most of an idle code server's time. (A tick that requests runs opens it: Dagster
-    checks their partitions there.) Opening the instance of an empty DAGSTER_HOME creates its
-    storage there."""
+    Dagster's resources opened it at every tick (its storage, its migrations read), and one that
+    initialised them made an ephemeral one; so did looking at the tick's log. That was most of an
+    idle code server's time. (A tick that requests runs opens it: Dagster checks their partitions
+    there.) Opening the instance of an empty DAGSTER_HOME creates its storage there."""
     defs, data = deployment(tmp_path, warehouse_url, brands_sharing_a_company(2))
     (data / "drop" / "b001" / SHOPPERS).write_text(TWO_SHOPPERS)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    result = get_external_sensor_execution(
-        defs.get_repository_def(), None, InstanceRef.from_dir(str(home)), sensor, None, None, None, None, None)
-    assert isinstance(result, SensorExecutionData), result
-    assert result.run_requests == []  # the file has not settled yet
+    made = []
+    make = dg.DagsterInstance.__init__
+    monkeypatch.setattr(dg.DagsterInstance, "__init__", lambda self, *a, **k: made.append(self) or make(self, *a, **k))
+    repo = defs.get_repository_def()
+    by_tick = []
+    for _ in range(3):
+        result = get_external_sensor_execution(repo, None, InstanceRef.from_dir(str(home)), sensor, None, None, None, None, None)
+        assert isinstance(result, SensorExecutionData), result
+        assert result.run_requests == []  # the file has not settled yet
+        by_tick.append(len(made))
+        made.clear()
     assert list(home.iterdir()) == []
+    # The first tick of a code server initialises the resources, once; the next ones make none.
+    assert by_tick[0] <= len(defs.resources) and by_tick[1:] == [0, 0], by_tick
 
 
 class Log:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource, initialized
+from bspk_pipelines.defs.resources import BrandFoldersResource, WarehouseResource, Initialized
 from bspk_pipelines.defs.scheduling import on_sync_interval
 from bspk_pipelines.outbound.extracts import outbox_folder, run_extract
 from bspk_pipelines.outbound.webhooks.admin import dead_letters, delivery_counts
@@ -91,10 +91,10 @@ def build_webhooks(brand: Brand) -> tuple[dg.AssetsDefinition, dg.AssetChecksDef
     return deliveries, no_dead_letters
 
 
-def build_webhook_sensor(brands: list[Brand], resources: dict) -> dg.SensorDefinition:
+def build_webhook_sensor(brands: list[Brand], resources: Initialized) -> dg.SensorDefinition:
     """One sensor delivering every brand's events: its cursor holds each brand's counts, and a
     brand whose counts changed gets a materialisation of its deliveries asset and its check.
-    `resources`: the location's (see `resources.initialized`)."""
+    `resources`: the location's."""
 
     @dg.sensor(
         name=names.WEBHOOK_SENSOR, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
@@ -103,7 +103,7 @@ def build_webhook_sensor(brands: list[Brand], resources: dict) -> dg.SensorDefin
                     "back-off for 96 h.",
     )
     def webhook_sensor(context: dg.SensorEvaluationContext):
-        warehouse = initialized(resources)["warehouse"]
+        warehouse = resources["warehouse"]
         report = deliver(warehouse.engine, brands, budget_seconds=SENSOR_BUDGET_SECONDS)
         before = json.loads(context.cursor) if context.cursor else {}
         events = []

@@ -13,7 +13,7 @@ from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs.ingest.factory import build_ingest
 from bspk_pipelines.defs.ingest.sensors import build_drop_sensor
 from bspk_pipelines.defs.outbound import build_outbound, build_webhook_sensor
-from bspk_pipelines.defs.resources import default_resources
+from bspk_pipelines.defs.resources import Initialized, default_resources
 from bspk_pipelines.defs.tables import warehouse_dialect
 
 # Every run in one process, the UI's materialisations too: a run's steps follow each other (land,
@@ -30,8 +30,9 @@ def build_definitions(brands: list[Brand], resources: dict | None = None) -> dg.
     resource_defs = wrap_resources_for_execution(resources)
     built = [brand_definitions(b, dialect, resource_defs) for b in brands]
     # One drop sensor and one webhook sensor for all the brands (see `sensors`).
-    sensors = [build_drop_sensor(brands, [j for _, jobs in built for j in jobs], resources),
-               build_webhook_sensor(brands, resources)] if brands else []
+    ready = Initialized(resources)
+    sensors = [build_drop_sensor(brands, [j for _, jobs in built for j in jobs], ready),
+               build_webhook_sensor(brands, ready)] if brands else []
     return dg.Definitions.merge(
         *[defs for defs, _ in built],
         dg.Definitions(sensors=sensors, resources=resources, executor=EXECUTOR),

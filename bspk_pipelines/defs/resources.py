@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
@@ -36,11 +37,21 @@ class BrandFoldersResource(dg.ConfigurableResource):
                       Path(self.known_hosts) if self.known_hosts else None)
 
 
-def initialized(resources: dict[str, dg.ConfigurableResource]) -> dict[str, dg.ConfigurableResource]:
-    """The resources as a run gets them (an `EnvVar` read), for the sensors to use without taking
-    Dagster's resources: a sensor that takes any makes a DagsterInstance at every tick (its storage
-    opened, its migrations read), which was most of an idle code server's time at a tick a second."""
-    return {key: resource.process_config_and_initialize() for key, resource in resources.items()}
+class Initialized:
+    """A code location's resources as a run gets them (an `EnvVar` read), made at the first use and
+    kept, for the sensors: a sensor that takes Dagster's resources makes a DagsterInstance at every
+    tick (its storage opened, its migrations read), and so does initialising a resource (an
+    ephemeral one) — most of an idle code server's time, at a tick every five seconds."""
+
+    def __init__(self, resources: dict[str, dg.ConfigurableResource]):
+        self._resources = resources
+
+    @cached_property
+    def _ready(self) -> dict[str, dg.ConfigurableResource]:
+        return {key: resource.process_config_and_initialize() for key, resource in self._resources.items()}
+
+    def __getitem__(self, key: str) -> dg.ConfigurableResource:
+        return self._ready[key]
 
 
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:

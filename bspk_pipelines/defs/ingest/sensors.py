@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.defs import names
-from bspk_pipelines.defs.resources import initialized
+from bspk_pipelines.defs.resources import Initialized
 from bspk_pipelines.model.entities import ENTITIES, dependents
 from bspk_pipelines.ingest.months import month_bounds, pending, pending_by_brand
 from bspk_pipelines.ingest.drop import (
@@ -268,10 +268,10 @@ def _consecutive(waiting: list[tuple[str, datetime]], most: int) -> list[list[tu
     return chunks
 
 
-def build_drop_sensor(brands: list[Brand], jobs: list, resources: dict) -> dg.SensorDefinition:
+def build_drop_sensor(brands: list[Brand], jobs: list, resources: Initialized) -> dg.SensorDefinition:
     """The sensor that watches every brand's drop stores (`brands`: a code location's) and requests
     each brand's runs, with a cursor per brand. A brand whose look fails is reported and keeps
-    its cursor; the other brands' looks go on. `resources`: the location's (see `initialized`)."""
+    its cursor; the other brands' looks go on. `resources`: the location's."""
     watched = ", ".join(f"{b.brand} ({', '.join(s.drop or f'{b.brand}/shopify/{sid}' for sid, s in b.sources.items())})"
                         for b in brands[:DESCRIBED_BRANDS])
     more = f" and {len(brands) - DESCRIBED_BRANDS} more" if len(brands) > DESCRIBED_BRANDS else ""
@@ -282,15 +282,15 @@ def build_drop_sensor(brands: list[Brand], jobs: list, resources: dict) -> dg.Se
         "growing or has a .done marker.",
     )
     def drop_sensor(context: dg.SensorEvaluationContext):
-        ready = initialized(resources)
-        return look_at_brands(brands, ready["folders"].layout, ready["warehouse"].engine, context.cursor, TickLog(context))
+        return look_at_brands(brands, resources["folders"].layout, resources["warehouse"].engine, context.cursor,
+                              TickLog(context))
 
     return drop_sensor
 
 
 class TickLog:
     """A tick's log, taken at its first message: Dagster keeps it with the instance, which it
-    opens for it (see `resources.initialized`), and most ticks have nothing to say."""
+    opens for it (see `resources.Initialized`), and most ticks have nothing to say."""
 
     def __init__(self, context: dg.SensorEvaluationContext):
         self._context = context
