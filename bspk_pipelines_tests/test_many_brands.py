@@ -122,6 +122,27 @@ def test_an_idle_tick_makes_no_dagster_instance(tmp_path, warehouse_url, sensor,
     assert by_tick[0] <= len(defs.resources) and by_tick[1:] == [0, 0], by_tick
 
 
+def test_an_idle_webhook_tick_reads_the_database_a_few_times_whatever_the_number_of_brands(tmp_path, warehouse_url):
+    """The webhook sensor's idle tick asked, for each brand, whether its endpoints had changed,
+    whether it had events to fan out and how many deliveries it had: three queries a brand."""
+    defs, _ = deployment(tmp_path, warehouse_url, brands_sharing_a_company(30))
+    engine = engine_for(warehouse_url)
+    first = tick(defs, names.WEBHOOK_SENSOR)
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        idle = tick(defs, names.WEBHOOK_SENSOR, first.cursor)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert idle.run_requests == [] and idle.asset_events == []
+    # Endpoints, events to fan out, deliveries due, deliveries by status (SQLite adds its BEGINs).
+    assert len([s for s in statements if s != "BEGIN"]) == 4, statements
+
+
 class Log:
     """What a sensor's tick logs, kept."""
 

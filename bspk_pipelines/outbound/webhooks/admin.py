@@ -17,10 +17,18 @@ from bspk_pipelines.warehouse.engine import writing
 
 def delivery_counts(conn: sa.Connection, brand_id: str) -> dict[str, int]:
     """The brand's deliveries by status (pending, delivered, rejected, dead), zeros included."""
+    return delivery_counts_by_brand(conn, [brand_id])[brand_id]
+
+
+def delivery_counts_by_brand(conn: sa.Connection, brand_ids: list[str]) -> dict[str, dict[str, int]]:
+    """`delivery_counts` of each brand, in one query."""
     d = webhook_deliveries
-    counts = dict.fromkeys((PENDING, DELIVERED, REJECTED, DEAD), 0)
-    rows = conn.execute(sa.select(d.c.status, sa.func.count()).where(d.c.brand == brand_id).group_by(d.c.status))
-    counts.update(dict(rows.all()))
+    counts = {b: dict.fromkeys((PENDING, DELIVERED, REJECTED, DEAD), 0) for b in brand_ids}
+    if brand_ids:
+        rows = conn.execute(sa.select(d.c.brand, d.c.status, sa.func.count())
+                            .where(d.c.brand.in_(brand_ids)).group_by(d.c.brand, d.c.status))
+        for brand, status, n in rows:
+            counts[brand][status] = n
     return counts
 
 

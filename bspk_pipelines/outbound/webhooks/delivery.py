@@ -22,7 +22,7 @@ from bspk_pipelines.outbound.encryption import SecretBox
 from bspk_pipelines.outbound.events import iso
 from bspk_pipelines.outbound.settings import WebhookSettings
 from bspk_pipelines.outbound.targets import RefusedTarget, guarded_session
-from bspk_pipelines.outbound.webhooks.admin import delivery_counts
+from bspk_pipelines.outbound.webhooks.admin import delivery_counts_by_brand
 from bspk_pipelines.outbound.webhooks.fanout import fan_out, subscribed_name, sync_endpoints
 from bspk_pipelines.outbound.webhooks.signing import SecretError, endpoint_secrets, envelope, signed_headers
 from bspk_pipelines.outbound.webhooks.statuses import DEAD, DEAD_LETTER_STATUSES, DELIVERED, PENDING, REJECTED, Clock
@@ -283,15 +283,16 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, budget_s
     settings = settings or WebhookSettings.from_env()
     rng = rng or random.Random()
     report = DeliveryReport()
+    # An idle tick only reads, in a few queries whatever the number of brands: the write lock
+    # (SQLite's is the whole file) is taken when there is something to write, so the sensor
+    # never queues behind a long apply for nothing.
+    with engine.connect() as conn:
+        stale, unfanned = _stale_endpoints(conn, brands), _with_unfanned(conn, [b.brand for b in brands])
     for brand in brands:
-        # An idle tick only reads: the write lock (SQLite's is the whole file) is taken when
-        # there is something to write, so the sensor never queues behind a long apply for nothing.
-        with engine.connect() as conn:
-            stale, unfanned = not _config_matches(conn, brand), _has_unfanned(conn, brand.brand)
-        if stale:
+        if brand.brand in stale:
             with writing(engine) as conn:
                 report.endpoints_changed += sync_endpoints(conn, brand, clock())
-        if unfanned:
+        if brand.brand in unfanned:
             with writing(engine) as conn:
                 counts = fan_out(conn, brand)
             report.events_fanned_out += counts.events
@@ -325,15 +326,21 @@ def deliver(engine: sa.Engine, brands: list[Brand], clock: Clock = now, budget_s
         session.close()
 
     with engine.connect() as conn:
-        report.counts_by_brand = {b: delivery_counts(conn, b) for b in brand_ids}
+        report.counts_by_brand = delivery_counts_by_brand(conn, brand_ids)
     return report
 
 
-def _config_matches(conn: sa.Connection, brand: Brand) -> bool:
-    """Whether `sync_endpoints` would change nothing (read only)."""
+def _stale_endpoints(conn: sa.Connection, brands: list[Brand]) -> set[str]:
+    """The brands whose `sync_endpoints` would change something (read only)."""
     e = webhook_endpoints
-    rows = {r.target_url: r for r in conn.execute(
-        sa.select(e.c.target_url, e.c.origin, e.c.events, e.c.is_enabled, e.c.secret_env).where(e.c.brand == brand.brand))}
+    rows: dict[str, dict] = {b.brand: {} for b in brands}
+    for r in conn.execute(sa.select(e.c.brand, e.c.target_url, e.c.origin, e.c.events, e.c.is_enabled, e.c.secret_env)
+                          .where(e.c.brand.in_(list(rows)))):
+        rows[r.brand][r.target_url] = r
+    return {b.brand for b in brands if not _config_matches(b, rows[b.brand])}
+
+
+def _config_matches(brand: Brand, rows: dict) -> bool:
     for ep in brand.webhooks.endpoints:
         row = rows.pop(ep.url, None)
         if row is None or (row.origin == "config" and (json.loads(row.events), bool(row.is_enabled), row.secret_env)
@@ -342,9 +349,10 @@ def _config_matches(conn: sa.Connection, brand: Brand) -> bool:
     return not any(r.origin == "config" and r.is_enabled for r in rows.values())
 
 
-def _has_unfanned(conn: sa.Connection, brand_id: str) -> bool:
+def _with_unfanned(conn: sa.Connection, brand_ids: list[str]) -> set[str]:
+    """The brands with events not fanned out to their endpoints yet."""
     ev = webhook_events
-    return conn.execute(sa.select(ev.c.id).where(ev.c.brand == brand_id, ev.c.fanned_out == sa.false()).limit(1)).first() is not None
+    return set(conn.scalars(sa.select(ev.c.brand).distinct().where(ev.c.brand.in_(brand_ids), ev.c.fanned_out == sa.false())))
 
 
 def _any_due(engine: sa.Engine, brand_ids: list[str], now: datetime) -> bool:
