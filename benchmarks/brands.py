@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -50,7 +49,7 @@ from cryptography.fernet import Fernet
 from bspk_pipelines.settings import DAEMON_ENVIRONMENT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import REPO, Failed, free_port, graphql, percentile, phases, shopper_file, stop, wait_for_rows, wait_until_ready  # noqa: E402
+from latency import REPO, SENSOR_LOOP, Failed, drop_and_time, free_port, graphql, percentile, stop, wait_until_ready  # noqa: E402
 
 LOAD_TARGET = 5.0  # s per code location
 IDLE_TARGET = 10.0  # % of one core, daemon + code servers
@@ -310,24 +309,6 @@ def idle_cpu(pgid: int, seconds: float) -> dict:
     return cpu
 
 
-def drops(args: argparse.Namespace, port: int, engine: sa.Engine, drop: Path, brand: str, location: str,
-          sensor: str, timeout: float) -> list[float]:
-    latencies = []
-    first = datetime(2026, 1, 1)
-    for n in range(args.files):
-        name = f"SHOPPER_V3_{brand.upper()}_{first + timedelta(minutes=n):%Y%m%d%H%M}.csv"
-        part = drop / f"{name}.part"
-        part.write_text(shopper_file(n, args.rows))
-        part.rename(drop / name)
-        appeared = time.time()
-        (drop / f"{name}.done").touch()
-        readable = wait_for_rows(engine, brand, name, args.rows, appeared + timeout)
-        latencies.append(readable - appeared)
-        print(f"  {n + 1:>3}/{args.files} {name}  {latencies[-1]:5.1f} s  "
-              f"{phases(port, sensor, name, appeared, readable, location)}", flush=True)
-    return latencies
-
-
 def stop_group(proc: subprocess.Popen) -> None:
     # latency.stop ignores Ctrl-C and SIGTERM for good: the next size must still be interruptible.
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
@@ -425,7 +406,8 @@ def one_size(args: argparse.Namespace, n: int, tmp: Path) -> dict:
             print(f"  over {len(intervals)} drop sensors ({', '.join(loc + '/' + s for loc, s in intervals)}): mean interval "
                   f"{'>' if bound else ''}{statistics.mean(m for m, _ in intervals.values()):.1f} s", flush=True)
 
-        latencies = drops(args, port, engine, data / "drop" / brand / "main", brand, location, sensor, per_file)
+        latencies = drop_and_time(engine, data / "drop" / brand / "main", brand, brand.upper(), args.files, args.rows,
+                                  per_file, port, sensor, location, jitter=args.jitter)
         row["p50"], row["p90"] = percentile(latencies, 50), percentile(latencies, 90)
         print(f"  drop to row: p50 {row['p50']:.1f} s  p90 {row['p90']:.1f} s  ({args.files} files of {args.rows} rows)  "
               f"(target p50 <= {P50_TARGET:.0f} s: {'holds' if row['p50'] <= P50_TARGET else 'misses'})", flush=True)
@@ -475,8 +457,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brands", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--jitter", type=float, default=SENSOR_LOOP,
+                        help="random pause of up to this many seconds before each drop (default: one sensor loop), so "
+                        "that a file lands at any moment of the sensor's cadence, as a brand's does")
     parser.add_argument("--idle-seconds", type=float, default=60)
-    parser.add_argument("--settle", type=float, default=20, help="seconds after ready before the idle window")
+    parser.add_argument("--settle", type=float, default=120,
+                        help="seconds after ready before the idle window: past the freshness daemon's first look, "
+                        "which writes a state for every asset")
     parser.add_argument("--brands-per-location", type=int, default=0,
                         help="K brands per code location (bspk_pipelines.locations); 0: the repo's workspace.yaml")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout of the project to measure (default: this one)")

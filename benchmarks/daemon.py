@@ -43,7 +43,7 @@ for _path in (str(HERE), str(REPO)):
 
 # benchmarks/ingest.py may import this module at its top, so `ingest` is imported here only
 # inside the functions that need it (a top-level `import ingest` would be circular).
-from latency import LOCATION, Failed, free_port, graphql, stop, wait_until_ready  # noqa: E402
+from latency import LOCATION, SENSOR_LOOP, Failed, free_port, graphql, stop, wait_until_ready  # noqa: E402
 
 from bspk_pipelines.defs import names  # noqa: E402
 from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files  # noqa: E402
@@ -51,7 +51,6 @@ from bspk_pipelines.warehouse.schema import ENTITY_TABLES, files  # noqa: E402
 __all__ = ["DaemonPhase", "Failed", "daemon_deliveries", "daemon_phases"]
 
 POLL = 0.05  # seconds between two looks at the warehouse
-SENSOR_LOOP = 5.0  # Dagster's sensor daemon evaluates sensors at most this often (MIN_INTERVAL_LOOP_TIME)
 # Later than ingest.STAMPS, so these deliveries come after the `bspk sync` phases' files.
 STAMPS = {"redelivery": "202612020200", "delta": "202612020300"}
 DELTA_MONTH = date(2026, 12, 1)  # after the sync delta's 2026-11; the brand's history ends this month

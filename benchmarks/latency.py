@@ -37,6 +37,7 @@ from bspk_pipelines.model.entities import ENTITIES
 REPO = Path(__file__).resolve().parent.parent
 
 LOCATION = "bspk_pipelines"  # workspace.yaml's location_name
+SENSOR_LOOP = 5.0  # Dagster's sensor daemon evaluates sensors at most this often (MIN_INTERVAL_LOOP_TIME)
 
 
 class Failed(Exception):
@@ -153,6 +154,29 @@ def phases(port: int, sensor: str, name: str, appeared: float, readable: float, 
     return "(" + ", ".join(f"{label} {b - a:.1f}s" for label, a, b in zip(labels, marks, marks[1:])) + ")"
 
 
+def drop_and_time(engine: sa.Engine, drop: Path, brand: str, company: str, files: int, rows: int, timeout: float,
+                  port: int, sensor: str, location: str = LOCATION, jitter: float = 0) -> list[float]:
+    """`files` SHOPPER files of `rows` rows dropped into `drop` one at a time (written aside,
+    renamed in, then a `.done` marker), each timed until its rows are in the warehouse and
+    printed with its phases; up to `jitter` seconds' random pause before each (dropping right
+    after the previous file lands locks drops to the sensor's cadence)."""
+    latencies = []
+    first = datetime(2026, 1, 1)
+    for n in range(files):
+        time.sleep(random.uniform(0, jitter))
+        name = f"SHOPPER_V3_{company}_{first + timedelta(minutes=n):%Y%m%d%H%M}.csv"
+        part = drop / f"{name}.part"
+        part.write_text(shopper_file(n, rows))
+        part.rename(drop / name)
+        appeared = time.time()
+        (drop / f"{name}.done").touch()
+        readable = wait_for_rows(engine, brand, name, rows, appeared + timeout)
+        latencies.append(readable - appeared)
+        print(f"  {n + 1:>3}/{files} {name}  {latencies[-1]:5.1f} s  {phases(port, sensor, name, appeared, readable, location)}",
+              flush=True)
+    return latencies
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -226,21 +250,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
         wait_until_ready(proc, port, sensor, started + args.timeout)
         print(f"ready in {time.time() - started:.1f} s", flush=True)
 
-        latencies = []
-        first = datetime(2026, 1, 1)
-        for n in range(args.files):
-            # Dropping right after the previous file lands locks drops to the sensor's cadence.
-            time.sleep(random.uniform(0, args.jitter))
-            name = f"SHOPPER_V3_{company}_{first + timedelta(minutes=n):%Y%m%d%H%M}.csv"
-            part = drop / f"{name}.part"
-            part.write_text(shopper_file(n, args.rows))
-            part.rename(drop / name)
-            appeared = time.time()
-            (drop / f"{name}.done").touch()
-            readable = wait_for_rows(engine, brand, name, args.rows, appeared + args.timeout)
-            latencies.append(readable - appeared)
-            print(f"{n + 1:>3}/{args.files} {name}  {latencies[-1]:5.1f} s  {phases(port, sensor, name, appeared, readable)}",
-                  flush=True)
+        latencies = drop_and_time(engine, drop, brand, company, args.files, args.rows, args.timeout, port, sensor,
+                                  jitter=args.jitter)
         print(f"p50 {percentile(latencies, 50):.1f} s  p90 {percentile(latencies, 90):.1f} s  "
               f"({args.files} files of {args.rows} rows)")
         return 0

@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "brands.py"
 def test_brands_benchmark_runs_over_two_code_locations_and_cleans_up():
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--brands", "4", "--brands-per-location", "2", "--files", "1", "--rows", "5",
-         "--idle-seconds", "6", "--settle", "1"],
+         "--idle-seconds", "6", "--settle", "1", "--jitter", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
