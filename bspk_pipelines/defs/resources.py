@@ -41,7 +41,7 @@ class Initialized:
     """A code location's resources as a run gets them (an `EnvVar` read), made at the first use and
     kept, for the sensors: a sensor that takes Dagster's resources makes a DagsterInstance at every
     tick (its storage opened, its migrations read), and so does initialising a resource (an
-    ephemeral one) — most of an idle code server's time, at a tick every five seconds."""
+    ephemeral one): most of a tick's time in the code server, at a tick every five seconds."""
 
     def __init__(self, resources: dict[str, dg.ConfigurableResource]):
         self._resources = resources
