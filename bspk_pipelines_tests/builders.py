@@ -76,6 +76,23 @@ def postgres_or_skip() -> str:
     return url
 
 
+@contextmanager
+def statements_sent(engine: sa.Engine, naming: str = "") -> Iterator[list[tuple[str, object]]]:
+    """The SQL statements `engine` sends inside the block, with their parameters (those whose text
+    holds `naming`, if given)."""
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if naming in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
 # --- the platform's files and a brand run step by step -------------------------------------------
 
 

@@ -16,7 +16,6 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.instance.ref import InstanceRef
 from dagster._grpc.impl import get_external_sensor_execution
 import pytest
-import sqlalchemy as sa
 
 from bspk_pipelines.defs import names
 from bspk_pipelines.defs.ingest.sensors import load_cursors, look_at_brands
@@ -27,7 +26,7 @@ from bspk_pipelines.ingest.ledger import recorded
 from bspk_pipelines.model.brand import Brand
 from bspk_pipelines.model.brand_file import ConfigError, load_brands
 from bspk_pipelines.warehouse.engine import engine_for
-from bspk_pipelines_tests.builders import NATIVE, TWO_SHOPPERS, tick
+from bspk_pipelines_tests.builders import NATIVE, TWO_SHOPPERS, statements_sent, tick
 
 SHOPPERS = "SHOPPER_V3_Acme_202401010000.csv"
 REPO = Path(__file__).resolve().parent.parent
@@ -76,22 +75,13 @@ def test_one_drop_sensor_and_one_webhook_sensor_serve_every_brand(tmp_path, ware
 
 def test_an_idle_tick_reads_the_database_once_whatever_the_number_of_brands(tmp_path, warehouse_url):
     defs, _ = deployment(tmp_path, warehouse_url, brands_sharing_a_company(30))
-    statements = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    engine = engine_for(warehouse_url)
     first = tick(defs, names.DROP_SENSOR)
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(engine_for(warehouse_url)) as statements:
         idle = tick(defs, names.DROP_SENSOR, first.cursor)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
     assert idle.run_requests == [] and "30 brand(s)" in idle.skip_reason.skip_message
     # The months waiting for every brand in one query; empty drop folders ask the ledger nothing.
-    assert len([s for s in statements if "pending_months" in s]) == 1, statements
-    assert not [s for s in statements if "files" in s], statements
+    assert len([s for s, _ in statements if "pending_months" in s]) == 1, statements
+    assert not [s for s, _ in statements if "files" in s], statements
     assert idle.cursor == "{}"  # thirty idle brands leave no trace in the cursor
 
 
@@ -99,8 +89,8 @@ def test_an_idle_tick_reads_the_database_once_whatever_the_number_of_brands(tmp_
 def test_an_idle_tick_makes_no_dagster_instance(tmp_path, warehouse_url, sensor, monkeypatch):
     """A code server evaluates a tick with the daemon's instance by reference: a sensor that took
     Dagster's resources opened it at every tick (its storage, its migrations read), and one that
-    initialised them made an ephemeral one; so did looking at the tick's log. That was most of an
-    idle code server's time. (A tick that requests runs opens it: Dagster checks their partitions
+    initialised them made an ephemeral one; so did looking at the tick's log. That was most of a
+    tick's time in the code server. (A tick that requests runs opens it: Dagster checks their partitions
     there.) Opening the instance of an empty DAGSTER_HOME creates its storage there."""
     defs, data = deployment(tmp_path, warehouse_url, brands_sharing_a_company(2))
     (data / "drop" / "b001" / SHOPPERS).write_text(TWO_SHOPPERS)
@@ -126,21 +116,12 @@ def test_an_idle_webhook_tick_reads_the_database_a_few_times_whatever_the_number
     """The webhook sensor's idle tick asked, for each brand, whether its endpoints had changed,
     whether it had events to fan out and how many deliveries it had: three queries a brand."""
     defs, _ = deployment(tmp_path, warehouse_url, brands_sharing_a_company(30))
-    engine = engine_for(warehouse_url)
     first = tick(defs, names.WEBHOOK_SENSOR)
-    statements = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(engine_for(warehouse_url)) as statements:
         idle = tick(defs, names.WEBHOOK_SENSOR, first.cursor)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
     assert idle.run_requests == [] and idle.asset_events == []
     # Endpoints, events to fan out, deliveries due, deliveries by status (SQLite adds its BEGINs).
-    assert len([s for s in statements if s != "BEGIN"]) == 4, statements
+    assert len([s for s, _ in statements if s != "BEGIN"]) == 4, statements
 
 
 class Log:

@@ -175,6 +175,28 @@ def test_fan_out_by_subscription_alias(warehouse_url, receiver, monkeypatch):
     assert all(a.verified for a in receiver.arrivals)
 
 
+def test_one_tick_for_several_brands_syncs_fans_out_and_counts_each_its_own(warehouse_url, receiver, monkeypatch):
+    """The sensor asks about every brand of its location in one query each (whose endpoints
+    changed, who has events to fan out, the counts by brand): each brand still gets its own."""
+    engine = engine_for(warehouse_url)
+    clock = FakeClock()
+    quiet, busy, moved = (brand_for(receiver, monkeypatch) for _ in range(3))
+    first = deliver(engine, [quiet, busy, moved], clock=clock)
+    assert first.endpoints_changed == 3 and first.attempted == 0
+    emit(engine, busy, "C1", 1, clock(), origin="platform")
+    moved = moved.model_copy(update={"webhooks": moved.webhooks.model_copy(update={"endpoints": [
+        moved.webhooks.endpoints[0].model_copy(update={"events": ["client.updated", "client.created"]})]})})
+    report = deliver(engine, [quiet, busy, moved], clock=clock)
+    assert report.endpoints_changed == 1 and endpoint(engine, moved, receiver.url)["events"] == \
+        '["client.updated", "client.created"]'
+    assert report.events_fanned_out == 1 and report.delivered == 1
+    assert [d["brand"] for d in deliveries(engine, busy)] == [busy.brand]
+    assert deliveries(engine, quiet) == [] and deliveries(engine, moved) == []
+    assert report.counts_by_brand == {quiet.brand: {"pending": 0, "delivered": 0, "rejected": 0, "dead": 0},
+                                      busy.brand: {"pending": 0, "delivered": 1, "rejected": 0, "dead": 0},
+                                      moved.brand: {"pending": 0, "delivered": 0, "rejected": 0, "dead": 0}}
+
+
 def test_an_idle_tick_takes_no_write_lock(warehouse_url, receiver, monkeypatch):
     """With nothing new, `deliver` only reads: a sensor tick never waits behind a long apply."""
     engine = engine_for(warehouse_url)
