@@ -10,9 +10,10 @@ For each `--brands N` in turn, in a fresh temporary folder: N minimal native bra
   the max over the locations and their sum, with the imports of dagster and bspk_pipelines alone
   for reference;
 - `dagster dev` (its own process group, stopped whole): once every location is loaded and the
-  drop sensor watching b000 has ticked, and `--settle` seconds more, the CPU of every process in
-  the group over `--idle-seconds` (from /proc/<pid>/stat), as % of one core, by kind: daemon, code
-  servers, webserver, others (run workers, `dagster dev` itself);
+  drop sensor watching b000 has ticked, and `--settle` (240) seconds more, the CPU of every process
+  in the group over `--idle-seconds` (300; from /proc/<pid>/stat), as % of one core, by kind: daemon, code
+  servers, webserver, others (run workers, `dagster dev` itself); over a window of several minutes,
+  daemon plus code servers minute by minute too;
 - the mean interval between the ticks of b000's drop sensor in that window, and over a few
   brands' drop sensors (every location's, with several locations);
 - `--files` SHOPPER files of `--rows` rows dropped one at a time into b000 (as latency.py), each
@@ -285,19 +286,28 @@ def short(cmd: str) -> str:
     return " ".join(w for w in words[:4] if not w.startswith("-")) or cmd[:40]
 
 
-def idle_cpu(pgid: int, seconds: float) -> dict:
+def idle_cpu(pgid: int, seconds: float, step: float = 60) -> dict:
     """% of one core by kind of process over `seconds`; a process that starts in the window counts
-    from zero, one that ends counts until its last sample (every second)."""
+    from zero, one that ends counts until its last sample (every second). "steps": daemon plus code
+    servers in each `step` seconds of the window, since Dagster's work comes in bursts (its daemon
+    refetches every location's definitions about once a minute, one location after another)."""
     first = {key: ticks_ for key, (_cmd, ticks_) in group_processes(pgid).items()}
     last: dict[tuple[int, str], tuple[str, int]] = {}
-    start = time.time()
+    start = step_start = time.time()
+    step_first = dict(first)
+    steps = []
     while True:
         last.update(group_processes(pgid))
-        if time.time() - start >= seconds:
+        now = time.time()
+        if now - step_start >= step or now - start >= seconds:
+            steps.append(sum(ticks_ - step_first.get(key, 0) for key, (cmd, ticks_) in last.items()
+                             if kind(cmd) in ("daemon", "code servers")) / CLK_TCK / (now - step_start) * 100)
+            step_start, step_first = now, {key: ticks_ for key, (_cmd, ticks_) in last.items()}
+        if now - start >= seconds:
             break
         time.sleep(1)
     wall = time.time() - start
-    cpu: dict = {"daemon": 0.0, "code servers": 0.0, "webserver": 0.0, "others": 0.0, "processes": []}
+    cpu: dict = {"daemon": 0.0, "code servers": 0.0, "webserver": 0.0, "others": 0.0, "processes": [], "steps": steps}
     count = 0
     for key, (cmd, ticks_) in sorted(last.items()):
         k = kind(cmd)
@@ -387,6 +397,8 @@ def one_size(args: argparse.Namespace, n: int, tmp: Path) -> dict:
               f"{cpu['code servers']:.1f} ({cpu['code server processes']} processes), webserver {cpu['webserver']:.1f}, "
               f"others {cpu['others']:.1f}  (target daemon + code servers <= {IDLE_TARGET:.0f}%: "
               f"{'holds' if idle <= IDLE_TARGET else 'misses'}, {idle:.1f}%)", flush=True)
+        if len(cpu["steps"]) > 1:
+            print(f"    daemon + code servers minute by minute: {', '.join(f'{x:.1f}' for x in cpu['steps'])}%", flush=True)
         print(f"    by process: {'; '.join(cpu['processes'])}", flush=True)
 
         intervals = {}
@@ -460,10 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=SENSOR_LOOP,
                         help="random pause of up to this many seconds before each drop (default: one sensor loop), so "
                         "that a file lands at any moment of the sensor's cadence, as a brand's does")
-    parser.add_argument("--idle-seconds", type=float, default=60)
-    parser.add_argument("--settle", type=float, default=120,
+    parser.add_argument("--idle-seconds", type=float, default=300,
+                        help="the idle window, reported minute by minute too: one minute at 200 brands ranges from "
+                        "40 to 92%% of a core, as Dagster's refetch of the definitions comes and goes")
+    parser.add_argument("--settle", type=float, default=240,
                         help="seconds after ready before the idle window: past the freshness daemon's first look, "
-                        "which writes a state for every asset")
+                        "which writes a state for every asset (until about 300 s after start at 200 brands)")
     parser.add_argument("--brands-per-location", type=int, default=0,
                         help="K brands per code location (bspk_pipelines.locations); 0: the repo's workspace.yaml")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout of the project to measure (default: this one)")

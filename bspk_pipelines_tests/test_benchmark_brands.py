@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.brands import idle_cpu
 from bspk_pipelines_tests.test_benchmark_latency import live_members
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "brands.py"
@@ -38,3 +39,20 @@ def test_brands_benchmark_runs_over_two_code_locations_and_cleans_up():
     assert re.search(r"drop to row: p50 \d+\.\d s", out), out
     for group in re.findall(r"process group (\d+)", out):
         assert not live_members(int(group)), f"dagster processes survived the benchmark\n{out}\n{err}"
+
+
+def test_idle_cpu_reports_each_step_of_its_window(tmp_path):
+    """A process named like the daemon that uses half a second of CPU at its start and then
+    sleeps: that half second lands in the window's first steps, none in its last."""
+    script = tmp_path / "dagster-daemon"
+    script.write_text("import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    try:
+        cpu = idle_cpu(proc.pid, 3, step=1)
+    finally:
+        proc.kill()
+        proc.wait()
+    steps = cpu["steps"]
+    assert len(steps) >= 3, cpu
+    assert steps[0] > 15 and steps[-1] < 5, cpu
+    assert 10 < cpu["daemon"] < 30 and cpu["code servers"] == 0, cpu
